@@ -1,0 +1,103 @@
+"""Client-side rate-limit buckets learnt from response headers.
+
+Discord (and Mautic with its rate limiter on) announce their limits in
+`X-RateLimit-*` headers. Waiting *before* a bucket is empty costs a sleep;
+hitting it costs a 429, and Discord bans IPs that collect too many. So every
+response updates a bucket and every request reserves a slot in it first.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+
+@dataclass
+class _Bucket:
+    limit: int | None
+    remaining: int
+    reset_at: float  # monotonic seconds
+
+
+class BucketLimiter:
+    """Tracks `X-RateLimit-*` buckets; thread-safe.
+
+    `route_key` maps (method, path) to the key a vendor rate-limits on (for
+    Discord: the route with its major parameter). Responses tell which shared
+    bucket (`X-RateLimit-Bucket`) a route belongs to.
+    """
+
+    def __init__(
+        self,
+        route_key: Callable[[str, str], str] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._route_key = route_key or (lambda method, path: f"{method} {path}")
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._route_to_bucket: dict[str, str] = {}
+        self._buckets: dict[str, _Bucket] = {}
+        self._global_until = 0.0
+
+    def _bucket_id(self, route: str) -> str:
+        return self._route_to_bucket.get(route, route)
+
+    def reserve(self, method: str, path: str) -> float:
+        """Reserve a slot for a request; return how long to wait first (seconds)."""
+        route = self._route_key(method, path)
+        with self._lock:
+            now = self._clock()
+            wait = max(0.0, self._global_until - now)
+            bucket = self._buckets.get(self._bucket_id(route))
+            if bucket is None:
+                return wait
+            if now >= bucket.reset_at:
+                # The window has rolled over: no constraint until a response
+                # tells the new state of the bucket.
+                del self._buckets[self._bucket_id(route)]
+                return wait
+            if bucket.remaining > 0:
+                bucket.remaining -= 1
+                return wait
+            wait = max(wait, bucket.reset_at - now)
+            return wait
+
+    def update(self, method: str, path: str, status: int, headers: Mapping[str, str]) -> None:
+        """Learn from a response's headers (any status)."""
+        route = self._route_key(method, path)
+        remaining = _number(headers.get("x-ratelimit-remaining"))
+        reset_after = _number(headers.get("x-ratelimit-reset-after"))
+        if reset_after is None:
+            reset_at_epoch = _number(headers.get("x-ratelimit-reset"))
+            if reset_at_epoch is not None:
+                # Mautic sends an epoch, Discord an epoch with decimals.
+                reset_after = max(0.0, reset_at_epoch - time.time())
+        limit = _number(headers.get("x-ratelimit-limit"))
+        bucket_name = headers.get("x-ratelimit-bucket")
+        with self._lock:
+            now = self._clock()
+            if status == 429 and headers.get("x-ratelimit-global", "").lower() == "true":
+                retry_after = _number(headers.get("retry-after")) or 1.0
+                self._global_until = max(self._global_until, now + retry_after)
+            if bucket_name:
+                self._route_to_bucket[route] = bucket_name
+            if remaining is None or reset_after is None:
+                return
+            key = self._bucket_id(route)
+            self._buckets[key] = _Bucket(
+                limit=int(limit) if limit is not None else None,
+                remaining=int(remaining),
+                reset_at=now + reset_after,
+            )
+
+
+def _number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None

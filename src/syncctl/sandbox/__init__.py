@@ -1,0 +1,1 @@
+"""Local emulators of the five vendor APIs (the embedded default and the test double)."""

@@ -1,0 +1,37 @@
+"""Suite-wide fixtures: instant backoff and no stray environment."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from syncctl import http
+
+
+@pytest.fixture(autouse=True)
+def _instant_backoff() -> Iterator[None]:
+    """Retries happen at once; vendor-requested waits (Retry-After) still apply."""
+    http.set_testing(True)
+    yield
+    http.set_testing(False)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No secret or config from the developer's shell leaks into a test."""
+    for name in (
+        "STRIPE_API_KEY",
+        "MAUTIC_USERNAME",
+        "MAUTIC_PASSWORD",
+        "DISCORD_BOT_TOKEN",
+        "SHOPWARE_CLIENT_ID",
+        "SHOPWARE_CLIENT_SECRET",
+        "ESPOCRM_API_KEY",
+        "SYNCCTL_CODE_SECRET",
+        "SYNCCTL_CONFIG",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "160")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg")))
