@@ -264,8 +264,9 @@ class ServiceHTTP:
         self, attempt: Callable[[], httpx.Response], *, return_last_response: bool = False
     ) -> httpx.Response:
         policy = self.retry
-        backoff = tenacity.wait_exponential_jitter(
-            initial=policy.backoff_initial, max=policy.backoff_max
+        # "Full jitter" exponential backoff: spreads retries of parallel callers.
+        backoff = tenacity.wait_random_exponential(
+            multiplier=policy.backoff_initial, max=policy.backoff_max
         )
 
         def wait(state: tenacity.RetryCallState) -> float:

@@ -1,0 +1,355 @@
+"""Loading and validating the TOML config and the secrets.
+
+Everything is checked at load, before any call to a vendor: a run that would
+fail half-way because of a typo in a channel id must fail at once instead,
+with one line naming the file, the key and the fix. pydantic does the
+validation (types, unknown keys, defaults); this module turns its reports
+into those lines.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+
+from syncctl.errors import ConfigError
+
+
+SECRET_NAMES = (
+    "STRIPE_API_KEY",
+    "MAUTIC_USERNAME",
+    "MAUTIC_PASSWORD",
+    "DISCORD_BOT_TOKEN",
+    "SHOPWARE_CLIENT_ID",
+    "SHOPWARE_CLIENT_SECRET",
+    "ESPOCRM_API_KEY",
+    "SYNCCTL_CODE_SECRET",
+)
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http(s) URL such as https://example.org")
+    if parts.query or parts.fragment:
+        raise ValueError("must not carry a query string or fragment")
+    return value.rstrip("/")
+
+
+def _snowflake(value: str) -> str:
+    if not re.fullmatch(r"\d{15,21}", value):
+        raise ValueError("must be a Discord channel id (15 to 21 digits; Developer Mode > Copy ID)")
+    return value
+
+
+def _shopware_id(value: str) -> str:
+    if not re.fullmatch(r"[0-9a-fA-F]{32}", value):
+        raise ValueError("must be a Shopware id: 32 hexadecimal characters")
+    return value.lower()
+
+
+def _alias(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9_]+", value):
+        raise ValueError("must be a Mautic field alias (lower-case letters, digits, _)")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+Snowflake = Annotated[str, AfterValidator(_snowflake)]
+ShopwareId = Annotated[str, AfterValidator(_shopware_id)]
+Alias = Annotated[str, AfterValidator(_alias)]
+EmailId = Annotated[int, Field(gt=0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class StripeSettings(_Section):
+    api_base: HttpUrl = "https://api.stripe.com"
+    vip_price_ids: list[Annotated[str, Field(pattern=r"^price_\w+$")]] = []
+    vip_product_ids: list[Annotated[str, Field(pattern=r"^prod_\w+$")]] = []
+    lookback_hours: Annotated[int, Field(ge=1, le=24 * 30)] = 26
+    #: Incremental reads: "events" (Events API, cheapest) or "sessions".
+    incremental_source: Literal["events", "sessions"] = "events"
+
+    @model_validator(mode="after")
+    def _some_vip_id(self) -> StripeSettings:
+        if not self.vip_price_ids and not self.vip_product_ids:
+            raise ValueError("set vip_price_ids or vip_product_ids: otherwise nothing is VIP")
+        return self
+
+
+class MauticFields(_Section):
+    vip_status: Alias = "vip_status"
+    promo_code: Alias = "promo_code"
+    invite_link_vip: Alias = "discord_invite_link_vip"
+    invite_link_basic: Alias = "discord_invite_link_basic"
+    opt_in_confirmed: Alias = "opt_in_confirmed"
+
+
+class MauticSettings(_Section):
+    base_url: HttpUrl
+    invite_email_vip: EmailId
+    invite_email_basic: EmailId
+    coupon_email: EmailId
+    coupon_email_requires_opt_in: bool = False
+    fields: MauticFields = MauticFields()
+
+
+class DiscordSettings(_Section):
+    api_base: HttpUrl = "https://discord.com/api/v10"
+    vip_channel_id: Snowflake
+    basic_channel_id: Snowflake
+    invite_max_age: Annotated[int, Field(ge=0, le=604800)] = 0
+
+    @model_validator(mode="after")
+    def _distinct_channels(self) -> DiscordSettings:
+        if self.vip_channel_id == self.basic_channel_id:
+            raise ValueError("vip_channel_id and basic_channel_id must be different channels")
+        return self
+
+
+class ShopwareSettings(_Section):
+    base_url: HttpUrl
+    vip_promotion_id: ShopwareId
+    code_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{0,20}$")] = "VIP-"
+
+
+class EspoSettings(_Section):
+    base_url: HttpUrl
+    lead_source: str = "Campaign"
+
+
+class RunSettings(_Section):
+    state_dir: str = "~/.local/state/syncctl"
+    max_actions: Annotated[int, Field(ge=1)] = 500
+    #: Calls in flight at once per service (buckets and 429s still rule).
+    concurrency: Annotated[int, Field(ge=1, le=32)] = 4
+    timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 30.0
+    retries: Annotated[int, Field(ge=0, le=10)] = 3
+
+    @property
+    def state_path(self) -> Path:
+        return Path(os.path.expandvars(self.state_dir)).expanduser()
+
+
+class Settings(_Section):
+    stripe: StripeSettings
+    mautic: MauticSettings
+    discord: DiscordSettings
+    shopware: ShopwareSettings
+    espocrm: EspoSettings
+    run: RunSettings = RunSettings()
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """The credentials, from the environment or a .env file. Never printed."""
+
+    values: Mapping[str, SecretStr]
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def get(self, name: str) -> str:
+        secret = self.values.get(name)
+        if secret is None or not secret.get_secret_value():
+            raise ConfigError(
+                f"secret {name} is not set",
+                hint=f"export {name}=... or add it to the .env file (see `syncctl init`)",
+            )
+        return secret.get_secret_value()
+
+    def missing(self, names: tuple[str, ...] = SECRET_NAMES) -> list[str]:
+        return [n for n in names if not (n in self.values and self.values[n].get_secret_value())]
+
+    def require(self, names: tuple[str, ...] = SECRET_NAMES) -> None:
+        for name in names:
+            self.get(name)
+
+    def __repr__(self) -> str:
+        return f"Secrets({sorted(self.values)})"
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated config file and the secrets that go with it."""
+
+    settings: Settings
+    secrets: Secrets
+    path: Path
+
+    def secret(self, name: str) -> str:
+        return self.secrets.get(name)
+
+
+# -- locating files -----------------------------------------------------------
+
+
+def user_config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "syncctl" / "config.toml"
+
+
+def find_config(explicit: Path | None) -> Path:
+    """--config, else $SYNCCTL_CONFIG, else ./syncctl.toml, else the user config dir."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"{explicit}: config file not found", hint="check the --config path")
+        return explicit
+    from_env = os.environ.get("SYNCCTL_CONFIG")
+    if from_env:
+        path = Path(from_env).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                f"{path}: config file not found (from $SYNCCTL_CONFIG)",
+                hint="fix or unset SYNCCTL_CONFIG",
+            )
+        return path
+    for candidate in (Path("syncctl.toml"), user_config_path()):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"no config file: looked for --config, $SYNCCTL_CONFIG, ./syncctl.toml and "
+        f"{user_config_path()}",
+        hint="run `syncctl init` to write one, or `syncctl demo` to try the sandbox",
+    )
+
+
+# -- reading ------------------------------------------------------------------
+
+
+def read_settings(path: Path) -> Settings:
+    """Parse and validate one TOML file; raise ConfigError with one line."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}", hint="fix the syntax there") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(path, exc, raw)) from None
+
+
+def _describe(path: Path, exc: ValidationError, raw: Mapping[str, Any]) -> str:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    loc = [str(part) for part in first["loc"] if not isinstance(part, int)]
+    index = next((part for part in first["loc"] if isinstance(part, int)), None)
+    kind = first["type"]
+    more = (
+        f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+        if len(errors) > 1
+        else ""
+    )
+    if kind == "extra_forbidden":
+        *section, key = loc
+        if not section:
+            known = ", ".join(f"[{name}]" for name in Settings.model_fields)
+            return f"{path}: unknown section [{key}] (known sections: {known}){more}"
+        model = _model_at(section)
+        known = ", ".join(model.model_fields) if model else ""
+        return f"{path}: [{'.'.join(section)}] unknown key '{key}' (known keys: {known}){more}"
+    if not loc:
+        return f"{path}: {first['msg']}{more}"
+    if kind == "missing":
+        if len(loc) == 1:
+            return f"{path}: section [{loc[0]}] is missing: copy it from config.example.toml{more}"
+        return f"{path}: [{'.'.join(loc[:-1])}] {loc[-1]} is required{more}"
+    where = f"[{'.'.join(loc[:-1])}] {loc[-1]}" if len(loc) > 1 else f"[{loc[0]}]"
+    if index is not None:
+        where += f"[{index}]"
+    message = (
+        first["msg"]
+        .removeprefix("Value error, ")
+        .replace("Input should be", "must be")
+        .replace("String should match pattern", "must match the pattern")
+    )
+    if "input" in first and kind not in ("missing",) and not isinstance(first["input"], dict):
+        got = first["input"]
+        message += f" (got {got!r})"
+    if len(loc) == 1 and kind == "value_error":
+        return f"{path}: [{loc[0]}] {message}{more}"
+    return f"{path}: {where} {message}{more}"
+
+
+def _model_at(section: list[str]) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = Settings
+    for name in section:
+        if model is None:
+            return None
+        info = model.model_fields.get(name)
+        annotation = info.annotation if info else None
+        model = (
+            annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel)
+            else None
+        )
+    return model
+
+
+def read_secrets(env_file: Path | None, environ: Mapping[str, str] | None = None) -> Secrets:
+    """Secrets from the environment, falling back to a .env file (env wins)."""
+    environ = os.environ if environ is None else environ
+    file_values: dict[str, str] = {}
+    if env_file is not None:
+        if not env_file.is_file():
+            raise ConfigError(f"{env_file}: env file not found", hint="check the --env-file path")
+        file_values = _parse_env_file(env_file)
+    elif Path(".env").is_file():
+        env_file = Path(".env")
+        file_values = _parse_env_file(env_file)
+    values: dict[str, SecretStr] = {}
+    sources: dict[str, str] = {}
+    for name in SECRET_NAMES:
+        if environ.get(name):
+            values[name] = SecretStr(environ[name])
+            sources[name] = "environment"
+        elif file_values.get(name):
+            values[name] = SecretStr(file_values[name])
+            sources[name] = str(env_file)
+    return Secrets(values, sources)
+
+
+def _parse_env_file(path: Path) -> dict[str, str]:
+    from dotenv.parser import parse_stream
+
+    values: dict[str, str] = {}
+    try:
+        with path.open(encoding="utf-8") as stream:
+            for binding in parse_stream(stream):
+                if binding.error:
+                    line = binding.original.line
+                    raise ConfigError(
+                        f"{path} line {line}: cannot parse this line",
+                        hint="each line must be NAME=value (quote values with spaces)",
+                    )
+                if binding.key is not None and binding.value is not None:
+                    values[binding.key] = binding.value
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    return values
+
+
+def load(config_path: Path | None = None, env_file: Path | None = None) -> Config:
+    path = find_config(config_path)
+    settings = read_settings(path)
+    secrets = read_secrets(env_file)
+    return Config(settings=settings, secrets=secrets, path=path)
