@@ -30,7 +30,6 @@ from pydantic import (
 
 from syncctl.errors import ConfigError
 
-
 SECRET_NAMES = (
     "STRIPE_API_KEY",
     "MAUTIC_USERNAME",

@@ -1,0 +1,203 @@
+"""The reconciler's view of the world: observed state and planned actions.
+
+These types are plain data, independent of any vendor client: `observe`
+builds a `Snapshot` from the services and the journal, `plan` turns it into a
+`Plan`, `apply` executes it, `render` shows it. Keeping them vendor-free is what
+lets the planner be tested without HTTP.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+
+
+def normalize_email(value: str | None) -> str | None:
+    """Emails are compared case-insensitively everywhere (desired-state: Inputs)."""
+    if value is None:
+        return None
+    value = value.strip().lower()
+    return value or None
+
+
+def is_valid_email(value: str) -> bool:
+    return bool(_EMAIL.match(value.strip()))
+
+
+class Tier(StrEnum):
+    VIP = "vip"
+    BASIC = "basic"
+
+    @property
+    def other(self) -> Tier:
+        return Tier.BASIC if self is Tier.VIP else Tier.VIP
+
+
+@dataclass(frozen=True)
+class Purchase:
+    """A Stripe Checkout Session, reduced to what the rules look at."""
+
+    session_id: str
+    email: str | None  # normalized
+    name: str | None
+    created: int
+    vip: bool  # a line item has a configured VIP price or product
+    paid: bool  # status complete and payment_status paid / no_payment_required
+    code: str  # the coupon code derived from the session id
+
+    @property
+    def is_vip_purchase(self) -> bool:
+        return self.vip and self.paid and self.email is not None
+
+
+@dataclass(frozen=True)
+class Contact:
+    """A Mautic contact, with the custom fields resolved from their aliases."""
+
+    id: int
+    email: str | None  # normalized
+    firstname: str
+    lastname: str
+    vip: bool
+    promo_code: str
+    link_vip: str
+    link_basic: str
+    opt_in: bool
+    date_modified: datetime | None = None
+
+    def link(self, tier: Tier) -> str:
+        return self.link_vip if tier is Tier.VIP else self.link_basic
+
+
+@dataclass(frozen=True)
+class Invite:
+    """A live Discord invite in one of the campaign channels."""
+
+    code: str
+    channel_id: str
+    created_at: datetime | None
+    inviter_id: str | None = None
+    uses: int = 0
+    max_uses: int = 0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one run observed, plus what the journal knows was done.
+
+    Collections cover the run's scope: everything on `--full`, the changed
+    items (and the pending retries) on an incremental run.
+    """
+
+    purchases: tuple[Purchase, ...] = ()
+    contacts: tuple[Contact, ...] = ()
+    #: Coupon codes known to exist in the VIP promotion.
+    existing_codes: frozenset[str] = frozenset()
+    #: Normalized emails that have an EspoCRM lead.
+    leads: frozenset[str] = frozenset()
+    #: Mail keys (`mail:<email-id>:<contact-id>:<code-or-link-code>`) already sent.
+    sent: frozenset[str] = frozenset()
+    #: Invite code syncctl last stored for (contact id, tier): to revoke it
+    #: when an operator clears the field (rule 13).
+    issued: Mapping[tuple[int, Tier], str] = field(default_factory=dict)
+    #: Per normalized email, the latest VIP purchase known (scope + journal),
+    #: whose code belongs in `promo_code` (rule 2).
+    latest_purchase: Mapping[str, Purchase] = field(default_factory=dict)
+    #: Live invites of syncctl's in the campaign channels, when observed (full
+    #: audits): to revoke orphans (rule 14). None: not observed this run.
+    invites: Mapping[str, Invite] | None = None
+    full: bool = False
+
+
+class ActionKind(StrEnum):
+    COUPON = "create_coupon"
+    CONTACT_CREATE = "create_contact"
+    CONTACT_UPDATE = "update_contact"
+    UNSET_LINK = "clear_link"
+    REVOKE = "revoke_invite"
+    INVITE = "issue_invite"
+    MAIL = "send_email"
+    LEAD = "create_lead"
+
+
+SYSTEM_OF = {
+    ActionKind.COUPON: "shopware",
+    ActionKind.CONTACT_CREATE: "mautic",
+    ActionKind.CONTACT_UPDATE: "mautic",
+    ActionKind.UNSET_LINK: "mautic",
+    ActionKind.REVOKE: "discord",
+    ActionKind.INVITE: "discord",
+    ActionKind.MAIL: "mautic",
+    ActionKind.LEAD: "espocrm",
+}
+
+
+@dataclass(frozen=True)
+class Action:
+    """One change to one system, keyed stably across runs.
+
+    The key is the journal key, the audit row and the plan row. `params` holds
+    what `apply` needs; `before`/`after` are what a person reads in the plan.
+    """
+
+    kind: ActionKind
+    key: str
+    subject: str  # the person (email) it is for
+    reason: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    before: Mapping[str, Any] = field(default_factory=dict)
+    after: Mapping[str, Any] = field(default_factory=dict)
+    depends_on: tuple[str, ...] = ()
+
+    @property
+    def system(self) -> str:
+        return SYSTEM_OF[self.kind]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "kind": str(self.kind),
+            "system": self.system,
+            "subject": self.subject,
+            "reason": self.reason,
+            "before": dict(self.before),
+            "after": dict(self.after),
+            "depends_on": list(self.depends_on),
+        }
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something the plan could not act on, that an operator should know."""
+
+    subject: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"subject": self.subject, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...] = ()
+    notes: tuple[Note, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.actions
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(a.system for a in self.actions))
+
+    def by_key(self) -> dict[str, Action]:
+        return {a.key: a for a in self.actions}

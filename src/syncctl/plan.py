@@ -1,0 +1,386 @@
+"""The planner: observed state in, the list of missing actions out.
+
+A pure function of the `Snapshot` and the settings (no I/O, no clock), so
+every rule of design/desired-state.md is testable on plain data, and a dry
+run shows exactly what a real run would do. Rule numbers below refer to that
+file.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from syncctl.codes import invite_code, invite_url
+from syncctl.config import Settings
+from syncctl.model import (
+    Action,
+    ActionKind,
+    Contact,
+    Note,
+    Plan,
+    Purchase,
+    Snapshot,
+    Tier,
+)
+
+NEW = "new"  # stands for an id that only exists once an earlier action ran
+
+
+def invite_email_id(settings: Settings, tier: Tier) -> int:
+    m = settings.mautic
+    return m.invite_email_vip if tier is Tier.VIP else m.invite_email_basic
+
+
+def channel_id(settings: Settings, tier: Tier) -> str:
+    d = settings.discord
+    return d.vip_channel_id if tier is Tier.VIP else d.basic_channel_id
+
+
+def mail_key(email_id: int, contact_id: int | str, ref: str) -> str:
+    return f"mail:{email_id}:{contact_id}:{ref}"
+
+
+def split_name(name: str | None) -> tuple[str, str]:
+    """Stripe captures one name; Mautic and Espo want first and last."""
+    parts = (name or "").split()
+    if not parts:
+        return "", ""
+    return " ".join(parts[:-1]) if len(parts) > 1 else parts[0], parts[-1] if len(parts) > 1 else ""
+
+
+class _Planner:
+    def __init__(self, snapshot: Snapshot, settings: Settings) -> None:
+        self.s = snapshot
+        self.settings = settings
+        self.actions: dict[str, Action] = {}
+        self.notes: list[Note] = []
+        self.contacts_by_email: dict[str, list[Contact]] = defaultdict(list)
+        for contact in sorted(snapshot.contacts, key=lambda c: c.id):
+            if contact.email:
+                self.contacts_by_email[contact.email].append(contact)
+        #: contact id -> key of the action making it VIP this run
+        self.promoting: dict[int, str] = {}
+        self.leads_planned: set[str] = set()
+
+    def add(self, action: Action) -> str:
+        self.actions.setdefault(action.key, action)
+        return action.key
+
+    def note(self, subject: str, message: str) -> None:
+        self.notes.append(Note(subject, message))
+
+    # -- purchases: rules 1-6 -------------------------------------------------
+
+    def purchases(self) -> None:
+        for p in self.s.purchases:
+            if p.vip and p.paid and p.email is None:
+                self.note(p.session_id, "paid VIP purchase without an email: nothing can be sent")
+        vip = sorted(
+            (p for p in self.s.purchases if p.is_vip_purchase),
+            key=lambda p: (p.created, p.session_id),
+        )
+        for p in vip:
+            self.coupon(p)
+        by_email: dict[str, list[Purchase]] = defaultdict(list)
+        for p in vip:
+            assert p.email is not None
+            by_email[p.email].append(p)
+        for email, bought in by_email.items():
+            contact_ref, contact_dep, opted_in = self.vip_contact(email, bought)
+            for p in bought:
+                self.coupon_mail(p, contact_ref, contact_dep, opted_in)
+
+    def coupon(self, p: Purchase) -> None:
+        """Rule 1: one code per purchase in the VIP promotion."""
+        if p.code in self.s.existing_codes:
+            return
+        assert p.email is not None
+        self.add(
+            Action(
+                ActionKind.COUPON,
+                f"coupon:{p.session_id}",
+                p.email,
+                "paid VIP purchase has no coupon code in the VIP promotion",
+                params={
+                    "session_id": p.session_id,
+                    "code": p.code,
+                    "promotion_id": self.settings.shopware.vip_promotion_id,
+                },
+                after={"code": p.code},
+            )
+        )
+
+    def _planned(self, *keys: str) -> tuple[str, ...]:
+        return tuple(k for k in keys if k in self.actions)
+
+    def vip_contact(self, email: str, bought: list[Purchase]) -> tuple[int | str, str, bool]:
+        """Rule 2: the buyer's contact exists, is VIP and holds the latest code.
+
+        Returns the contact id (or NEW), the key of the action that makes it
+        so ("" when nothing is needed) and whether the contact opted in.
+        """
+        latest = max(bought, key=lambda p: (p.created, p.session_id))
+        known = self.s.latest_purchase.get(email)
+        if known is not None and (known.created, known.session_id) > (
+            latest.created,
+            latest.session_id,
+        ):
+            latest = known
+        # Rule 4: a code goes into Mautic only once it exists in Shopware.
+        deps = self._planned(f"coupon:{latest.session_id}")
+        contacts = self.contacts_by_email.get(email, [])
+        if len(contacts) > 1:
+            self.note(
+                email,
+                f"{len(contacts)} Mautic contacts share this email; using id {contacts[0].id}",
+            )
+        if not contacts:
+            first, last = split_name(latest.name)
+            key = self.add(
+                Action(
+                    ActionKind.CONTACT_CREATE,
+                    f"contact:{email}",
+                    email,
+                    "VIP buyer is not in Mautic",
+                    params={
+                        "email": email,
+                        "firstname": first,
+                        "lastname": last,
+                        "vip_status": True,
+                        "promo_code": latest.code,
+                    },
+                    after={"vip_status": True, "promo_code": latest.code},
+                    depends_on=deps,
+                )
+            )
+            return NEW, key, False
+        contact = contacts[0]
+        changes: dict[str, object] = {}
+        before: dict[str, object] = {}
+        if not contact.vip:
+            changes["vip_status"], before["vip_status"] = True, False
+        if contact.promo_code != latest.code:
+            changes["promo_code"], before["promo_code"] = latest.code, contact.promo_code
+        if not changes:
+            return contact.id, "", contact.opt_in
+        key = self.add(
+            Action(
+                ActionKind.CONTACT_UPDATE,
+                f"vip:{contact.id}:{latest.code}",
+                email,
+                "VIP buyer's contact lacks the VIP flag or the latest coupon code",
+                params={"contact_id": contact.id, "changes": changes},
+                before=before,
+                after=changes,
+                depends_on=deps,
+            )
+        )
+        self.promoting[contact.id] = key
+        return contact.id, key, contact.opt_in
+
+    def coupon_mail(
+        self, p: Purchase, contact_ref: int | str, contact_dep: str, opted_in: bool
+    ) -> None:
+        """Rules 3, 4 and 6: the coupon email, once per purchase, carrying its code."""
+        assert p.email is not None
+        email_id = self.settings.mautic.coupon_email
+        key = mail_key(email_id, contact_ref, p.code)
+        if key in self.s.sent:
+            return
+        if self.settings.mautic.coupon_email_requires_opt_in and not opted_in:
+            self.note(p.email, f"coupon email for {p.session_id} waits for opt-in")
+            return
+        deps = (*self._planned(f"coupon:{p.session_id}"), *((contact_dep,) if contact_dep else ()))
+        self.add(
+            Action(
+                ActionKind.MAIL,
+                key,
+                p.email,
+                "coupon email for this purchase was never sent",
+                params={
+                    "email_id": email_id,
+                    "contact_id": contact_ref,
+                    "email": p.email,
+                    "tokens": {"promo_code": p.code},
+                    "ref": p.code,
+                    "purpose": "coupon",
+                },
+                after={"email": "coupon", "promo_code": p.code},
+                depends_on=deps,
+            )
+        )
+
+    # -- contacts: rules 7-15 -------------------------------------------------
+
+    def contacts(self) -> None:
+        for contact in sorted(self.s.contacts, key=lambda c: c.id):
+            if not contact.opt_in:
+                continue  # rule 15
+            if not contact.email:
+                self.note(f"contact {contact.id}", "opted in but has no email address")
+                continue
+            self.contact(contact)
+
+    def contact(self, c: Contact) -> None:
+        assert c.email is not None
+        promote = self.promoting.get(c.id)
+        tier = Tier.VIP if (c.vip or promote) else Tier.BASIC
+        deps: list[str] = [promote] if promote else []
+        other = c.link(tier.other)
+        if other:
+            old = invite_code(other)
+            if old:
+                self.add(self._revoke(old, c.email, f"{tier.other} invite replaced by {tier}"))
+            deps.append(
+                self.add(
+                    Action(
+                        ActionKind.UNSET_LINK,
+                        f"unset:{c.id}:{tier.other}",
+                        c.email,
+                        f"contact is {tier}: the {tier.other} link field must be empty",
+                        params={"contact_id": c.id, "tier": str(tier.other), "expected": other},
+                        before={f"link_{tier.other}": other},
+                        after={f"link_{tier.other}": ""},
+                    )
+                )
+            )
+        current = c.link(tier)
+        email_id = invite_email_id(self.settings, tier)
+        if current:
+            code = invite_code(current)
+            if code is None:
+                self.note(c.email, f"{tier} link field holds no Discord invite: {current!r}")
+            elif mail_key(email_id, c.id, code) not in self.s.sent:
+                self._invite_mail(c, tier, code, (), "stored invite link was never emailed")
+        else:
+            previous = self.s.issued.get((c.id, tier))
+            reason = "opted-in contact has no invite link"
+            if previous:
+                reason = "link field was cleared: reissue"
+                deps.append(self.add(self._revoke(previous, c.email, "link field was cleared")))
+            invite = self.add(
+                Action(
+                    ActionKind.INVITE,
+                    f"invite:{c.id}:{tier}",
+                    c.email,
+                    reason,
+                    params={
+                        "contact_id": c.id,
+                        "tier": str(tier),
+                        "channel_id": channel_id(self.settings, tier),
+                        "max_age": self.settings.discord.invite_max_age,
+                    },
+                    before={f"link_{tier}": ""},
+                    after={f"link_{tier}": "(new single-use invite)"},
+                    depends_on=tuple(deps),
+                )
+            )
+            self._invite_mail(c, tier, NEW, (invite,), "a new invite link gets its email")
+        self.lead(c)
+
+    def _invite_mail(
+        self, c: Contact, tier: Tier, code: str, deps: tuple[str, ...], reason: str
+    ) -> None:
+        assert c.email is not None
+        email_id = invite_email_id(self.settings, tier)
+        self.add(
+            Action(
+                ActionKind.MAIL,
+                mail_key(email_id, c.id, code),
+                c.email,
+                reason,
+                params={
+                    "email_id": email_id,
+                    "contact_id": c.id,
+                    "email": c.email,
+                    "tier": str(tier),
+                    "ref": code,
+                    "tokens": {"discord_invite_link": invite_url(code)} if code != NEW else {},
+                    "purpose": "invite",
+                },
+                after={"email": f"{tier} invite"},
+                depends_on=deps,
+            )
+        )
+
+    def _revoke(self, code: str, subject: str, reason: str) -> Action:
+        return Action(
+            ActionKind.REVOKE,
+            f"revoke:{code}",
+            subject,
+            reason,
+            params={"code": code},
+            before={"invite": invite_url(code)},
+            after={"invite": "revoked"},
+        )
+
+    def lead(self, c: Contact) -> None:
+        """Rule 12: one lead per email, case-insensitive."""
+        assert c.email is not None
+        if c.email in self.s.leads or c.email in self.leads_planned:
+            return
+        self.leads_planned.add(c.email)
+        self.add(
+            Action(
+                ActionKind.LEAD,
+                f"lead:{c.email}",
+                c.email,
+                "opted-in contact has no EspoCRM lead",
+                params={
+                    "email": c.email,
+                    "first_name": c.firstname,
+                    "last_name": c.lastname,
+                    "source": self.settings.espocrm.lead_source,
+                },
+                after={"lead": f"{c.firstname} {c.lastname}".strip() or c.email},
+            )
+        )
+
+    # -- orphans: rule 14 -----------------------------------------------------
+
+    def orphans(self) -> None:
+        if self.s.invites is None:
+            return
+        held = {invite_code(c.link_vip) for c in self.s.contacts} | {
+            invite_code(c.link_basic) for c in self.s.contacts
+        }
+        for code in sorted(self.s.invites):
+            if code not in held:
+                self.add(
+                    self._revoke(
+                        code, "(nobody)", "invite minted by syncctl but held by no contact"
+                    )
+                )
+
+
+def plan(snapshot: Snapshot, settings: Settings) -> Plan:
+    """The actions that bring the systems to the desired state, in a stable order."""
+    planner = _Planner(snapshot, settings)
+    planner.purchases()
+    planner.contacts()
+    planner.orphans()
+    return Plan(actions=tuple(_ordered(planner.actions.values())), notes=tuple(planner.notes))
+
+
+def _ordered(actions: Iterable[Action]) -> list[Action]:
+    """Dependencies first; otherwise the order the rules produced them."""
+    pending = list(actions)
+    known = {a.key for a in pending}
+    done: set[str] = set()
+    ordered: list[Action] = []
+    while pending:
+        progressed = False
+        rest = []
+        for action in pending:
+            if all(d in done or d not in known for d in action.depends_on):
+                ordered.append(action)
+                done.add(action.key)
+                progressed = True
+            else:
+                rest.append(action)
+        if not progressed:  # a cycle cannot happen by construction; never loop forever
+            ordered.extend(rest)
+            break
+        pending = rest
+    return ordered

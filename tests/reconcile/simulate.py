@@ -1,0 +1,108 @@
+"""A pure model of what applying a plan does to the observed state.
+
+Used by the property test: apply(plan(s)) followed by plan again must give
+no actions. It mirrors `syncctl.apply` on data only: no HTTP.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+
+from syncctl.codes import invite_code
+from syncctl.model import ActionKind, Contact, Invite, Plan, Snapshot, Tier
+from syncctl.plan import NEW, mail_key
+
+_minted = itertools.count(1)
+
+
+def simulate(snapshot: Snapshot, plan: Plan) -> Snapshot:
+    contacts = {c.id: c for c in snapshot.contacts}
+    codes = set(snapshot.existing_codes)
+    leads = set(snapshot.leads)
+    sent = set(snapshot.sent)
+    issued = dict(snapshot.issued)
+    invites = dict(snapshot.invites) if snapshot.invites is not None else None
+    latest = dict(snapshot.latest_purchase)
+    new_ids: dict[str, int] = {}
+    minted: dict[str, str] = {}
+    for action in plan.actions:
+        p = action.params
+        if action.kind is ActionKind.COUPON:
+            codes.add(p["code"])
+        elif action.kind is ActionKind.CONTACT_CREATE:
+            cid = max(contacts, default=0) + 1
+            new_ids[p["email"]] = cid
+            contacts[cid] = Contact(
+                id=cid,
+                email=p["email"],
+                firstname=p["firstname"],
+                lastname=p["lastname"],
+                vip=True,
+                promo_code=p["promo_code"],
+                link_vip="",
+                link_basic="",
+                opt_in=False,
+            )
+        elif action.kind is ActionKind.CONTACT_UPDATE:
+            c = contacts[p["contact_id"]]
+            changes = p["changes"]
+            contacts[c.id] = replace(
+                c,
+                vip=changes.get("vip_status", c.vip),
+                promo_code=changes.get("promo_code", c.promo_code),
+            )
+        elif action.kind is ActionKind.UNSET_LINK:
+            c = contacts[p["contact_id"]]
+            field = "link_vip" if p["tier"] == "vip" else "link_basic"
+            contacts[c.id] = replace(c, **{field: ""})
+        elif action.kind is ActionKind.REVOKE:
+            if invites is not None:
+                invites.pop(p["code"], None)
+        elif action.kind is ActionKind.INVITE:
+            code = f"inv{next(_minted):05d}"
+            c = contacts[p["contact_id"]]
+            field = "link_vip" if p["tier"] == "vip" else "link_basic"
+            contacts[c.id] = replace(c, **{field: f"https://discord.gg/{code}"})
+            issued[(c.id, Tier(p["tier"]))] = code
+            minted[f"{c.id}:{p['tier']}"] = code
+            if invites is not None:
+                invites[code] = Invite(code, p["channel_id"], None)
+        elif action.kind is ActionKind.MAIL:
+            cid = p["contact_id"]
+            if cid == NEW:
+                cid = new_ids[p["email"]]
+            ref = p["ref"]
+            if ref == NEW:
+                ref = minted[f"{cid}:{p['tier']}"]
+            sent.add(mail_key(p["email_id"], cid, ref))
+        elif action.kind is ActionKind.LEAD:
+            leads.add(p["email"])
+    for purchase in snapshot.purchases:
+        if purchase.is_vip_purchase:
+            assert purchase.email is not None
+            known = latest.get(purchase.email)
+            if known is None or (known.created, known.session_id) < (
+                purchase.created,
+                purchase.session_id,
+            ):
+                latest[purchase.email] = purchase
+    return replace(
+        snapshot,
+        contacts=tuple(contacts.values()),
+        existing_codes=frozenset(codes),
+        leads=frozenset(leads),
+        sent=frozenset(sent),
+        issued=issued,
+        invites=invites,
+        latest_purchase=latest,
+    )
+
+
+def held_codes(snapshot: Snapshot) -> set[str]:
+    return {
+        code
+        for c in snapshot.contacts
+        for code in (invite_code(c.link_vip), invite_code(c.link_basic))
+        if code
+    }

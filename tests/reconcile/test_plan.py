@@ -1,0 +1,356 @@
+"""The planner, rule by rule (design/desired-state.md), on plain data."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from syncctl.codes import coupon_code
+from syncctl.model import ActionKind, Contact, Invite, Purchase, Snapshot, Tier
+from syncctl.plan import plan
+
+SECRET = "test-secret"
+
+
+def purchase(sid: str = "cs_1", email: str | None = "ada@example.com", **kw) -> Purchase:
+    values = dict(
+        session_id=sid,
+        email=email,
+        name="Ada King Lovelace",
+        created=1_700_000_000,
+        vip=True,
+        paid=True,
+        code=coupon_code(sid, SECRET),
+    )
+    values.update(kw)
+    return Purchase(**values)  # type: ignore[arg-type]
+
+
+def contact(cid: int = 1, email: str | None = "ada@example.com", **kw) -> Contact:
+    values = dict(
+        id=cid,
+        email=email,
+        firstname="Ada",
+        lastname="Lovelace",
+        vip=False,
+        promo_code="",
+        link_vip="",
+        link_basic="",
+        opt_in=True,
+    )
+    values.update(kw)
+    return Contact(**values)  # type: ignore[arg-type]
+
+
+def kinds(p) -> list[str]:
+    return [str(a.kind) for a in p.actions]
+
+
+def keys(p) -> set[str]:
+    return {a.key for a in p.actions}
+
+
+# -- rule 1: coupon ---------------------------------------------------------------
+
+
+def test_paid_vip_purchase_gets_its_derived_coupon(settings) -> None:
+    p = purchase()
+    result = plan(Snapshot(purchases=(p,), contacts=(contact(),)), settings)
+    coupon = result.by_key()["coupon:cs_1"]
+    assert coupon.params["code"] == p.code
+    assert coupon.params["promotion_id"] == settings.shopware.vip_promotion_id
+
+
+def test_existing_coupon_is_not_created_again(settings) -> None:
+    p = purchase()
+    result = plan(
+        Snapshot(purchases=(p,), contacts=(contact(),), existing_codes=frozenset({p.code})),
+        settings,
+    )
+    assert "coupon:cs_1" not in keys(result)
+
+
+def test_coupon_code_is_stable_and_secret_dependent() -> None:
+    assert coupon_code("cs_1", "a") == coupon_code("cs_1", "a")
+    assert coupon_code("cs_1", "a") != coupon_code("cs_1", "b")
+    assert coupon_code("cs_1", "a").startswith("VIP-")
+
+
+# -- rule 2: contact --------------------------------------------------------------
+
+
+def test_missing_buyer_is_created_in_mautic_with_stripe_name(settings) -> None:
+    p = purchase()
+    result = plan(Snapshot(purchases=(p,)), settings)
+    create = result.by_key()["contact:ada@example.com"]
+    assert create.params["firstname"] == "Ada King"
+    assert create.params["lastname"] == "Lovelace"
+    assert create.params["vip_status"] is True
+    assert create.params["promo_code"] == p.code
+    assert create.depends_on == ("coupon:cs_1",)
+
+
+def test_buyer_contact_gets_vip_flag_and_code(settings) -> None:
+    p = purchase()
+    result = plan(Snapshot(purchases=(p,), contacts=(contact(),)), settings)
+    update = next(a for a in result.actions if a.kind is ActionKind.CONTACT_UPDATE)
+    assert update.params["changes"] == {"vip_status": True, "promo_code": p.code}
+
+
+def test_promo_code_is_the_latest_purchase_code(settings) -> None:
+    old = purchase("cs_old", created=1)
+    new = purchase("cs_new", created=2)
+    c = contact(vip=True, promo_code=old.code)
+    result = plan(Snapshot(purchases=(new, old), contacts=(c,)), settings)
+    update = next(a for a in result.actions if a.kind is ActionKind.CONTACT_UPDATE)
+    assert update.params["changes"] == {"promo_code": new.code}
+
+
+def test_older_purchase_seen_again_does_not_overwrite_newer_code(settings) -> None:
+    old = purchase("cs_old", created=1)
+    new = purchase("cs_new", created=2)
+    c = contact(vip=True, promo_code=new.code)
+    snapshot = Snapshot(
+        purchases=(old,),
+        contacts=(c,),
+        existing_codes=frozenset({old.code, new.code}),
+        latest_purchase={"ada@example.com": new},
+    )
+    assert not any(a.kind is ActionKind.CONTACT_UPDATE for a in plan(snapshot, settings).actions)
+
+
+def test_buyer_email_matches_contact_case_insensitively(settings) -> None:
+    # Observe normalizes; the planner relies on equal normalized emails.
+    p = purchase(email="ada@example.com")
+    result = plan(
+        Snapshot(
+            purchases=(p,),
+            contacts=(contact(vip=True, promo_code=p.code),),
+            existing_codes=frozenset({p.code}),
+        ),
+        settings,
+    )
+    assert ActionKind.CONTACT_CREATE not in {a.kind for a in result.actions}
+
+
+# -- rules 3, 4: coupon email and order ------------------------------------------
+
+
+def test_coupon_email_carries_the_purchase_code_as_token(settings) -> None:
+    p = purchase()
+    result = plan(Snapshot(purchases=(p,), contacts=(contact(),)), settings)
+    mail = result.by_key()[f"mail:13:1:{p.code}"]
+    assert mail.params["tokens"] == {"promo_code": p.code}
+    assert mail.params["email_id"] == settings.mautic.coupon_email
+
+
+def test_coupon_email_waits_for_coupon_and_contact_update(settings) -> None:
+    p = purchase()
+    result = plan(Snapshot(purchases=(p,), contacts=(contact(),)), settings)
+    mail = result.by_key()[f"mail:13:1:{p.code}"]
+    assert set(mail.depends_on) == {"coupon:cs_1", f"vip:1:{p.code}"}
+    order = [a.key for a in result.actions]
+    assert order.index("coupon:cs_1") < order.index(f"vip:1:{p.code}") < order.index(mail.key)
+
+
+def test_sent_coupon_email_is_not_sent_again(settings) -> None:
+    p = purchase()
+    c = contact(vip=True, promo_code=p.code)
+    snapshot = Snapshot(
+        purchases=(p,),
+        contacts=(c,),
+        existing_codes=frozenset({p.code}),
+        sent=frozenset({f"mail:13:1:{p.code}"}),
+        leads=frozenset({"ada@example.com"}),
+    )
+    assert [a.kind for a in plan(snapshot, settings).actions] == [
+        ActionKind.INVITE,
+        ActionKind.MAIL,
+    ]
+
+
+def test_each_purchase_gets_its_own_coupon_email(settings) -> None:
+    a, b = purchase("cs_a", created=1), purchase("cs_b", created=2)
+    result = plan(Snapshot(purchases=(a, b), contacts=(contact(opt_in=False),)), settings)
+    mails = [x for x in result.actions if x.kind is ActionKind.MAIL]
+    assert {m.params["tokens"]["promo_code"] for m in mails} == {a.code, b.code}
+
+
+# -- rule 5: not VIP, not paid ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "p",
+    [purchase(vip=False), purchase(paid=False)],
+    ids=["not-vip", "unpaid"],
+)
+def test_non_vip_or_unpaid_session_produces_nothing(settings, p) -> None:
+    assert plan(Snapshot(purchases=(p,), contacts=(contact(opt_in=False),)), settings).is_empty
+
+
+# -- rule 6: opt-in gate of the coupon email --------------------------------------
+
+
+def test_coupon_email_is_not_gated_on_opt_in_by_default(settings) -> None:
+    p = purchase()
+    result = plan(Snapshot(purchases=(p,), contacts=(contact(opt_in=False),)), settings)
+    assert f"mail:13:1:{p.code}" in keys(result)
+
+
+def test_coupon_email_waits_for_opt_in_when_configured(settings) -> None:
+    gated = settings.model_copy(
+        update={"mautic": settings.mautic.model_copy(update={"coupon_email_requires_opt_in": True})}
+    )
+    p = purchase()
+    result = plan(Snapshot(purchases=(p,), contacts=(contact(opt_in=False),)), gated)
+    assert not any(a.kind is ActionKind.MAIL for a in result.actions)
+    assert any("waits for opt-in" in n.message for n in result.notes)
+
+
+# -- rules 7, 8, 11: tier, one link, invite email ---------------------------------
+
+
+def test_opted_in_contact_gets_a_basic_invite_and_its_email(settings) -> None:
+    result = plan(Snapshot(contacts=(contact(),)), settings)
+    invite = result.by_key()["invite:1:basic"]
+    assert invite.params["channel_id"] == settings.discord.basic_channel_id
+    assert invite.params["max_age"] == 0
+    mail = result.by_key()["mail:12:1:new"]
+    assert mail.depends_on == ("invite:1:basic",)
+
+
+def test_vip_contact_gets_a_vip_invite(settings) -> None:
+    result = plan(Snapshot(contacts=(contact(vip=True),)), settings)
+    assert result.by_key()["invite:1:vip"].params["channel_id"] == settings.discord.vip_channel_id
+
+
+def test_buyer_becoming_vip_this_run_gets_the_vip_invite_after_the_flag(settings) -> None:
+    p = purchase()
+    result = plan(Snapshot(purchases=(p,), contacts=(contact(),)), settings)
+    invite = result.by_key()["invite:1:vip"]
+    assert f"vip:1:{p.code}" in invite.depends_on
+    assert "invite:1:basic" not in keys(result)
+
+
+def test_upgrade_revokes_and_clears_the_basic_link(settings) -> None:
+    c = contact(vip=True, link_basic="https://discord.gg/basic01")
+    result = plan(Snapshot(contacts=(c,), leads=frozenset({"ada@example.com"})), settings)
+    assert keys(result) == {"revoke:basic01", "unset:1:basic", "invite:1:vip", "mail:11:1:new"}
+    assert "unset:1:basic" in result.by_key()["invite:1:vip"].depends_on
+
+
+def test_stored_link_without_sent_email_gets_its_email(settings) -> None:
+    c = contact(link_basic="https://discord.gg/abc123")
+    result = plan(Snapshot(contacts=(c,), leads=frozenset({"ada@example.com"})), settings)
+    mail = result.by_key()["mail:12:1:abc123"]
+    assert mail.params["tokens"] == {"discord_invite_link": "https://discord.gg/abc123"}
+
+
+def test_stored_link_with_sent_email_needs_nothing(settings) -> None:
+    c = contact(link_basic="https://discord.gg/abc123")
+    snapshot = Snapshot(
+        contacts=(c,), leads=frozenset({"ada@example.com"}), sent=frozenset({"mail:12:1:abc123"})
+    )
+    assert plan(snapshot, settings).is_empty
+
+
+def test_link_in_another_accepted_form_is_understood(settings) -> None:
+    c = contact(link_basic="discord.com/invite/abc123")
+    snapshot = Snapshot(
+        contacts=(c,), leads=frozenset({"ada@example.com"}), sent=frozenset({"mail:12:1:abc123"})
+    )
+    assert plan(snapshot, settings).is_empty
+
+
+# -- rule 12: lead ----------------------------------------------------------------
+
+
+def test_opted_in_contact_without_lead_gets_one(settings) -> None:
+    result = plan(Snapshot(contacts=(contact(),)), settings)
+    lead = result.by_key()["lead:ada@example.com"]
+    assert lead.params == {
+        "email": "ada@example.com",
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "source": "Campaign",
+    }
+
+
+def test_one_lead_for_two_contacts_sharing_an_email(settings) -> None:
+    result = plan(Snapshot(contacts=(contact(1), contact(2))), settings)
+    assert [a.key for a in result.actions if a.kind is ActionKind.LEAD] == ["lead:ada@example.com"]
+
+
+# -- rule 13: reissue by clearing the field ---------------------------------------
+
+
+def test_cleared_field_revokes_the_old_invite_and_reissues(settings) -> None:
+    snapshot = Snapshot(
+        contacts=(contact(),),
+        leads=frozenset({"ada@example.com"}),
+        issued={(1, Tier.BASIC): "old001"},
+    )
+    result = plan(snapshot, settings)
+    assert keys(result) == {"revoke:old001", "invite:1:basic", "mail:12:1:new"}
+    assert "revoke:old001" in result.by_key()["invite:1:basic"].depends_on
+    assert result.by_key()["invite:1:basic"].reason == "link field was cleared: reissue"
+
+
+# -- rule 14: orphans -------------------------------------------------------------
+
+
+def test_live_invite_held_by_nobody_is_revoked_on_full_audit(settings) -> None:
+    c = contact(link_basic="https://discord.gg/held01")
+    invites = {
+        "held01": Invite("held01", settings.discord.basic_channel_id, None),
+        "orphan1": Invite("orphan1", settings.discord.vip_channel_id, None),
+    }
+    snapshot = Snapshot(
+        contacts=(c,),
+        leads=frozenset({"ada@example.com"}),
+        sent=frozenset({"mail:12:1:held01"}),
+        invites=invites,
+        full=True,
+    )
+    assert keys(plan(snapshot, settings)) == {"revoke:orphan1"}
+
+
+# -- rule 15: no opt-in -----------------------------------------------------------
+
+
+def test_contact_without_opt_in_gets_no_invite_mail_or_lead(settings) -> None:
+    assert plan(Snapshot(contacts=(contact(opt_in=False),)), settings).is_empty
+
+
+def test_vip_buyer_without_opt_in_still_gets_flag_coupon_and_coupon_email(settings) -> None:
+    p = purchase()
+    result = plan(Snapshot(purchases=(p,), contacts=(contact(opt_in=False),)), settings)
+    assert {a.kind for a in result.actions} == {
+        ActionKind.COUPON,
+        ActionKind.CONTACT_UPDATE,
+        ActionKind.MAIL,
+    }
+
+
+# -- odd data -----------------------------------------------------------------------
+
+
+def test_contact_without_email_is_noted_not_acted_on(settings) -> None:
+    result = plan(Snapshot(contacts=(contact(email=None),)), settings)
+    assert result.is_empty
+    assert result.notes
+
+
+def test_paid_vip_purchase_without_email_is_noted(settings) -> None:
+    result = plan(Snapshot(purchases=(purchase(email=None),)), settings)
+    assert result.is_empty
+    assert "without an email" in result.notes[0].message
+
+
+def test_plan_is_deterministic(settings) -> None:
+    snapshot = Snapshot(
+        purchases=(purchase("cs_2", "b@example.com"), purchase("cs_1")),
+        contacts=(contact(2, "b@example.com"), contact(1)),
+    )
+    assert plan(snapshot, settings) == plan(replace(snapshot), settings)
