@@ -4,13 +4,18 @@ Every error the library raises is a `SyncctlError`; `_Group.invoke` turns it
 into one line on stderr and the documented exit code, so no command prints a
 traceback for a condition an operator can fix.
 
-Exit codes: 0 success (in sync); 1 an action or a service failed; 2 bad
-config, secret or usage; 3 another run holds the lock; with
-`--detailed-exitcode`, 2 also means changes were pending or applied.
+Exit codes (README, "Exit codes"):
+  0  success: in sync, or every planned action done
+  1  an action or a service failed (details on stderr / in --json)
+  2  bad config, secret or command line (with --detailed-exitcode: changes
+     were pending or applied, and config errors exit 1 instead)
+  3  another run holds the state directory's lock
+  4  the plan exceeded max_actions and was not applied
 """
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import time
@@ -24,7 +29,7 @@ from rich.table import Table
 
 from syncctl import __version__
 from syncctl import config as config_mod
-from syncctl.errors import SyncctlError
+from syncctl.errors import SyncctlError, UsageError
 
 err = Console(stderr=True, highlight=False)
 
@@ -37,7 +42,11 @@ class _Group(typer.core.TyperGroup):
             return super().invoke(ctx)
         except SyncctlError as exc:
             err.print(f"syncctl: error: {exc}", markup=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
+            state = ctx.find_object(AppState)
+            code = exc.exit_code
+            if state is not None and state.detailed_exitcode and code == 2:
+                code = 1  # with --detailed-exitcode, 2 means "changes", never an error
+            raise typer.Exit(code) from None
         except KeyboardInterrupt:
             err.print("syncctl: interrupted", markup=False)
             raise typer.Exit(130) from None
@@ -66,6 +75,7 @@ class AppState:
 
     config_path: Path | None = None
     env_file: Path | None = None
+    detailed_exitcode: bool = False
     _config: config_mod.Config | None = field(default=None, repr=False)
 
     @property
@@ -220,6 +230,159 @@ def sandbox_serve(
             time.sleep(3600)
     finally:
         sandbox.stop()
+
+
+# -- reconcile ------------------------------------------------------------------
+
+
+@app.command()
+def reconcile(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Plan and show; change nothing anywhere.")
+    ] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document (format_version 1) on stdout.")
+    ] = False,
+    full: Annotated[
+        bool, typer.Option("--full", help="Ignore cursors: re-read and audit everything.")
+    ] = False,
+    detailed_exitcode: Annotated[
+        bool,
+        typer.Option("--detailed-exitcode", help="Exit 0 in sync, 2 changes, 1 errors."),
+    ] = False,
+    max_actions: Annotated[
+        int | None,
+        typer.Option("--max-actions", min=1, help="Allow a plan this large (default: config)."),
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Queue behind a running syncctl instead of exiting.")
+    ] = False,
+) -> None:
+    """Bring every service to the desired state; apply only what is missing.
+
+    Example: syncctl reconcile --dry-run      (what would change)
+    Example: syncctl reconcile --full --json  (nightly audit, machine-readable)
+    """
+    from syncctl.reconcile import reconcile as run
+    from syncctl.render import show_result
+
+    state = _state(ctx)
+    state.detailed_exitcode = detailed_exitcode
+    cfg = state.config
+    result = run(
+        cfg,
+        dry_run=dry_run,
+        full=full,
+        max_actions=max_actions,
+        wait=wait,
+        progress=_progress,
+    )
+    show_result(err, result)
+    if json_out:
+        typer.echo(json.dumps(result.to_json(), indent=2))
+    raise typer.Exit(result.exit_code(detailed_exitcode))
+
+
+def _progress(message: str) -> None:
+    if err.is_terminal:
+        err.print(f"[dim]{message}...[/dim]")
+
+
+@app.command("reissue-invite")
+def reissue_invite(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="The contact's email address.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan only.")] = False,
+    no_email: Annotated[
+        bool, typer.Option("--no-email", help="Store the new link but send no email.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Revoke a contact's invite, mint a new one, store it, verify it, email it.
+
+    Example: syncctl reissue-invite backer@example.com --dry-run
+    """
+    from syncctl.reissue import reissue
+    from syncctl.render import plan_table, show_result
+
+    cfg = _state(ctx).config
+
+    def confirm(plan: Any) -> bool:
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            raise UsageError(
+                "reissue-invite needs confirmation", hint="pass --yes when not on a terminal"
+            )
+        err.print(plan_table(plan, title="Reissue"))
+        return typer.confirm("Apply these changes?", default=False, err=True)
+
+    result = reissue(cfg, email, dry_run=dry_run, send_email=not no_email, confirm=confirm)
+    if dry_run:
+        err.print(plan_table(result.plan, title="Reissue (dry run)"))
+    elif not result.outcomes:
+        err.print("aborted: nothing was changed", markup=False)
+        raise typer.Exit(1)
+    else:
+        show_result(err, result)
+    if json_out:
+        typer.echo(json.dumps(result.to_json(), indent=2))
+    raise typer.Exit(result.exit_code(False))
+
+
+# -- demo -----------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    latency: Annotated[float, typer.Option(help="Seconds each emulated call takes.")] = 0.0,
+) -> None:
+    """Run a real reconcile against the bundled sandbox: plan, apply, re-run.
+
+    Needs no credentials: starts the five emulated services on loopback with a
+    seeded campaign, shows the dry-run plan, applies it, then shows that a
+    second run has nothing to do.
+
+    Example: syncctl demo
+    """
+    import tempfile
+
+    from syncctl.reconcile import reconcile as run
+    from syncctl.render import calls_line, outcome_table, plan_table, show_result
+    from syncctl.sandbox.seed import seed_demo
+    from syncctl.sandbox.stack import Sandbox
+
+    console = Console(highlight=False)
+    with (
+        tempfile.TemporaryDirectory(prefix="syncctl-demo-") as tmp,
+        Sandbox(latency=latency) as sandbox,
+    ):
+        seed_demo(sandbox)
+        config_path, env_path = sandbox.write_files(Path(tmp))
+        cfg = config_mod.load(config_path, env_path)
+        console.rule("1. dry run: what syncctl would change")
+        planned = run(cfg, dry_run=True)
+        console.print(plan_table(planned.plan))
+        for note in planned.plan.notes:
+            console.print(f"note: {note.subject}: {note.message}", markup=False)
+        console.print(calls_line(planned), markup=False)
+        console.rule("2. reconcile: applying it")
+        applied = run(cfg)
+        console.print(outcome_table(applied.outcomes))
+        console.print(calls_line(applied), markup=False)
+        console.rule("3. reconcile again: nothing left to do")
+        again = run(cfg)
+        show_result(console, again)
+        console.print(
+            f"sandbox now holds {len(sandbox.shopware.codes())} coupon code(s), "
+            f"{len(sandbox.discord.invites())} live invite(s), "
+            f"{len(sandbox.mautic.sent())} email(s) sent, {len(sandbox.espocrm.leads())} lead(s)",
+            markup=False,
+        )
+    failed = applied.failed or again.failed or not again.plan.is_empty
+    raise typer.Exit(1 if failed else 0)
 
 
 def main() -> None:

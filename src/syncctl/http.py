@@ -388,7 +388,14 @@ class ServiceHTTP:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    """Seconds the service asked us to wait, from headers or Discord's body."""
+    """Seconds the service asked us to wait, from headers or Discord's body.
+
+    Discord's body `retry_after` is precise; its header is rounded up to whole
+    seconds, so the body wins when both are there.
+    """
+    body = _json_or_none(response) if response.status_code == 429 else None
+    if isinstance(body, dict) and isinstance(body.get("retry_after"), int | float):
+        return max(0.0, float(body["retry_after"]))
     header = response.headers.get("retry-after")
     if header:
         try:
@@ -403,9 +410,6 @@ def _retry_after(response: httpx.Response) -> float | None:
             return max(0.0, float(reset_after))
         except ValueError:
             pass
-    body = _json_or_none(response)
-    if isinstance(body, dict) and isinstance(body.get("retry_after"), int | float):
-        return max(0.0, float(body["retry_after"]))
     return None
 
 

@@ -270,6 +270,7 @@ def test_opted_in_contact_without_lead_gets_one(settings) -> None:
     result = plan(Snapshot(contacts=(contact(),)), settings)
     lead = result.by_key()["lead:ada@example.com"]
     assert lead.params == {
+        "contact_id": 1,
         "email": "ada@example.com",
         "first_name": "Ada",
         "last_name": "Lovelace",

@@ -1,0 +1,402 @@
+"""Applying a plan: each action journaled, executed, verified, isolated.
+
+Every side effect follows the intent-journal discipline: a row is committed
+`in_flight` before the vendor call and `done` with the external reference
+after it. When the outcome of a write is unknown (timeout, reset), the row
+stays in flight and `recover` resolves it against the service at the start
+of the next run; nothing is retried blindly.
+
+Actions of one person run in plan order (their dependencies are within the
+person); different people run concurrently, bounded by `[run] concurrency`.
+One person's failure skips only that person's dependent actions.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from syncctl.codes import invite_code, invite_url
+from syncctl.config import Settings
+from syncctl.errors import AuthRejected, OutcomeUnknown, ServiceError, SyncctlError
+from syncctl.journal import EntryState, Journal
+from syncctl.model import Action, Plan, Tier
+from syncctl.plan import NEW, mail_key
+from syncctl.services import Services
+
+log = logging.getLogger(__name__)
+
+
+UNRESOLVED = "an earlier attempt's outcome is still unknown; resolved next run"
+
+
+class Status(StrEnum):
+    DONE = "done"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    action: Action
+    status: Status
+    key: str  # the journal key (placeholders resolved)
+    ref: str | None = None
+    message: str = ""
+    transient: bool = False
+    #: The item stays pending and is retried next run whatever the cursors say.
+    retry: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "planned_key": self.action.key,
+            "kind": str(self.action.kind),
+            "system": self.action.system,
+            "subject": self.action.subject,
+            "status": str(self.status),
+            "ref": self.ref,
+            "message": self.message,
+        }
+
+
+class _Failed(Exception):
+    """An action failed in a way already recorded; carries the outcome's text."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+@dataclass
+class _Chain:
+    """What earlier actions of the same person produced in this run."""
+
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    contact_id: int | None = None
+    minted: dict[str, str] = field(default_factory=dict)  # tier -> invite code
+
+
+class Applier:
+    def __init__(
+        self,
+        services: Services,
+        journal: Journal,
+        settings: Settings,
+        run_id: int | None,
+        *,
+        on_outcome: Callable[[Outcome], None] | None = None,
+    ) -> None:
+        self.sv = services
+        self.journal = journal
+        self.settings = settings
+        self.run_id = run_id
+        self.on_outcome = on_outcome
+        self.fields = settings.mautic.fields
+        self._down: dict[str, str] = {}  # service -> why it is not used any more this run
+        self._lock = threading.Lock()
+
+    # -- driving ------------------------------------------------------------------
+
+    def apply(self, plan: Plan) -> list[Outcome]:
+        chains: dict[str, list[Action]] = defaultdict(list)
+        for action in plan.actions:
+            chains[action.subject].append(action)
+        workers = max(1, self.settings.run.concurrency)
+        if workers == 1 or len(chains) == 1:
+            results = [self._run_chain(actions) for actions in chains.values()]
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apply") as pool:
+                results = list(pool.map(self._run_chain, chains.values()))
+        by_key = {o.action.key: o for chain in results for o in chain}
+        return [by_key[a.key] for a in plan.actions]
+
+    def _run_chain(self, actions: Iterable[Action]) -> list[Outcome]:
+        chain = _Chain()
+        done: list[Outcome] = []
+        for action in actions:
+            outcome = self._run_one(action, chain)
+            chain.outcomes[action.key] = outcome
+            done.append(outcome)
+            if self.on_outcome:
+                self.on_outcome(outcome)
+        return done
+
+    def _run_one(self, action: Action, chain: _Chain) -> Outcome:
+        for dep in action.depends_on:
+            before = chain.outcomes.get(dep)
+            if before is not None and before.status is not Status.DONE:
+                return Outcome(
+                    action, Status.SKIPPED, action.key, message=f"waits for {dep}", retry=True
+                )
+        down = self._down.get(action.system)
+        if down:
+            return Outcome(action, Status.SKIPPED, action.key, message=down, retry=True)
+        if self._unresolved(action.key):
+            return Outcome(action, Status.SKIPPED, action.key, message=UNRESOLVED, retry=True)
+        handler = getattr(self, f"_do_{action.kind.name.lower()}")
+        try:
+            return handler(action, chain)
+        except _Failed as exc:
+            return Outcome(
+                action,
+                Status.FAILED,
+                action.key,
+                message=str(exc),
+                transient=exc.transient,
+                retry=True,
+            )
+        except ServiceError as exc:
+            if isinstance(exc, AuthRejected):
+                with self._lock:
+                    self._down.setdefault(
+                        exc.service, f"not attempted: {exc.service} rejected the credentials"
+                    )
+            return Outcome(
+                action,
+                Status.FAILED,
+                action.key,
+                message=str(exc),
+                transient=exc.transient,
+                retry=True,
+            )
+        except SyncctlError as exc:
+            return Outcome(action, Status.FAILED, action.key, message=str(exc), retry=True)
+
+    # -- journal helpers ----------------------------------------------------------
+
+    def _unresolved(self, key: str) -> bool:
+        """An earlier attempt whose outcome is still unknown blocks a new one."""
+        latest = self.journal.latest(key)
+        return latest is not None and latest.state in (EntryState.IN_FLIGHT, EntryState.MINTED)
+
+    def _start(self, key: str, action: Action, detail: dict[str, Any] | None = None) -> int:
+        return self.journal.start(
+            key, str(action.kind), action.subject, run_id=self.run_id, detail=detail or {}
+        )
+
+    def _guard(self, entry: int, call: Callable[[], Any]) -> Any:
+        """Run a vendor write; record a definite failure, leave unknown ones in flight."""
+        try:
+            return call()
+        except OutcomeUnknown:
+            raise  # the row stays in flight; `recover` resolves it next run
+        except ServiceError as exc:
+            self.journal.mark(entry, EntryState.FAILED, error=str(exc))
+            raise
+
+    def _done(
+        self, action: Action, entry: int, key: str, ref: str | None, **detail: Any
+    ) -> Outcome:
+        self.journal.mark(entry, EntryState.DONE, ref=ref, detail=detail or None)
+        return Outcome(action, Status.DONE, key, ref=ref)
+
+    # -- Shopware -----------------------------------------------------------------
+
+    def _do_coupon(self, action: Action, chain: _Chain) -> Outcome:
+        p = action.params
+        entry = self._start(action.key, action, {"session_id": p["session_id"], "code": p["code"]})
+        row, created = self._guard(
+            entry,
+            lambda: self.sv.shopware.ensure_code(
+                p["promotion_id"], p["code"], payload={"stripe_session": p["session_id"]}
+            ),
+        )
+        return self._done(action, entry, action.key, row.code, created=created)
+
+    # -- Mautic contacts ----------------------------------------------------------
+
+    def _alias(self, name: str) -> str:
+        return getattr(self.fields, name)
+
+    def _do_contact_create(self, action: Action, chain: _Chain) -> Outcome:
+        p = action.params
+        entry = self._start(action.key, action, _purchase_detail(p))
+        body = {
+            "email": p["email"],
+            "firstname": p["firstname"],
+            "lastname": p["lastname"],
+            self._alias("vip_status"): True,
+            self._alias("promo_code"): p["promo_code"],
+        }
+        contact = self._guard(entry, lambda: self.sv.mautic.create(body))
+        chain.contact_id = contact.id
+        if not contact.flag(self._alias("vip_status")) or (
+            contact.text(self._alias("promo_code")) != p["promo_code"]
+        ):
+            self.journal.mark(entry, EntryState.FAILED, error="fields not stored")
+            raise _Failed(self._not_stored("vip_status/promo_code"))
+        return self._done(action, entry, action.key, str(contact.id))
+
+    def _do_contact_update(self, action: Action, chain: _Chain) -> Outcome:
+        p = action.params
+        changes = {self._alias(name): value for name, value in p["changes"].items()}
+        entry = self._start(action.key, action, _purchase_detail(p))
+        contact = self._guard(entry, lambda: self.sv.mautic.update(p["contact_id"], changes))
+        for alias, value in changes.items():
+            stored = contact.flag(alias) if isinstance(value, bool) else contact.text(alias)
+            if stored != value:
+                self.journal.mark(entry, EntryState.FAILED, error=f"{alias} not stored")
+                raise _Failed(self._not_stored(alias))
+        return self._done(action, entry, action.key, str(contact.id))
+
+    def _not_stored(self, alias: str) -> str:
+        return (
+            f"mautic: the contact did not keep {alias}: does the custom field exist with "
+            "that alias? (check [mautic.fields] and the field list in Mautic)"
+        )
+
+    def _do_unset_link(self, action: Action, chain: _Chain) -> Outcome:
+        p = action.params
+        alias = self.link_alias(Tier(p["tier"]))
+        current = self.sv.mautic.get(p["contact_id"]).text(alias).strip()
+        if not current:
+            return Outcome(action, Status.DONE, action.key, message="already empty")
+        if current != p["expected"]:
+            raise _Failed(f"mautic: {alias} changed since it was read ({current!r}); next run")
+        entry = self._start(action.key, action, {"cleared": current})
+        contact = self._guard(entry, lambda: self.sv.mautic.update(p["contact_id"], {alias: ""}))
+        if contact.text(alias).strip():
+            self.journal.mark(entry, EntryState.FAILED, error="field not cleared")
+            raise _Failed(f"mautic: {alias} could not be cleared")
+        return self._done(action, entry, action.key, None)
+
+    def link_alias(self, tier: Tier) -> str:
+        return self._alias("invite_link_vip" if tier is Tier.VIP else "invite_link_basic")
+
+    # -- Discord ------------------------------------------------------------------
+
+    def _do_revoke(self, action: Action, chain: _Chain) -> Outcome:
+        code = action.params["code"]
+        entry = self._start(action.key, action, {"reason": action.reason})
+        existed = self._guard(
+            entry, lambda: self.sv.discord.revoke_invite(code, reason=f"syncctl: {action.reason}")
+        )
+        return self._done(action, entry, action.key, code, existed=existed)
+
+    def _do_invite(self, action: Action, chain: _Chain) -> Outcome:
+        """Rules 8-10: re-read, mint, store, read back; never two live links."""
+        p = action.params
+        tier = Tier(p["tier"])
+        cid = p["contact_id"]
+        alias = self.link_alias(tier)
+        mautic = self.sv.mautic
+        current = mautic.get(cid).text(alias).strip()  # rule 9: check right before minting
+        if current:
+            return Outcome(
+                action,
+                Status.SKIPPED,
+                action.key,
+                ref=invite_code(current),
+                message="a link appeared meanwhile (another writer): kept it, minted nothing",
+            )
+        entry = self._start(
+            action.key,
+            action,
+            {"contact_id": cid, "tier": str(tier), "channel_id": p["channel_id"]},
+        )
+        invite = self._guard(
+            entry,
+            lambda: self.sv.discord.create_invite(
+                p["channel_id"],
+                max_age=p["max_age"],
+                max_uses=1,
+                unique=True,
+                reason=f"syncctl {action.key}",
+            ),
+        )
+        self.journal.mark(entry, EntryState.MINTED, ref=invite.code)
+        if invite.inviter_id and self.journal.get_meta("discord.bot_user_id") is None:
+            self.journal.set_meta("discord.bot_user_id", invite.inviter_id)
+        return self.store_invite(action, entry, cid, tier, invite.code, chain)
+
+    def store_invite(
+        self, action: Action, entry: int, cid: int, tier: Tier, code: str, chain: _Chain
+    ) -> Outcome:
+        """Store a minted invite and verify it (also used by `recover`)."""
+        alias = self.link_alias(tier)
+        url = invite_url(code)
+        try:
+            self.sv.mautic.update(cid, {alias: url})
+        except OutcomeUnknown:
+            raise  # stays minted: the next run stores or revokes it
+        except ServiceError as exc:
+            self.revoke_quietly(code, "could not be stored in Mautic")
+            self.journal.mark(entry, EntryState.FAILED, error=str(exc))
+            raise
+        stored = self.sv.mautic.get(cid).text(alias).strip()  # rule 10: read back
+        if invite_code(stored) != code:
+            self.revoke_quietly(code, "another value was stored meanwhile")
+            self.journal.mark(entry, EntryState.FAILED, error=f"conflict: field holds {stored!r}")
+            raise _Failed(f"mautic: conflict: contact {cid} {alias} holds {stored!r}; not emailed")
+        chain.minted[str(tier)] = code
+        return self._done(action, entry, action.key, code)
+
+    def revoke_quietly(self, code: str, why: str) -> None:
+        try:
+            self.sv.discord.revoke_invite(code, reason=f"syncctl: {why}")
+        except ServiceError as exc:  # left for the orphan sweep of a full run
+            log.warning("could not revoke orphan invite %s: %s", code, exc)
+
+    # -- mail ---------------------------------------------------------------------
+
+    def _do_mail(self, action: Action, chain: _Chain) -> Outcome:
+        p = action.params
+        cid = p["contact_id"]
+        if cid == NEW:
+            cid = chain.contact_id or self._contact_id_for(p["email"])
+        ref = p["ref"]
+        tokens = dict(p["tokens"])
+        if ref == NEW:
+            ref = chain.minted.get(p["tier"])
+            if ref is None:
+                raise _Failed("no invite was minted for this email")
+            tokens = {"discord_invite_link": invite_url(ref)}
+        key = mail_key(p["email_id"], cid, ref)
+        latest = self.journal.latest(key)
+        if latest is not None and latest.state is EntryState.DONE:
+            return Outcome(action, Status.SKIPPED, key, message="already sent")
+        if self._unresolved(key):
+            return Outcome(action, Status.SKIPPED, key, message=UNRESOLVED, retry=True)
+        entry = self._start(
+            key, action, {"email_id": p["email_id"], "contact_id": cid, "purpose": p["purpose"]}
+        )
+        self._guard(entry, lambda: self.sv.mautic.send_email(p["email_id"], cid, tokens))
+        return self._done(action, entry, key, f"{p['email_id']}:{cid}")
+
+    def _contact_id_for(self, email: str) -> int:
+        found = self.sv.mautic.find_by_email(email)
+        if not found:
+            raise _Failed(f"mautic: no contact with {email} to send to")
+        return min(c.id for c in found)
+
+    # -- EspoCRM ------------------------------------------------------------------
+
+    def _do_lead(self, action: Action, chain: _Chain) -> Outcome:
+        p = action.params
+        entry = self._start(action.key, action, {"email": p["email"]})
+        result = self._guard(
+            entry,
+            lambda: self.sv.espocrm.create_lead(
+                first_name=p["first_name"],
+                last_name=p["last_name"] or p["email"].split("@")[0],
+                email=p["email"],
+                source=p["source"],
+            ),
+        )
+        return self._done(action, entry, action.key, result.lead.id, created=result.created)
+
+
+def _purchase_detail(params: dict[str, Any] | Any) -> dict[str, Any]:
+    """What `observe` needs later to know which purchase's code a contact holds."""
+    keys = ("session_id", "created", "promo_code")
+    detail = {k: params[k] for k in keys if k in params}
+    if "changes" in params and "promo_code" in params["changes"]:
+        detail["promo_code"] = params["changes"]["promo_code"]
+    return detail

@@ -1,0 +1,506 @@
+"""Discord REST v10 client: channel invites (create, list, resolve, revoke).
+
+syncctl hands every opted-in backer one single-use invite link to the channel of
+their tier. Discord is unforgiving about abuse: it bans IPs that collect 10,000
+401/403/429 answers in ten minutes, so this client learns rate-limit buckets
+from the response headers and waits *before* a bucket runs dry, stops on a bad
+token, and lets a doctor check permissions up front (see `check_channel`).
+Facts and sources: ../shared/api-notes.md section 3.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from syncctl import __version__
+from syncctl.errors import AuthRejected, BadResponse, InvalidRequest, NotFound
+from syncctl.http import CallStats, RetryPolicy, ServiceHTTP, parse_json
+from syncctl.ratelimit import BucketLimiter
+
+SERVICE = "discord"
+USER_AGENT = f"DiscordBot (https://github.com/syncctl/syncctl, {__version__})"
+INVITE_BASE_URL = "https://discord.gg/"
+
+#: Discord JSON error codes this client acts on (developers/topics/opcodes-and-status-codes).
+UNKNOWN_CHANNEL = 10003
+UNKNOWN_INVITE = 10006
+MISSING_ACCESS = 50001
+MISSING_PERMISSIONS = 50013
+INVALID_FORM_BODY = 50035
+
+#: Bounds both the docs and the spec agree on. The upper bound of `max_age`
+#: is disputed (docs: 604800 = 7 days, spec: 5184000 = 60 days), so Discord
+#: judges it and its 400 comes back as `InvalidRequest` naming the field.
+MAX_USES_LIMIT = 100
+AUDIT_REASON_MAX = 512
+
+_MAJOR_PARAM = re.compile(r"^/(channels|guilds|webhooks)/(\d+)")
+_INVITE_CODE = re.compile(r"[A-Za-z0-9-]{2,64}")
+_INVITE_URL = re.compile(
+    r"^(?:https?://)?(?:www\.|ptb\.|canary\.)?"
+    r"(?:discord\.gg/|discord(?:app)?\.com/invite/)"
+    r"(?P<code>[A-Za-z0-9-]{2,64})/?(?:[?#].*)?$",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Invite:
+    """A channel invite as Discord reports it.
+
+    The metadata fields (`max_age`, `max_uses`, `uses`, `temporary`,
+    `created_at`) are None when the answer did not carry them: resolving an
+    invite (`GET /invites/{code}`) and revoking one return the invite without
+    its metadata.
+    """
+
+    code: str
+    channel_id: str
+    max_age: int | None
+    max_uses: int | None
+    uses: int | None
+    temporary: bool | None
+    created_at: datetime | None
+    expires_at: datetime | None  # None: never expires (or unknown without metadata)
+    inviter_id: str | None
+    guild_id: str | None = None
+
+    @property
+    def url(self) -> str:
+        """The link operators store in Mautic and backers click."""
+        return f"{INVITE_BASE_URL}{self.code}"
+
+    def is_live(self, now: datetime | None = None) -> bool:
+        """Not expired and not used up (as far as this answer tells)."""
+        now = now or datetime.now(UTC)
+        if self.expires_at is not None and now >= self.expires_at:
+            return False
+        return not (self.max_uses and self.uses is not None and self.uses >= self.max_uses)
+
+
+def invite_code_from_url(text: str) -> str | None:
+    """The invite code in what an operator pasted, or None when it is not one.
+
+    Accepts `https://discord.gg/CODE`, `https://discord.com/invite/CODE`
+    (also discordapp.com, ptb./canary. hosts, no scheme, a trailing slash or
+    query) and a bare code.
+    """
+    if not isinstance(text, str):
+        return None
+    text = text.strip()
+    if not text:
+        return None
+    match = _INVITE_URL.match(text)
+    if match:
+        return match.group("code")
+    if _INVITE_CODE.fullmatch(text):
+        return text
+    return None
+
+
+def discord_route_key(method: str, path: str) -> str:
+    """The rate-limit route of a request: keep the major parameter, blank the rest.
+
+    Discord limits per route *and* top-level resource (channel, guild,
+    webhook); ids and invite codes below it share one limit.
+    """
+    path = path.split("?", 1)[0]
+    prefix = ""
+    match = _MAJOR_PARAM.match(path)
+    if match:
+        prefix, path = match.group(0), path[match.end() :]
+    path = re.sub(r"/invites/[^/]+", "/invites/{code}", path)
+    path = re.sub(r"/\d+(?=/|$)", "/{id}", path)
+    return f"{method.upper()} {prefix}{path}"
+
+
+def _major_parameter(path: str) -> str:
+    match = _MAJOR_PARAM.match(path.split("?", 1)[0])
+    return match.group(0) if match else ""
+
+
+class DiscordLimiter(BucketLimiter):
+    """`BucketLimiter` whose shared buckets stay separate per major parameter.
+
+    Discord's `X-RateLimit-Bucket` names a limit "non-inclusive of top-level
+    resources": channel A and channel B share the hash but not the counter.
+    The base limiter keys on the hash alone, which would let channel B's
+    answer overwrite channel A's exhausted bucket (and cause 429s).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(discord_route_key)
+
+    def update(self, method: str, path: str, status: int, headers: Mapping[str, str]) -> None:
+        scoped = {k.lower(): v for k, v in headers.items()}
+        bucket = scoped.get("x-ratelimit-bucket")
+        if bucket:
+            scoped["x-ratelimit-bucket"] = f"{bucket}|{_major_parameter(path)}"
+        super().update(method, path, status, scoped)
+
+
+def discord_error_message(response: httpx.Response) -> str:
+    """One line from Discord's `{"code": n, "message": ..., "errors"?: {...}}`."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    message = body.get("message")
+    text = str(message) if isinstance(message, str) and message else ""
+    code = body.get("code")
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        text = f"{text} (code {code})" if text else f"code {code}"
+    details = _field_errors(body.get("errors"))
+    if details:
+        text = f"{text}: {'; '.join(details[:3])}"
+    return " ".join(text.split())[:300]
+
+
+def _field_errors(node: Any, path: str = "") -> list[str]:
+    """Flatten Discord's nested `errors` tree into `field: message` lines."""
+    if not isinstance(node, dict):
+        return []
+    found: list[str] = []
+    inner = node.get("_errors")
+    if isinstance(inner, list):
+        for item in inner:
+            if isinstance(item, dict) and item.get("message"):
+                found.append(f"{path or 'body'}: {item['message']}")
+    for key, child in node.items():
+        if key != "_errors":
+            found.extend(_field_errors(child, f"{path}.{key}" if path else str(key)))
+    return found
+
+
+def _error_code(response: httpx.Response) -> int | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    code = body.get("code") if isinstance(body, dict) else None
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
+
+
+class DiscordClient:
+    """The Discord calls syncctl makes, with typed results."""
+
+    def __init__(
+        self,
+        api_base: str,
+        bot_token: str,
+        *,
+        stats: CallStats | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float = 30.0,
+        max_concurrency: int = 4,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if not bot_token or not bot_token.strip():
+            raise AuthRejected(SERVICE, "no bot token given", hint="set DISCORD_BOT_TOKEN")
+        token = bot_token.strip()
+        if token.lower().startswith("bot "):
+            token = token[4:].strip()  # operators paste the header value too
+        self.api_base = api_base.rstrip("/")
+        self.limiter = DiscordLimiter()
+        self._http = ServiceHTTP(
+            SERVICE,
+            self.api_base,
+            headers={"Authorization": f"Bot {token}"},
+            timeout=timeout,
+            retry=retry,
+            stats=stats,
+            limiter=self.limiter,
+            max_concurrency=max_concurrency,
+            user_agent=USER_AGENT,
+            error_message=discord_error_message,
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:  # the token never shows
+        return f"DiscordClient({self.api_base!r})"
+
+    @property
+    def stats(self) -> CallStats:
+        return self._http.stats
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> DiscordClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- invites --------------------------------------------------------------
+
+    def create_invite(
+        self,
+        channel_id: str,
+        *,
+        max_age: int,
+        max_uses: int = 1,
+        unique: bool = True,
+        reason: str | None = None,
+    ) -> Invite:
+        """Mint an invite (POST /channels/{id}/invites).
+
+        `max_age` is required and always sent: Discord's default is 24 hours,
+        not "never". With `unique=False` Discord may hand back an existing
+        similar invite instead of a new one. A timeout raises `OutcomeUnknown`:
+        list the channel's invites before trying again.
+        """
+        channel_id = _snowflake(channel_id, "channel id")
+        if isinstance(max_age, bool) or not isinstance(max_age, int) or max_age < 0:
+            raise InvalidRequest(SERVICE, f"invite max_age must be seconds >= 0, got {max_age!r}")
+        if (
+            isinstance(max_uses, bool)
+            or not isinstance(max_uses, int)
+            or not 0 <= max_uses <= MAX_USES_LIMIT
+        ):
+            raise InvalidRequest(
+                SERVICE, f"invite max_uses must be 0..{MAX_USES_LIMIT}, got {max_uses!r}"
+            )
+        body = {
+            "max_age": max_age,
+            "max_uses": max_uses,
+            "unique": bool(unique),
+            "temporary": False,
+        }
+        path = f"/channels/{channel_id}/invites"
+        response = self._http.request(
+            "POST",
+            path,
+            json_body=body,
+            headers=_reason_header(reason),
+            ok=(403, 404),
+        )
+        self._check_channel_answer(response, channel_id, "CREATE_INSTANT_INVITE")
+        return _parse_invite(_expect_dict(parse_json(SERVICE, response), path), channel_id)
+
+    def list_channel_invites(self, channel_id: str) -> list[Invite]:
+        """Every live invite of a channel, with metadata (needs MANAGE_CHANNELS)."""
+        channel_id = _snowflake(channel_id, "channel id")
+        path = f"/channels/{channel_id}/invites"
+        response = self._http.request("GET", path, ok=(403, 404))
+        self._check_channel_answer(response, channel_id, "MANAGE_CHANNELS")
+        body = parse_json(SERVICE, response)
+        if body is None:
+            return []
+        if not isinstance(body, list):
+            raise BadResponse(
+                SERVICE, f"GET {path}: expected a JSON array, got {type(body).__name__}"
+            )
+        return [
+            _parse_invite(_expect_dict(item, path), channel_id) for item in body if item is not None
+        ]
+
+    def get_invite(self, code: str) -> Invite | None:
+        """Resolve an invite; None when Discord does not know it (revoked, expired, used)."""
+        code = _code(code)
+        path = f"/invites/{quote(code, safe='')}"
+        response = self._http.request(
+            "GET", path, params={"with_counts": "true", "with_expiration": "true"}, ok=(404,)
+        )
+        if response.status_code == 404:
+            if _error_code(response) == UNKNOWN_INVITE:
+                return None
+            raise self._not_found(response, f"GET {path}")
+        return _parse_invite(_expect_dict(parse_json(SERVICE, response), path), None)
+
+    def revoke_invite(self, code: str, *, reason: str | None = None) -> bool:
+        """Delete an invite. True if it was deleted now, False if it was already gone.
+
+        DELETE is retried after a lost answer, so a retry that finds the
+        invite gone also answers False: either way the invite is no more.
+        """
+        code = _code(code)
+        path = f"/invites/{quote(code, safe='')}"
+        response = self._http.request("DELETE", path, headers=_reason_header(reason), ok=(403, 404))
+        if response.status_code == 404:
+            if _error_code(response) == UNKNOWN_INVITE:
+                return False
+            raise self._not_found(response, f"DELETE {path}")
+        if response.status_code == 403:
+            raise self._forbidden(response, f"invite {code}'s channel", "MANAGE_CHANNELS")
+        body = parse_json(SERVICE, response) if response.content else None
+        if body is not None:
+            _parse_invite(_expect_dict(body, path), None)  # checks it is an invite
+        return True
+
+    def current_user_id(self) -> str:
+        """The bot's own user id (GET /users/@me): invites it minted carry it as inviter."""
+        body = _expect_dict(
+            parse_json(SERVICE, self._http.request("GET", "/users/@me")), "/users/@me"
+        )
+        user_id = body.get("id")
+        if not isinstance(user_id, str) or not user_id:
+            raise BadResponse(SERVICE, "/users/@me: 'id' missing or not a string")
+        return user_id
+
+    def check_channel(self, channel_id: str) -> int:
+        """Check the token, the channel and the bot's MANAGE_CHANNELS permission.
+
+        For `syncctl doctor`: lists the channel's invites and returns how many
+        are live. Raises `AuthRejected` naming the missing permission, or
+        `NotFound` for an unknown channel. CREATE_INSTANT_INVITE can only be
+        proven by minting, which a check must not do.
+        """
+        return len(self.list_channel_invites(channel_id))
+
+    # -- errors ---------------------------------------------------------------
+
+    def _check_channel_answer(
+        self, response: httpx.Response, channel_id: str, permission: str
+    ) -> None:
+        where = f"{response.request.method} {response.request.url.path}"
+        if response.status_code == 404:
+            if _error_code(response) == UNKNOWN_CHANNEL:
+                self._http.stats.add(SERVICE, failures=1)
+                raise NotFound(
+                    SERVICE,
+                    f"{where}: channel {channel_id} is unknown (Unknown Channel, code 10003)",
+                    hint="check the channel id in the config and that the bot is in its server",
+                    status=404,
+                )
+            raise self._not_found(response, where)
+        if response.status_code == 403:
+            raise self._forbidden(response, f"channel {channel_id}", permission)
+
+    def _forbidden(self, response: httpx.Response, what: str, permission: str) -> AuthRejected:
+        self._http.stats.add(SERVICE, failures=1)
+        code = _error_code(response)
+        detail = discord_error_message(response) or "403"
+        if code == MISSING_ACCESS:
+            message = f"the bot cannot see {what} (VIEW_CHANNEL missing): {detail}"
+            hint = "add the bot to the server and let it view the channel"
+        else:
+            message = f"the bot lacks the {permission} permission on {what}: {detail}"
+            hint = f"grant the bot's role {permission} on that channel"
+        return AuthRejected(SERVICE, message, hint=hint, status=403)
+
+    def _not_found(self, response: httpx.Response, where: str) -> NotFound:
+        self._http.stats.add(SERVICE, failures=1)
+        detail = discord_error_message(response)
+        return NotFound(
+            SERVICE,
+            f"{where} answered 404" + (f": {detail}" if detail else ""),
+            hint="check discord.api_base (it ends in /api/v10)",
+            status=404,
+        )
+
+
+# -- parsing ------------------------------------------------------------------
+
+
+def _snowflake(value: str, what: str) -> str:
+    text = str(value).strip()
+    if not re.fullmatch(r"\d{1,20}", text):
+        raise InvalidRequest(SERVICE, f"{what} must be a Discord snowflake (digits), got {value!r}")
+    return text
+
+
+def _code(value: str) -> str:
+    code = invite_code_from_url(value) if isinstance(value, str) else None
+    if code is None:
+        raise InvalidRequest(SERVICE, f"not a Discord invite code or link: {value!r:.80}")
+    return code
+
+
+def _reason_header(reason: str | None) -> dict[str, str] | None:
+    """`X-Audit-Log-Reason`, URL-encoded as Discord requires, cut to 512 characters."""
+    if reason is None:
+        return None
+    text = " ".join(reason.split())[:AUDIT_REASON_MAX]
+    if not text:
+        return None
+    return {"X-Audit-Log-Reason": quote(text, safe="")}
+
+
+def _expect_dict(value: Any, path: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise BadResponse(SERVICE, f"{path}: expected an invite object, got {type(value).__name__}")
+    return value
+
+
+def _opt_int(body: Mapping[str, Any], key: str, code: str) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadResponse(SERVICE, f"invite {code}: field {key} is not an integer ({value!r:.40})")
+    return value
+
+
+def _opt_time(body: Mapping[str, Any], key: str, code: str) -> datetime | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadResponse(SERVICE, f"invite {code}: field {key} is not a timestamp ({value!r:.40})")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadResponse(
+            SERVICE, f"invite {code}: field {key} is not an ISO 8601 timestamp ({value!r:.40})"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _opt_id(value: Any) -> str | None:
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _parse_invite(body: Mapping[str, Any], channel_id: str | None) -> Invite:
+    """An `Invite` from an invite object, with or without metadata.
+
+    `channel_id` is the channel the request was about (list, create); the
+    answer's own `channel.id` must agree when present.
+    """
+    code = body.get("code")
+    if not isinstance(code, str) or not code:
+        raise BadResponse(SERVICE, "invite object without a code")
+    channel = body.get("channel")
+    answered = _opt_id(channel.get("id")) if isinstance(channel, dict) else None
+    answered = answered or _opt_id(body.get("channel_id"))
+    if answered is None and channel_id is None:
+        raise BadResponse(SERVICE, f"invite {code}: field channel.id is missing")
+    temporary = body.get("temporary")
+    if temporary is not None and not isinstance(temporary, bool):
+        raise BadResponse(SERVICE, f"invite {code}: field temporary is not a boolean")
+    inviter = body.get("inviter")
+    guild = body.get("guild")
+    max_age = _opt_int(body, "max_age", code)
+    created_at = _opt_time(body, "created_at", code)
+    if "expires_at" in body:
+        expires_at = _opt_time(body, "expires_at", code)
+    elif max_age and created_at is not None:  # older answers without expires_at
+        expires_at = created_at + timedelta(seconds=max_age)
+    else:
+        expires_at = None
+    return Invite(
+        code=code,
+        channel_id=answered or str(channel_id),
+        max_age=max_age,
+        max_uses=_opt_int(body, "max_uses", code),
+        uses=_opt_int(body, "uses", code),
+        temporary=temporary,
+        created_at=created_at,
+        expires_at=expires_at,
+        inviter_id=_opt_id(inviter.get("id")) if isinstance(inviter, dict) else None,
+        guild_id=_opt_id(body.get("guild_id"))
+        or (_opt_id(guild.get("id")) if isinstance(guild, dict) else None),
+    )

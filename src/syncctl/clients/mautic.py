@@ -1,0 +1,763 @@
+"""Mautic 5.1 REST API client (HTTP Basic auth): contacts, template email sends, email stats.
+
+Why the calls look the way they do (api-notes.md section 2):
+
+- Polling: `where dateModified gte T` ordered by the *column* `date_modified`
+  (the API does not convert `orderBy`; `dateModified` there is a SQL error).
+  Offsets skip rows that change while paging, so every page re-queries from
+  the last seen timestamp and de-duplicates by id; a page full of one
+  timestamp is drained by id (`dateModified eq T`, `id gt X`) so paging
+  neither loops nor skips. Mautic 5.1 leaves `dateModified` null until a
+  contact's first edit (filled on create only since 6.0), so never-edited
+  contacts are read by `dateAdded` in a second stream and merged in.
+- Lookup by email: `where email eq` is exact and case-insensitive (MySQL
+  collation) but Mautic HTML-encodes `' " & < >` in `where` values, so such
+  addresses are looked up with a LIKE on their longest plain segment and
+  filtered here; equality is always re-checked client-side.
+- Writes: PATCH only the fields that change, never `email` (it merges
+  contacts); blanks and boolean `false` need `overwriteWithBlank`; numeric 0
+  is silently dropped by Mautic, so it is refused here instead; the answer is
+  checked to make sure Mautic did not ignore the change.
+- Sends answer 200 even when nothing was sent: the body decides.
+- The hourly rate limit (if an admin enabled it) covers the whole API: one
+  bucket for every route, and an exhausted hour fails fast as RateLimited
+  instead of sleeping until it resets.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
+
+import httpx
+
+from syncctl.errors import AuthRejected, BadResponse, InvalidRequest, RateLimited
+from syncctl.http import CallStats, RetryPolicy, ServiceHTTP, expect_dict, parse_json
+from syncctl.ratelimit import BucketLimiter
+
+SERVICE = "mautic"
+
+#: Characters Mautic turns into HTML entities in `where` values (FILTER_SANITIZE_SPECIAL_CHARS).
+_HTML_SPECIAL = "'\"&<>"
+_TRUE_STRINGS = frozenset({"1", "true", "yes", "on"})
+_NUMERIC = re.compile(r"^[ \t\n\r\v\f]*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?[ \t\n\r\v\f]*$")
+_SQL_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+Where = tuple[str, str, Any]  # (column, expression, value or None)
+
+
+# -- results -----------------------------------------------------------------------
+
+
+def as_flag(value: Any) -> bool:
+    """A Mautic boolean in any of its shapes (1/0, "1"/"0", true/false, "yes", None) as bool.
+
+    Mirrors PHP's FILTER_VALIDATE_BOOLEAN, which Mautic uses to clean them.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return value != 0
+    if isinstance(value, str):
+        return value.strip().lower() in _TRUE_STRINGS
+    return False
+
+
+def as_text(value: Any) -> str:
+    """A field value as text, "" for empty."""
+    if value is None or value is False:
+        return ""
+    if value is True:
+        return "1"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Contact:
+    """A Mautic contact.
+
+    `fields` is the flat `fields.all` map (alias -> value, custom fields
+    included). `date_modified` is UTC; for a contact Mautic never edited
+    (dateModified null in 5.1) it is `date_added`, so it can serve as a
+    polling cursor either way.
+    """
+
+    id: int
+    email: str | None
+    firstname: str | None
+    lastname: str | None
+    date_modified: datetime
+    fields: Mapping[str, Any]
+    date_added: datetime | None = None
+
+    def field(self, alias: str) -> Any:
+        """The raw value of a field (None when empty or unknown)."""
+        return self.fields.get(alias)
+
+    def flag(self, alias: str) -> bool:
+        """A boolean field, whatever shape Mautic chose for it."""
+        return as_flag(self.fields.get(alias))
+
+    def text(self, alias: str) -> str:
+        """A text field, "" when empty."""
+        return as_text(self.fields.get(alias))
+
+
+@dataclass(frozen=True)
+class EmailStat:
+    """One row of Mautic's email_stats table: one send (or failed send) of an email."""
+
+    id: int
+    email_id: int | None
+    lead_id: int | None
+    email_address: str | None
+    date_sent: datetime | None
+    is_failed: bool
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    """A contact field definition (for `doctor`)."""
+
+    alias: str
+    type: str
+    published: bool
+    id: int | None = None
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class EmailInfo:
+    """A Mautic email (template) as `doctor` needs it."""
+
+    id: int
+    name: str
+    is_published: bool
+    email_type: str | None
+    subject: str | None = None
+
+
+# -- the client ---------------------------------------------------------------------
+
+
+class _ApiLimiter(BucketLimiter):
+    """Mautic's limiter counts every /api call in one hourly bucket.
+
+    A client that learnt the hour is used up should not sleep until it resets:
+    it fails as RateLimited, and the next run continues.
+    """
+
+    def __init__(self, max_wait: float) -> None:
+        super().__init__(route_key=lambda method, path: "api")
+        self._max_wait = max_wait
+
+    def reserve(self, method: str, path: str) -> float:
+        wait = super().reserve(method, path)
+        if wait > self._max_wait:
+            raise RateLimited(
+                SERVICE,
+                f"the API rate limit is used up; it resets in {wait:.0f} s",
+                hint="the next run continues; raise Mautic's api_rate_limiter_limit if this "
+                "repeats",
+                retry_after=wait,
+            )
+        return wait
+
+
+class MauticClient:
+    """Typed access to the Mautic calls syncctl needs. Thread-safe; close() when done."""
+
+    def __init__(
+        self,
+        base_url: str,
+        username: str,
+        password: str,
+        *,
+        stats: CallStats | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float = 30.0,
+        max_concurrency: int = 4,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        policy = retry or RetryPolicy()
+        root = base_url.strip().rstrip("/")
+        if root.endswith("/api"):  # the config names the site; tolerate the API root too
+            root = root[: -len("/api")]
+        self.base_url = root
+        self._http = ServiceHTTP(
+            SERVICE,
+            root,
+            auth=httpx.BasicAuth(username, password),
+            timeout=timeout,
+            retry=policy,
+            stats=stats,
+            limiter=_ApiLimiter(policy.max_retry_after),
+            max_concurrency=max_concurrency,
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:  # never the credentials
+        return f"MauticClient({self.base_url!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> MauticClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- contacts: reads --------------------------------------------------------------
+
+    def get(self, contact_id: int) -> Contact:
+        """One contact; NotFound when it does not exist (or was merged away)."""
+        body = self._get(f"/api/contacts/{_id(contact_id)}")
+        return _contact(body.get("contact"), f"GET /api/contacts/{contact_id}: contact")
+
+    def iter_modified_since(
+        self, since: datetime, *, page_size: int = 200, include_unmodified: bool = True
+    ) -> Iterator[Contact]:
+        """Contacts changed (or, never edited, created) at or after `since`, oldest first.
+
+        `since` is compared to the second (Mautic stores seconds). A contact
+        modified while this iterates may come again, later, with its newer
+        state (a larger date_modified): keep the last one per id.
+        `include_unmodified=False` skips the second stream for never-edited
+        contacts (only safe on Mautic >= 6, which fills dateModified on create).
+        """
+        start = _floor(since)
+        streams = [
+            self._time_stream("dateModified", "date_modified", start, [], page_size, _modified)
+        ]
+        if include_unmodified:
+            streams.append(
+                self._time_stream(
+                    "dateAdded",
+                    "date_added",
+                    start,
+                    [("dateModified", "isNull", None)],
+                    page_size,
+                    _added,
+                )
+            )
+        seen: dict[int, datetime] = {}
+        for contact in heapq.merge(*streams, key=lambda c: c.date_modified):
+            previous = seen.get(contact.id)
+            if previous is not None and contact.date_modified <= previous:
+                continue
+            seen[contact.id] = contact.date_modified
+            yield contact
+
+    def iter_all(self, *, page_size: int = 200) -> Iterator[Contact]:
+        """Every contact by ascending id (keyset paging: inserts and deletes do not shift it)."""
+        yield from self._scan([], page_size)
+
+    def find_by_email(self, email: str) -> list[Contact]:
+        """Contacts whose email equals `email` ignoring case, oldest id first (duplicates exist)."""
+        target = email.strip()
+        if not target:
+            return []
+        wanted = target.lower()
+        if any(char in _HTML_SPECIAL for char in target):
+            where: Where = ("email", "like", _like_pattern(target))
+        else:
+            where = ("email", "eq", target)
+        found = [c for c in self._scan([where], 200) if (c.email or "").lower() == wanted]
+        return sorted(found, key=lambda c: c.id)
+
+    def check_access(self) -> int:
+        """One cheap authenticated read; returns the number of contacts.
+
+        Raises AuthRejected with Mautic's reason (wrong credentials, API or
+        Basic auth disabled, missing permission).
+        """
+        body = self._get("/api/contacts", [("limit", "1"), ("orderBy", "id")])
+        _contact_list(body, "GET /api/contacts")
+        return _int_or_zero(body.get("total"))
+
+    # -- contacts: writes -----------------------------------------------------------
+
+    def create(self, fields: Mapping[str, Any]) -> Contact:
+        """Create a contact (POST /contacts/new).
+
+        Mautic merges into the contact holding the same email (answering 200),
+        so with an email this is an upsert and safe to retry. None and False
+        values are not sent: on create they cannot overwrite anything (use
+        `update` to clear a field).
+        """
+        body: dict[str, Any] = {}
+        for alias, value in fields.items():
+            if alias == "overwriteWithBlank":
+                raise InvalidRequest(SERVICE, "overwriteWithBlank is not allowed on create")
+            if value is None or value is False or value == "":
+                continue
+            _check_value(alias, value)
+            body[alias] = value
+        email = body.get("email")
+        response = self._http.request(
+            "POST",
+            "/api/contacts/new",
+            json_body=body,
+            idempotent=isinstance(email, str) and bool(email.strip()),
+        )
+        data = expect_dict(SERVICE, parse_json(SERVICE, response), "POST /api/contacts/new")
+        return _contact(data.get("contact"), "POST /api/contacts/new: contact")
+
+    def update(self, contact_id: int, changes: Mapping[str, Any]) -> Contact:
+        """PATCH only `changes` onto a contact and return it as Mautic saved it.
+
+        Refused here (InvalidRequest, nothing sent): `email` (Mautic would merge
+        another contact into this one), numeric 0 / "0" (Mautic drops them
+        silently). Raises InvalidRequest too when Mautic's answer shows it
+        ignored a change (unknown alias, a blank or boolean it skipped).
+        """
+        if not changes:
+            return self.get(contact_id)
+        body: dict[str, Any] = {}
+        blanking = False
+        for alias, value in changes.items():
+            if alias.lower() == "email":
+                raise InvalidRequest(
+                    SERVICE,
+                    f"refusing to PATCH email on contact {contact_id}",
+                    hint="Mautic merges the contact that holds that address into this one",
+                )
+            if alias == "overwriteWithBlank":
+                raise InvalidRequest(SERVICE, "overwriteWithBlank is set by the client itself")
+            if value is None or value == "" or value is False:
+                blanking = True
+            else:
+                _check_value(alias, value)
+            body[alias] = value
+        if blanking:
+            body["overwriteWithBlank"] = True
+        path = f"/api/contacts/{_id(contact_id)}/edit"
+        # Setting absolute values: repeating the PATCH is harmless, so it may be retried.
+        response = self._http.request("PATCH", path, json_body=body, idempotent=True)
+        data = expect_dict(SERVICE, parse_json(SERVICE, response), f"PATCH {path}")
+        contact = _contact(data.get("contact"), f"PATCH {path}: contact")
+        _verify_update(contact, changes)
+        return contact
+
+    # -- emails ---------------------------------------------------------------------------
+
+    def send_email(self, email_id: int, contact_id: int, tokens: Mapping[str, str]) -> None:
+        """Send template email `email_id` to one contact, with tokens (`{name}` or `name`).
+
+        Not idempotent: Mautic sends again on every call (and ignores
+        Do-Not-Contact). Never retried blindly: a timeout raises OutcomeUnknown;
+        check `email_stats` before trying again. Raises InvalidRequest when
+        Mautic answers that it did not send.
+        """
+        clean: dict[str, str] = {}
+        for key, value in tokens.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise InvalidRequest(SERVICE, f"token {key!r}: tokens map text to text")
+            clean[key] = value
+        path = f"/api/emails/{_id(email_id)}/contact/{_id(contact_id)}/send"
+        response = self._http.request("POST", path, json_body={"tokens": clean})
+        data = expect_dict(SERVICE, parse_json(SERVICE, response), f"POST {path}")
+        errors = data.get("errors")
+        if errors:
+            raise InvalidRequest(SERVICE, f"POST {path}: {_first_message(errors)}")
+        if "failed" in data and data["failed"] not in (None, False, [], {}):
+            raise InvalidRequest(
+                SERVICE,
+                f"Mautic did not send email {email_id} to contact {contact_id}: "
+                f"{_summary(data['failed'])}",
+                hint="check the contact's address and Mautic's mail transport",
+            )
+        success = data.get("success")
+        if success is True or success == 1 or success == "1":
+            return
+        if "success" in data:
+            raise InvalidRequest(
+                SERVICE,
+                f"Mautic did not send email {email_id} to contact {contact_id} (success=false)",
+                hint="the email may be unpublished, or the contact may have no email address",
+            )
+        raise BadResponse(SERVICE, f"POST {path}: answer has neither 'success' nor 'failed'")
+
+    def email_stats(self, contact_id: int, email_id: int) -> list[EmailStat]:
+        """Every recorded send (failed ones included) of one email to one contact, oldest first."""
+        where: list[Where] = [("lead_id", "eq", _id(contact_id)), ("email_id", "eq", _id(email_id))]
+        return list(self._iter_stats(where, 0, 100))
+
+    def iter_email_stats(
+        self, email_id: int, *, since_id: int = 0, page_size: int = 500
+    ) -> Iterator[EmailStat]:
+        """All sends of one email with stat id > since_id, by id: a few paged calls per email."""
+        yield from self._iter_stats([("email_id", "eq", _id(email_id))], since_id, page_size)
+
+    def get_email(self, email_id: int) -> EmailInfo:
+        """A template email's name and state; NotFound when it does not exist."""
+        path = f"/api/emails/{_id(email_id)}"
+        data = self._get(path).get("email")
+        if not isinstance(data, dict):
+            raise BadResponse(SERVICE, f"GET {path}: 'email' object missing")
+        return EmailInfo(
+            id=_int(data.get("id"), f"GET {path}: email.id"),
+            name=as_text(data.get("name")),
+            is_published=as_flag(data.get("isPublished")),
+            email_type=_str_or_none(data.get("emailType")),
+            subject=_str_or_none(data.get("subject")),
+        )
+
+    def list_contact_fields(self) -> list[FieldInfo]:
+        """Every contact field definition, published or not."""
+        body = self._get("/api/fields/contact", [("limit", "0")])
+        raw = body.get("fields")
+        items = list(raw.values()) if isinstance(raw, dict) else raw
+        if not isinstance(items, list):
+            raise BadResponse(SERVICE, "GET /api/fields/contact: 'fields' list missing")
+        fields = []
+        for item in items:
+            if not isinstance(item, dict) or not isinstance(item.get("alias"), str):
+                raise BadResponse(SERVICE, "GET /api/fields/contact: a field without 'alias'")
+            fields.append(
+                FieldInfo(
+                    alias=item["alias"],
+                    type=as_text(item.get("type")),
+                    published=as_flag(item.get("isPublished", True)),
+                    id=_int_or_none(item.get("id")),
+                    label=_str_or_none(item.get("label")),
+                )
+            )
+        return fields
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _get(self, path: str, params: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+        response = self._http.request("GET", path, params=params)
+        return expect_dict(SERVICE, parse_json(SERVICE, response), f"GET {path}")
+
+    def _list(
+        self, where: list[Where], order_by: str, limit: int, direction: str = "ASC"
+    ) -> list[Contact]:
+        params = [
+            *_where_params(where),
+            ("orderBy", order_by),
+            ("orderByDir", direction),
+            ("limit", str(limit)),
+            ("start", "0"),
+        ]
+        return _contact_list(self._get("/api/contacts", params), "GET /api/contacts")
+
+    def _scan(self, where: list[Where], page_size: int) -> Iterator[Contact]:
+        """Contacts matching `where`, by id, keyset-paged on id."""
+        size = max(1, page_size)
+        after = 0
+        while True:
+            page = sorted(self._list([*where, ("id", "gt", after)], "id", size), key=_by_id)
+            yield from page
+            if len(page) < size:
+                return
+            if page[-1].id <= after:
+                raise BadResponse(SERVICE, "GET /api/contacts ignored the id filter while paging")
+            after = page[-1].id
+
+    def _time_stream(
+        self,
+        column: str,
+        order_column: str,
+        since: datetime,
+        extra: list[Where],
+        page_size: int,
+        stamp: Callable[[Contact], datetime],
+    ) -> Iterator[Contact]:
+        """Contacts with `column >= since`, ascending, re-queried from the last seen stamp.
+
+        Offsets are never trusted: each page starts at the last stamp seen
+        (ties come again and are filtered by the caller). A page made only of
+        one stamp is drained by id, then the stream moves strictly past it.
+        """
+        size = max(1, page_size)
+        cursor, expr = since, "gte"
+        while True:
+            where: list[Where] = [(column, expr, _sql(cursor)), *extra]
+            page = sorted(self._list(where, order_column, size), key=lambda c: (stamp(c), c.id))
+            yield from page
+            if len(page) < size:
+                return
+            last = stamp(page[-1])
+            if last > cursor:
+                cursor, expr = last, "gte"
+                continue
+            if last < cursor:
+                raise BadResponse(SERVICE, f"GET /api/contacts ignored the {column} filter")
+            after = 0
+            while True:
+                tie: list[Where] = [(column, "eq", _sql(cursor)), ("id", "gt", after), *extra]
+                group = sorted(self._list(tie, "id", size), key=_by_id)
+                yield from group
+                if len(group) < size:
+                    break
+                if group[-1].id <= after:
+                    raise BadResponse(SERVICE, "GET /api/contacts ignored the id filter")
+                after = group[-1].id
+            expr = "gt"
+
+    def _iter_stats(self, where: list[Where], since_id: int, page_size: int) -> Iterator[EmailStat]:
+        size = max(1, page_size)
+        after = since_id
+        while True:
+            params = [
+                *_where_params([*where, ("id", "gt", after)]),
+                ("order[0][col]", "id"),
+                ("order[0][dir]", "ASC"),
+                ("start", "0"),
+                ("limit", str(size)),
+            ]
+            page = sorted(_stats_list(self._get("/api/stats/email_stats", params)), key=_by_id)
+            yield from page
+            if len(page) < size:
+                return
+            if page[-1].id <= after:
+                raise BadResponse(SERVICE, "GET /api/stats/email_stats ignored the id filter")
+            after = page[-1].id
+
+
+# -- parsing and helpers --------------------------------------------------------------
+
+
+def _modified(contact: Contact) -> datetime:
+    return contact.date_modified
+
+
+def _added(contact: Contact) -> datetime:
+    return contact.date_added or contact.date_modified
+
+
+def _by_id(item: Contact | EmailStat) -> int:
+    return item.id
+
+
+def _id(value: int) -> int:
+    """An id for a URL path: an int, never text that could change the path."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InvalidRequest(SERVICE, f"not a Mautic id: {value!r}")
+    return value
+
+
+def _floor(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("since must be timezone-aware (Mautic stores UTC)")
+    return moment.astimezone(UTC).replace(microsecond=0)
+
+
+def _sql(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(_SQL_FORMAT)
+
+
+def _where_params(where: list[Where]) -> list[tuple[str, str]]:
+    params: list[tuple[str, str]] = []
+    for i, (col, expr, val) in enumerate(where):
+        params.append((f"where[{i}][col]", col))
+        params.append((f"where[{i}][expr]", expr))
+        if val is not None:
+            params.append((f"where[{i}][val]", str(val)))
+    return params
+
+
+def _like_pattern(email: str) -> str:
+    """A LIKE pattern that cannot miss `email` although Mautic encodes ' " & < > in values.
+
+    It uses the longest run of the address free of those characters (and of
+    `\\`, LIKE's escape); `%` and `_` inside it only widen the match.
+    """
+    runs = [run for run in re.split(r"['\"&<>\\]", email) if run]
+    if not runs:
+        raise InvalidRequest(SERVICE, f"cannot look up the address {email!r} in Mautic")
+    longest = max(runs, key=len)
+    prefix = "" if email.startswith(longest) else "%"
+    suffix = "" if email.endswith(longest) else "%"
+    return f"{prefix}{longest}{suffix}"
+
+
+def _php_numeric_zero(value: Any) -> bool:
+    """Would Mautic's `is_numeric($v) && (int) $v === 0` filter drop this value?"""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return math.isfinite(value) and int(value) == 0
+    if isinstance(value, str) and _NUMERIC.match(value):
+        try:
+            return int(float(value)) == 0
+        except (OverflowError, ValueError):
+            return False
+    return False
+
+
+def _check_value(alias: str, value: Any) -> None:
+    if isinstance(value, dict) or not isinstance(value, str | int | float | list | bool):
+        raise InvalidRequest(SERVICE, f"{alias}: unsupported value type {type(value).__name__}")
+    if _php_numeric_zero(value):
+        raise InvalidRequest(
+            SERVICE,
+            f"{alias}={value!r}: Mautic silently drops numeric zero values on POST/PATCH",
+            hint="store something other than 0 (mautic/mautic#15030)",
+        )
+
+
+def _verify_update(contact: Contact, changes: Mapping[str, Any]) -> None:
+    """Raise when Mautic's answer shows it ignored part of a PATCH."""
+    for alias, value in changes.items():
+        if alias not in contact.fields:
+            raise InvalidRequest(
+                SERVICE,
+                f"contact {contact.id}: Mautic has no published field {alias!r}, so it ignored it",
+                hint="check the field aliases in the [mautic.fields] config",
+            )
+        if isinstance(value, bool):
+            ignored = contact.flag(alias) != value
+        elif value is None or value == "":
+            ignored = contact.text(alias) != ""
+        else:
+            continue  # Mautic may normalise text (URLs, entities): the caller reads it back
+        if ignored:
+            raise InvalidRequest(
+                SERVICE,
+                f"contact {contact.id}: Mautic ignored setting {alias} to {value!r}",
+                hint="it still holds " + repr(contact.field(alias)),
+            )
+
+
+def _contact_list(body: dict[str, Any], what: str) -> list[Contact]:
+    raw = body.get("contacts")
+    if isinstance(raw, dict):
+        items = list(raw.values())
+    elif isinstance(raw, list):  # `[]` when empty (a PHP empty array)
+        items = raw
+    else:
+        raise BadResponse(SERVICE, f"{what}: 'contacts' missing from the answer")
+    return [_contact(item, f"{what}: contact") for item in items]
+
+
+def _contact(data: Any, what: str) -> Contact:
+    if not isinstance(data, dict):
+        raise BadResponse(SERVICE, f"{what}: expected a contact object")
+    contact_id = _int(data.get("id"), f"{what}.id")
+    fields = data.get("fields")
+    flat = fields.get("all") if isinstance(fields, dict) else None
+    if not isinstance(flat, dict):
+        raise BadResponse(SERVICE, f"{what} {contact_id}: 'fields.all' missing")
+    added = _datetime(data.get("dateAdded"), f"{what} {contact_id}: dateAdded")
+    modified = _datetime(data.get("dateModified"), f"{what} {contact_id}: dateModified")
+    effective = modified or added
+    if effective is None:
+        raise BadResponse(SERVICE, f"{what} {contact_id}: dateModified and dateAdded missing")
+    return Contact(
+        id=contact_id,
+        email=_str_or_none(flat.get("email")),
+        firstname=_str_or_none(flat.get("firstname")),
+        lastname=_str_or_none(flat.get("lastname")),
+        date_modified=effective,
+        fields=MappingProxyType(dict(flat)),
+        date_added=added,
+    )
+
+
+def _stats_list(body: dict[str, Any]) -> list[EmailStat]:
+    what = "GET /api/stats/email_stats"
+    errors = body.get("errors")
+    if errors:  # the stats API reports failures inside a 200
+        message = _first_message(errors)
+        code = errors[0].get("code") if isinstance(errors, list) and errors else None
+        if code in (401, 403, "401", "403"):
+            raise AuthRejected(
+                SERVICE,
+                f"{what}: {message}",
+                hint="give the Mautic API user the contacts view permission",
+            )
+        raise InvalidRequest(SERVICE, f"{what}: {message}")
+    raw = body.get("stats")
+    if raw is None and "availableTables" in body:
+        raise BadResponse(SERVICE, f"{what}: Mautic does not offer the email_stats table")
+    items = list(raw.values()) if isinstance(raw, dict) else raw
+    if not isinstance(items, list):
+        raise BadResponse(SERVICE, f"{what}: 'stats' list missing")
+    stats = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise BadResponse(SERVICE, f"{what}: a stat is not an object")
+        stat_id = _int(item.get("id"), f"{what}: stat id")
+        stats.append(
+            EmailStat(
+                id=stat_id,
+                email_id=_int_or_none(item.get("email_id")),
+                lead_id=_int_or_none(item.get("lead_id")),
+                email_address=_str_or_none(item.get("email_address")),
+                date_sent=_datetime(item.get("date_sent"), f"{what}: stat {stat_id} date_sent"),
+                is_failed=as_flag(item.get("is_failed")),
+            )
+        )
+    return stats
+
+
+def _datetime(value: Any, what: str) -> datetime | None:
+    """Mautic dates: ISO 8601 with offset from the serializer, 'Y-m-d H:i:s' (UTC) from SQL."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise BadResponse(SERVICE, f"{what}: expected a date, got {type(value).__name__}")
+    text = value.strip().replace(" ", "T", 1)
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadResponse(SERVICE, f"{what}: not a date: {value[:40]!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _int(value: Any, what: str) -> int:
+    parsed = _int_or_none(value)
+    if parsed is None:
+        raise BadResponse(SERVICE, f"{what}: expected an integer id, got {value!r}"[:200])
+    return parsed
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _int_or_zero(value: Any) -> int:
+    parsed = _int_or_none(value)
+    return parsed if parsed is not None else 0
+
+
+def _str_or_none(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return as_text(value)
+
+
+def _first_message(errors: Any) -> str:
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        return " ".join(str(errors[0].get("message", "")).split())[:200] or "error"
+    return _summary(errors)
+
+
+def _summary(value: Any) -> str:
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        value = "; ".join(str(v) for v in value)
+    return " ".join(str(value).split())[:200]

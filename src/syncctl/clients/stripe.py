@@ -1,0 +1,576 @@
+"""Stripe client: completed Checkout Sessions with their line items, and their events.
+
+Built on the official SDK (`stripe.StripeClient`) so request encoding, API
+versioning and error classification follow Stripe's own code, but every byte
+goes through syncctl's `ServiceHTTP` (an `stripe.HTTPClient` adapter), so
+retries, `Retry-After`, timeouts and call counters behave as for the other
+services. Results are frozen dataclasses parsed defensively from the SDK's
+objects; SDK exceptions become `syncctl.errors`, with the key redacted.
+
+Why the awkward parts exist:
+- `status=complete` does not mean paid (delayed payment methods): callers
+  decide with `CheckoutSession.is_paid`.
+- An expanded `line_items` holds only the first few items; the rest are paged
+  from `/v1/checkout/sessions/{id}/line_items`, so a VIP item in position 6 is
+  never missed.
+- Events embed the session without line items (and rendered at the account's
+  API version at event time), so the session is fetched again.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+import stripe
+
+from syncctl.errors import (
+    AuthRejected,
+    BadResponse,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    RateLimited,
+    ServiceError,
+    Unavailable,
+)
+from syncctl.http import CallStats, RetryPolicy, ServiceHTTP
+
+SERVICE = "stripe"
+DEFAULT_EVENT_TYPES = (
+    "checkout.session.completed",
+    "checkout.session.async_payment_succeeded",
+)
+#: Payment states in which Stripe says the order may be fulfilled.
+FULFILLABLE_PAYMENT_STATUSES = frozenset({"paid", "no_payment_required"})
+MAX_PAGE_SIZE = 100
+
+T = TypeVar("T")
+
+# Secret/restricted/publishable keys, and the masked form Stripe echoes in 401/403s.
+_KEY_PATTERN = re.compile(r"\b(?:sk|rk|pk)_[A-Za-z0-9_*]+|\*{4,}[A-Za-z0-9]*")
+
+
+# -- results ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LineItem:
+    """One purchased line: which price/product, how many."""
+
+    id: str
+    price_id: str | None
+    product_id: str | None
+    quantity: int | None
+    description: str | None
+
+
+@dataclass(frozen=True)
+class CheckoutSession:
+    """A Checkout Session with all its line items (never a truncated list)."""
+
+    id: str
+    created: int
+    status: str
+    payment_status: str
+    mode: str
+    email: str | None
+    name: str | None
+    line_items: tuple[LineItem, ...]
+    metadata: dict[str, str] = field(default_factory=dict, hash=False)
+
+    @property
+    def is_paid(self) -> bool:
+        """Money is in (or none was due): the only state that may be fulfilled."""
+        return self.status == "complete" and self.payment_status in FULFILLABLE_PAYMENT_STATUSES
+
+
+@dataclass(frozen=True)
+class Event:
+    """A checkout event; `session` is the session as fetched during iteration."""
+
+    id: str
+    type: str
+    created: int
+    session: CheckoutSession
+
+
+@dataclass(frozen=True)
+class Price:
+    id: str
+    active: bool
+    product: str | None
+
+
+@dataclass(frozen=True)
+class Product:
+    id: str
+    active: bool
+    name: str | None
+
+
+# -- the SDK's transport ---------------------------------------------------------------
+
+
+class _ServiceHTTPClient(stripe.HTTPClient):
+    """Lets the SDK send through `ServiceHTTP` (retries, limits, counters, timeouts)."""
+
+    name = "syncctl"
+
+    def __init__(self, http: ServiceHTTP) -> None:
+        super().__init__()
+        self._http = http
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        post_data: Any = None,
+    ) -> tuple[bytes, int, Mapping[str, str]]:
+        content = post_data.encode() if isinstance(post_data, str) else post_data
+        # Returns the final response of any status (the SDK classifies errors);
+        # transport failures raise syncctl errors, which pass through the SDK.
+        response = self._http.send_raw(method, url, headers=dict(headers or {}), content=content)
+        return response.content, response.status_code, response.headers
+
+    def request_stream(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        post_data: Any = None,
+    ) -> tuple[Any, int, Mapping[str, str]]:
+        content, status, headers_out = self.request(method, url, headers, post_data)
+        return io.BytesIO(content), status, headers_out
+
+    def close(self) -> None:
+        """Nothing to do: the `ServiceHTTP` belongs to `StripeAPI`, which closes it."""
+
+
+# -- defensive parsing -----------------------------------------------------------------
+
+
+def _as_dict(value: Any, what: str) -> dict[str, Any]:
+    if isinstance(value, stripe.StripeObject):
+        return value.to_dict()
+    if isinstance(value, dict):
+        return value
+    raise BadResponse(SERVICE, f"{what}: expected a JSON object, got {type(value).__name__}")
+
+
+def _str(obj: Mapping[str, Any], key: str, what: str) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str) or not value:
+        raise BadResponse(SERVICE, f"{what}: field '{key}' is missing or not a string")
+    return value
+
+
+def _int(obj: Mapping[str, Any], key: str, what: str) -> int:
+    value = obj.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise BadResponse(SERVICE, f"{what}: field '{key}' is missing or not an integer")
+    return value
+
+
+def _bool(obj: Mapping[str, Any], key: str, what: str) -> bool:
+    value = obj.get(key)
+    if not isinstance(value, bool):
+        raise BadResponse(SERVICE, f"{what}: field '{key}' is missing or not a boolean")
+    return value
+
+
+def _opt_str(obj: Mapping[str, Any], key: str, what: str) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadResponse(SERVICE, f"{what}: field '{key}' is not a string")
+    return value.strip() or None
+
+
+def _ref_id(value: Any, key: str, what: str) -> str | None:
+    """An id that may come as a string or as an expanded object."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("id"), str):
+        return value["id"]
+    raise BadResponse(SERVICE, f"{what}: field '{key}' is neither an id nor an object")
+
+
+def _parse_line_item(raw: Any, what: str) -> LineItem:
+    if not isinstance(raw, dict):
+        raise BadResponse(SERVICE, f"{what}: a line item is not an object")
+    item_id = _str(raw, "id", f"{what}, line item")
+    where = f"{what}, line item {item_id}"
+    price = raw.get("price")
+    price_id = _ref_id(price, "price", where)
+    product_id = (
+        _ref_id(price.get("product"), "price.product", where) if isinstance(price, dict) else None
+    )
+    quantity = raw.get("quantity")
+    if quantity is not None and (not isinstance(quantity, int) or isinstance(quantity, bool)):
+        raise BadResponse(SERVICE, f"{where}: field 'quantity' is not an integer")
+    return LineItem(
+        id=item_id,
+        price_id=price_id,
+        product_id=product_id,
+        quantity=quantity,
+        description=_opt_str(raw, "description", where),
+    )
+
+
+def _contact(raw: Mapping[str, Any], what: str) -> tuple[str | None, str | None]:
+    """(email, name): customer_details first, the prefilled customer_email second."""
+    details = raw.get("customer_details")
+    email = name = None
+    if isinstance(details, dict):
+        email = _opt_str(details, "email", f"{what}, customer_details")
+        name = _opt_str(details, "name", f"{what}, customer_details")
+    elif details is not None:
+        raise BadResponse(SERVICE, f"{what}: field 'customer_details' is not an object")
+    return email or _opt_str(raw, "customer_email", what), name
+
+
+def _metadata(raw: Mapping[str, Any], what: str) -> dict[str, str]:
+    value = raw.get("metadata")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadResponse(SERVICE, f"{what}: field 'metadata' is not an object")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+# -- the client ------------------------------------------------------------------------
+
+
+class StripeAPI:
+    """Read-only access to the Checkout data syncctl reconciles from."""
+
+    def __init__(
+        self,
+        api_base: str,
+        api_key: str,
+        *,
+        stats: CallStats | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float = 30.0,
+        max_concurrency: int = 4,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if not api_key or not api_key.strip():
+            raise AuthRejected(SERVICE, "no API key configured", hint="set STRIPE_API_KEY")
+        base = api_base.rstrip("/")
+        # The SDK appends "/v1/..." itself; tolerate a base URL that already has it.
+        base = base.removesuffix("/v1")
+        self.api_base = base
+        self._key = api_key
+        self._http = ServiceHTTP(
+            SERVICE,
+            base,
+            timeout=timeout,
+            retry=retry,
+            stats=stats,
+            max_concurrency=max_concurrency,
+            transport=transport,
+        )
+        self._sdk = stripe.StripeClient(
+            api_key,
+            base_addresses={"api": base},
+            # Explicitly 0: ServiceHTTP already retries 429/5xx/connection errors
+            # with backoff and honours Retry-After, which the SDK's own retry
+            # loop ignores; two retry layers would multiply the attempts.
+            max_network_retries=0,
+            http_client=_ServiceHTTPClient(self._http),
+        )
+
+    def __repr__(self) -> str:  # never the key
+        return f"StripeAPI({self.api_base!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> StripeAPI:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def stats(self) -> CallStats:
+        return self._http.stats
+
+    # -- public API --------------------------------------------------------------
+
+    def check_access(self) -> None:
+        """One cheap read (a 1-session list) so `doctor` can test key and URL."""
+        page = self._call(
+            "listing checkout sessions",
+            lambda: self._sdk.v1.checkout.sessions.list(params={"limit": 1}),
+        )
+        body = _as_dict(page, "checkout session list")
+        if not isinstance(body.get("data"), list):
+            raise BadResponse(SERVICE, "checkout session list: field 'data' is not a list")
+
+    def iter_completed_sessions(
+        self, created_gte: int | None = None, *, page_size: int = MAX_PAGE_SIZE
+    ) -> Iterator[CheckoutSession]:
+        """Completed sessions created at or after `created_gte`, newest first, lazily.
+
+        Includes complete-but-unpaid ones (check `is_paid`). Line items are
+        complete: an embedded list with `has_more` is paged to its end.
+        """
+        params: dict[str, Any] = {
+            "status": "complete",
+            "limit": max(1, min(MAX_PAGE_SIZE, page_size)),
+            "expand": ["data.line_items"],
+        }
+        if created_gte is not None:
+            params["created"] = {"gte": int(created_gte)}
+        for raw in self._iter_list(
+            "listing checkout sessions",
+            lambda p: self._sdk.v1.checkout.sessions.list(params=p),
+            params,
+        ):
+            yield self._session_from(raw, "a listed checkout session")
+
+    def get_session(self, session_id: str) -> CheckoutSession:
+        """One session, with all its line items."""
+        if not session_id:
+            raise InvalidRequest(SERVICE, "a checkout session id is required")
+        raw = self._call(
+            f"reading checkout session {session_id}",
+            lambda: self._sdk.v1.checkout.sessions.retrieve(
+                session_id, params={"expand": ["line_items"]}
+            ),
+        )
+        return self._session_from(
+            _as_dict(raw, f"checkout session {session_id}"), f"checkout session {session_id}"
+        )
+
+    def iter_session_events(
+        self,
+        created_gte: int,
+        types: Iterable[str] = DEFAULT_EVENT_TYPES,
+        *,
+        page_size: int = MAX_PAGE_SIZE,
+    ) -> Iterator[Event]:
+        """Checkout events since `created_gte`, newest first, lazily.
+
+        Stripe keeps events for 30 days only: older windows come back empty,
+        so use `iter_completed_sessions` for a full refresh. Each event's
+        session is fetched (once per session) with its line items, because
+        event payloads never include them.
+        """
+        wanted = list(types)
+        for name in wanted:
+            if not name.startswith("checkout.session."):
+                raise ValueError(f"not a checkout session event type: {name}")
+        params: dict[str, Any] = {
+            "types": wanted,
+            "created": {"gte": int(created_gte)},
+            "limit": max(1, min(MAX_PAGE_SIZE, page_size)),
+        }
+        fetched: dict[str, CheckoutSession] = {}
+        for raw in self._iter_list(
+            "listing events", lambda p: self._sdk.v1.events.list(params=p), params
+        ):
+            event_id = _str(raw, "id", "an event")
+            what = f"event {event_id}"
+            data = raw.get("data")
+            obj = data.get("object") if isinstance(data, dict) else None
+            if not isinstance(obj, dict) or obj.get("object") != "checkout.session":
+                raise BadResponse(SERVICE, f"{what}: 'data.object' is not a checkout.session")
+            session_id = _str(obj, "id", f"{what}, data.object")
+            embedded = obj.get("line_items")
+            if isinstance(embedded, dict) and embedded.get("has_more") is False:
+                session = self._session_from(obj, f"{what}, data.object")
+            else:
+                session = fetched.get(session_id) or self.get_session(session_id)
+            fetched[session_id] = session
+            yield Event(
+                id=event_id,
+                type=_str(raw, "type", what),
+                created=_int(raw, "created", what),
+                session=session,
+            )
+
+    def get_price(self, price_id: str) -> Price:
+        """A price (for `doctor`: do the configured VIP ids exist, are they active?)."""
+        raw = _as_dict(
+            self._call(f"reading price {price_id}", lambda: self._sdk.v1.prices.retrieve(price_id)),
+            f"price {price_id}",
+        )
+        what = f"price {price_id}"
+        return Price(
+            id=_str(raw, "id", what),
+            active=_bool(raw, "active", what),
+            product=_ref_id(raw.get("product"), "product", what),
+        )
+
+    def get_product(self, product_id: str) -> Product:
+        """A product (for `doctor`)."""
+        raw = _as_dict(
+            self._call(
+                f"reading product {product_id}",
+                lambda: self._sdk.v1.products.retrieve(product_id),
+            ),
+            f"product {product_id}",
+        )
+        what = f"product {product_id}"
+        return Product(
+            id=_str(raw, "id", what),
+            active=_bool(raw, "active", what),
+            name=_opt_str(raw, "name", what),
+        )
+
+    # -- internals ---------------------------------------------------------------
+
+    def _session_from(self, raw: dict[str, Any], what: str) -> CheckoutSession:
+        session_id = _str(raw, "id", what)
+        what = f"checkout session {session_id}"
+        email, name = _contact(raw, what)
+        return CheckoutSession(
+            id=session_id,
+            created=_int(raw, "created", what),
+            status=_str(raw, "status", what),
+            payment_status=_str(raw, "payment_status", what),
+            mode=_str(raw, "mode", what),
+            email=email,
+            name=name,
+            line_items=self._line_items(session_id, raw.get("line_items"), what),
+            metadata=_metadata(raw, what),
+        )
+
+    def _line_items(self, session_id: str, embedded: Any, what: str) -> tuple[LineItem, ...]:
+        """All line items: the embedded first page, then the rest from the endpoint."""
+        items: list[LineItem] = []
+        if embedded is not None:
+            if not isinstance(embedded, dict) or not isinstance(embedded.get("data"), list):
+                raise BadResponse(SERVICE, f"{what}: field 'line_items' is not a list object")
+            items = [_parse_line_item(raw, what) for raw in embedded["data"]]
+            has_more = embedded.get("has_more")
+            if not isinstance(has_more, bool):
+                raise BadResponse(SERVICE, f"{what}: field 'line_items.has_more' is missing")
+            if not has_more:
+                return tuple(items)
+        params: dict[str, Any] = {"limit": MAX_PAGE_SIZE}
+        if items:
+            params["starting_after"] = items[-1].id
+        for raw in self._iter_list(
+            f"listing line items of {session_id}",
+            lambda p: self._sdk.v1.checkout.sessions.line_items.list(session_id, params=p),
+            params,
+        ):
+            items.append(_parse_line_item(raw, what))
+        return tuple(items)
+
+    def _iter_list(
+        self,
+        what: str,
+        fetch: Callable[[dict[str, Any]], Any],
+        params: dict[str, Any],
+    ) -> Iterator[dict[str, Any]]:
+        """Objects of a Stripe list, one page at a time (cursor: the last id)."""
+        params = dict(params)
+        seen_cursor: str | None = params.get("starting_after")
+        while True:
+            page = _as_dict(self._call(what, lambda: fetch(dict(params))), what)
+            data = page.get("data")
+            has_more = page.get("has_more")
+            if not isinstance(data, list):
+                raise BadResponse(SERVICE, f"{what}: field 'data' is missing or not a list")
+            if not isinstance(has_more, bool):
+                raise BadResponse(SERVICE, f"{what}: field 'has_more' is missing")
+            for raw in data:
+                if not isinstance(raw, dict):
+                    raise BadResponse(SERVICE, f"{what}: a list entry is not an object")
+                yield raw
+            if not has_more:
+                return
+            cursor = data[-1].get("id") if data else None
+            if not isinstance(cursor, str) or cursor == seen_cursor:
+                raise BadResponse(
+                    SERVICE, f"{what}: 'has_more' is true but the page has no new cursor"
+                )
+            params["starting_after"] = seen_cursor = cursor
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        """Run an SDK call; map its exceptions onto syncctl's."""
+        try:
+            return fn()
+        except ServiceError:
+            raise
+        except stripe.StripeError as exc:
+            raise self._map_error(exc, what) from None
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            # The SDK choking on an answer that is not Stripe's shape.
+            raise BadResponse(
+                SERVICE, f"{what}: unexpected answer ({type(exc).__name__})"
+            ) from None
+
+    def _redact(self, text: str) -> str:
+        if self._key:
+            text = text.replace(self._key, "[redacted]")
+        return _KEY_PATTERN.sub("[redacted key]", text)
+
+    def _map_error(self, exc: stripe.StripeError, what: str) -> ServiceError:
+        status = exc.http_status
+        detail = self._redact(" ".join(str(exc.user_message or "").split()))[:300]
+        text = f"{what} failed" + (f" (HTTP {status})" if status else "")
+        text += f": {detail}" if detail else ""
+        if isinstance(exc, stripe.AuthenticationError):
+            return AuthRejected(
+                SERVICE,
+                text,
+                hint="check STRIPE_API_KEY (a secret or restricted key of this account and mode)",
+                status=status or 401,
+            )
+        if isinstance(exc, stripe.PermissionError):
+            return AuthRejected(
+                SERVICE,
+                text,
+                hint="give the restricted key read access to Checkout Sessions, Events, "
+                "Prices and Products",
+                status=status or 403,
+            )
+        if isinstance(exc, stripe.RateLimitError):
+            return RateLimited(
+                SERVICE,
+                text,
+                hint="the next run retries; lower concurrency if this repeats",
+                retry_after=_retry_after(exc.headers),
+            )
+        if isinstance(exc, stripe.IdempotencyError):
+            return Conflict(SERVICE, text, status=status)
+        if isinstance(exc, stripe.InvalidRequestError):
+            if status == 404:
+                return NotFound(SERVICE, text, status=status)
+            return InvalidRequest(SERVICE, text, status=status)
+        if isinstance(exc, stripe.APIConnectionError):
+            return Unavailable(SERVICE, f"{what}: cannot reach Stripe", hint="the next run retries")
+        if status is None or status < 400:
+            # The SDK's "Invalid response body": not JSON (a proxy page, a cut body).
+            return BadResponse(
+                SERVICE,
+                f"{what}: answered HTTP {status or '?'} with a body that is not Stripe's JSON",
+                hint="check [stripe] api_base points at the Stripe API",
+                status=status,
+            )
+        if status >= 500:
+            return Unavailable(SERVICE, text, hint="the next run retries", status=status)
+        return InvalidRequest(SERVICE, text, status=status)
+
+
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
+    value = headers.get("retry-after") if headers is not None else None
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None

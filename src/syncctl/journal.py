@@ -1,0 +1,843 @@
+"""The intent journal and run state: one SQLite file in `run.state_dir`.
+
+Why it exists: a vendor write (mint an invite, create a code, send an email)
+can be cut off by a crash or a timeout at any point. So an action's row is
+committed `in_flight` *before* the call and marked `done` with the external
+reference *after* it; at start-up, rows still `in_flight` (or `minted`) are
+resolved by looking at the service, never by a blind retry.
+
+The services stay the source of truth: this file is an intent log and a cache
+(cursors, a retry queue, run history, small facts such as the Discord bot's
+user id). Losing it costs a `reconcile --full`, never a duplicate.
+
+Nothing here takes or stores a secret: keys, subjects, references and
+details are identifiers and codes that are safe to show to an operator.
+Callers must keep tokens, passwords and API keys out of `detail`.
+
+Every write commits before its method returns (one connection, guarded by a
+lock, shared by the reconciler's worker threads). Every SQLite failure becomes
+a one-line `StateError` naming the file, the cause and the fix. Opened
+read-only (dry runs, `status`, `history`) the journal refuses every write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from syncctl.errors import StateError
+
+DB_NAME = "state.db"
+
+#: Ordered schema migrations: MIGRATIONS[n] takes a database from version n to
+#: n + 1. Append only; never edit a released script.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE meta (
+        name  TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE runs (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        started_at  TEXT NOT NULL,
+        finished_at TEXT,
+        mode        TEXT NOT NULL,
+        dry_run     INTEGER NOT NULL,
+        outcome     TEXT,
+        summary     TEXT NOT NULL DEFAULT '{}'
+    );
+    -- One row per attempt at an action; history is never rewritten.
+    CREATE TABLE entries (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id      INTEGER REFERENCES runs (id),
+        key         TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        subject     TEXT NOT NULL,
+        subject_ci  TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        ref         TEXT,
+        detail      TEXT NOT NULL DEFAULT '{}',
+        error       TEXT,
+        started_at  TEXT NOT NULL,
+        finished_at TEXT
+    );
+    CREATE INDEX entries_key ON entries (key, id);
+    CREATE INDEX entries_subject ON entries (subject_ci, id);
+    CREATE INDEX entries_started ON entries (started_at);
+    CREATE INDEX entries_failed ON entries (id) WHERE state = 'failed';
+    -- The latest entry per key, kept in the same transaction as `entries`, so
+    -- "what is the state of key K" never scans the history.
+    CREATE TABLE current (
+        key      TEXT PRIMARY KEY,
+        entry_id INTEGER NOT NULL REFERENCES entries (id),
+        state    TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX current_unresolved ON current (state) WHERE state IN ('in_flight', 'minted');
+    CREATE INDEX current_state_key ON current (state, key);
+    CREATE TABLE cursors (
+        name       TEXT PRIMARY KEY,
+        value      TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE pending (
+        kind       TEXT NOT NULL,
+        ref        TEXT NOT NULL,
+        reason     TEXT NOT NULL,
+        attempts   INTEGER NOT NULL,
+        first_seen TEXT NOT NULL,
+        last_seen  TEXT NOT NULL,
+        PRIMARY KEY (kind, ref)
+    );
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+#: `meta` rows the journal owns; `set_meta` refuses them.
+_RESERVED_META = frozenset({"schema_version"})
+
+#: Bound parameters per `IN (...)` query; below SQLite's historic limit of 999.
+_CHUNK = 900
+
+_BUSY_TIMEOUT_SECONDS = 10.0
+
+_FIX_PERMISSIONS = "fix the permissions of the state_dir, or point [run] state_dir elsewhere"
+_FIX_SPACE = "free disk space where the state_dir lives, or point [run] state_dir elsewhere"
+_FIX_CORRUPT = (
+    "move the file aside and run `syncctl reconcile --full`: "
+    "the services hold the truth and the journal is rebuilt from them"
+)
+_FIX_BUSY = "another process holds the database; wait for it, or check for a stuck syncctl"
+_FIX_OTHER = "check the state_dir, or point [run] state_dir elsewhere"
+
+
+class EntryState(StrEnum):
+    """Where one attempt at an action stands."""
+
+    IN_FLIGHT = "in_flight"  # committed before the vendor call; outcome unknown until resolved
+    MINTED = "minted"  # the object exists at the vendor but is not stored yet (invite)
+    DONE = "done"
+    FAILED = "failed"
+    ABORTED = "aborted"  # resolved as "never happened" at the vendor
+    SKIPPED = "skipped"
+
+    @property
+    def terminal(self) -> bool:
+        """Terminal states close the attempt (finished_at is set)."""
+        return self not in (EntryState.IN_FLIGHT, EntryState.MINTED)
+
+
+_UNRESOLVED = (EntryState.IN_FLIGHT.value, EntryState.MINTED.value)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One attempt at an action. Datetimes are aware UTC."""
+
+    id: int
+    run_id: int | None
+    key: str
+    kind: str
+    subject: str
+    state: EntryState
+    ref: str | None
+    detail: dict[str, Any]
+    error: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run of syncctl, for `history` and for spotting runs that never finished."""
+
+    id: int
+    started_at: datetime
+    finished_at: datetime | None
+    mode: str
+    dry_run: bool
+    outcome: str | None
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PendingItem:
+    """An item that failed and is retried every run, whatever the cursor says."""
+
+    kind: str
+    ref: str
+    reason: str
+    attempts: int
+    first_seen: datetime
+    last_seen: datetime
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    """Fixed-width ISO-8601 UTC text, so text order is time order."""
+    if moment.tzinfo is None:
+        raise ValueError("journal datetimes must be timezone-aware")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _parse(text: str | None) -> datetime | None:
+    """Stored text always carries +00:00, so this is already aware UTC."""
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _dump(detail: Mapping[str, Any] | None) -> str:
+    return json.dumps(dict(detail or {}), sort_keys=True, separators=(",", ":"))
+
+
+def _load(text: str) -> dict[str, Any]:
+    return {} if text == "{}" else json.loads(text)
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a migration script into statements (executescript would COMMIT first)."""
+    buffer = ""
+    for piece in script.split(";"):
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip(" \t\n;"):
+                yield buffer.strip()
+            buffer = ""
+    if buffer.strip(" \t\n;"):
+        yield buffer.strip()
+
+
+def _prefix_upper(prefix: str) -> str | None:
+    """The smallest string greater than every string starting with `prefix`.
+
+    Lets prefix queries use the key index as a range (`key >= p AND key < upper`).
+    None when no such bound is cheap to compute; callers then filter in Python.
+    """
+    if not prefix:
+        return None
+    last = ord(prefix[-1])
+    if last >= 0x10FFFF or 0xD7FF <= last <= 0xDFFF:
+        return None
+    return prefix[:-1] + chr(last + 1)
+
+
+def _state_error(path: Path, action: str, exc: BaseException) -> StateError:
+    """One line: what failed on which file, the cause, and the fix."""
+    if isinstance(exc, OSError) and exc.strerror:
+        cause = exc.strerror  # str(exc) would repeat the path
+    else:
+        cause = str(exc).strip() or type(exc).__name__
+    lowered = cause.lower()
+    if isinstance(exc, PermissionError) or any(
+        marker in lowered
+        for marker in ("readonly", "read-only", "permission", "unable to open", "access")
+    ):
+        fix = _FIX_PERMISSIONS
+    elif "full" in lowered or "no space" in lowered or "quota" in lowered:
+        fix = _FIX_SPACE
+    elif "not a database" in lowered or "malformed" in lowered or "corrupt" in lowered:
+        fix = _FIX_CORRUPT
+    elif "locked" in lowered or "busy" in lowered:
+        fix = _FIX_BUSY
+    else:
+        fix = _FIX_OTHER
+    return StateError(f"cannot {action} {path}: {cause}", hint=fix)
+
+
+class Journal:
+    """The state database. Open with `Journal.open(state_dir)`; use as a context manager.
+
+    Thread-safe: one connection, serialised by a re-entrant lock. Every write
+    commits before returning, so a row written before a vendor call survives a
+    crash during that call.
+    """
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        *,
+        readonly: bool,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        """Use `Journal.open`; this wraps an already migrated connection."""
+        self._conn: sqlite3.Connection | None = conn
+        self._path = path
+        self._readonly = readonly
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._batch_depth = 0
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        state_dir: Path,
+        *,
+        readonly: bool = False,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> Journal:
+        """Open (creating and migrating) `state_dir/state.db`.
+
+        Opened for writing, a write probe runs at once, so a read-only or full
+        disk fails here, before any vendor call. `readonly=True` creates and
+        migrates nothing (a dry run must not change state): a missing database
+        reads as empty, and one from an older syncctl is migrated in memory.
+        """
+        state_dir = Path(state_dir)
+        path = state_dir / DB_NAME
+        conn = cls._open_readonly(path) if readonly else cls._open_writable(state_dir, path)
+        return cls(conn, path, readonly=readonly, clock=clock)
+
+    @staticmethod
+    def _connect(target: str, *, uri: bool = False) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            target,
+            uri=uri,
+            isolation_level=None,  # explicit BEGIN/COMMIT: every write commits at once
+            check_same_thread=False,
+            timeout=_BUSY_TIMEOUT_SECONDS,  # busy_timeout: wait out a concurrent reader
+        )
+        return conn
+
+    @classmethod
+    def _open_writable(cls, state_dir: Path, path: Path) -> sqlite3.Connection:
+        try:
+            if not state_dir.exists():
+                state_dir.mkdir(parents=True, mode=0o700)
+                os.chmod(state_dir, 0o700)
+            if not path.exists():
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+                os.chmod(path, 0o600)
+        except OSError as exc:
+            raise _state_error(path, "create", exc) from exc
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = cls._connect(str(path))
+            version = _read_version(conn, path)  # before WAL: a newer file stays untouched
+            _refuse_newer(version, path)
+            conn.execute("PRAGMA journal_mode = WAL")
+            # FULL: the in_flight row must survive a power cut, not only a crash.
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            _migrate(conn, path)
+        except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+            raise _state_error(path, "write", exc) from exc
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
+        return conn
+
+    @classmethod
+    def _open_readonly(cls, path: Path) -> sqlite3.Connection:
+        if not path.exists():
+            conn = cls._connect(":memory:")
+            _migrate(conn, path)
+            return conn
+        conn = None
+        try:
+            conn = cls._connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+            version = _read_version(conn, path)
+            _refuse_newer(version, path)
+            if version < SCHEMA_VERSION:
+                # An older file: read a migrated copy, leave the file as it is.
+                memory = cls._connect(":memory:")
+                conn.backup(memory)
+                conn.close()
+                conn = memory
+                _migrate(conn, path)
+            conn.execute("PRAGMA query_only = ON")
+        except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+            raise _state_error(path, "read", exc) from exc
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
+        return conn
+
+    def close(self) -> None:
+        """Close the database; further calls raise StateError."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        """The database file (it may not exist for a read-only, empty view)."""
+        return self._path
+
+    @property
+    def readonly(self) -> bool:
+        """True when every write is refused (dry runs, status)."""
+        return self._readonly
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open database (always the current one)."""
+        with self._read() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+        return int(row[0])
+
+    def _live(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StateError(f"the journal {self._path} is closed")
+        return self._conn
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._live()
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                raise _state_error(self._path, "read", exc) from exc
+
+    @contextmanager
+    def _write(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One committed transaction (or part of the enclosing `batch`)."""
+        if self._readonly:
+            raise StateError(
+                f"the journal {self._path} is open read-only (dry run or status); "
+                f"refusing to {what}"
+            )
+        with self._lock:
+            conn = self._live()
+            if self._batch_depth:
+                try:
+                    yield conn
+                except sqlite3.Error as exc:
+                    raise _state_error(self._path, "write", exc) from exc
+                return
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise _state_error(self._path, "write", exc) from exc
+                raise
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group many writes into one transaction (one fsync), e.g. bulk records.
+
+        Not for intents before vendor calls: those must commit one by one.
+        Other threads wait until the block ends; an exception rolls it all back.
+        """
+        with self._write("write a batch"):
+            self._batch_depth += 1
+            try:
+                yield
+            finally:
+                self._batch_depth -= 1
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def begin_run(self, mode: str, *, dry_run: bool) -> int:
+        """Record a run's start; a run without finish_run crashed or was killed."""
+        with self._write("begin a run") as conn:
+            cur = conn.execute(
+                "INSERT INTO runs (started_at, mode, dry_run) VALUES (?, ?, ?)",
+                (_iso(self._clock()), mode, int(dry_run)),
+            )
+        return int(cur.lastrowid or 0)
+
+    def finish_run(self, run_id: int, outcome: str, summary: Mapping[str, Any]) -> None:
+        """Record how a run ended, with its counts, for `history`."""
+        with self._write("finish a run") as conn:
+            cur = conn.execute(
+                "UPDATE runs SET finished_at = ?, outcome = ?, summary = ? WHERE id = ?",
+                (_iso(self._clock()), outcome, _dump(summary), run_id),
+            )
+            if cur.rowcount == 0:
+                raise ValueError(f"no run {run_id} in {self._path}")
+
+    def runs(self, limit: int = 20) -> list[RunRecord]:
+        """The latest runs, newest first."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT id, started_at, finished_at, mode, dry_run, outcome, summary"
+                " FROM runs ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [
+            RunRecord(
+                id=row[0],
+                started_at=_parse(row[1]),  # type: ignore[arg-type]
+                finished_at=_parse(row[2]),
+                mode=row[3],
+                dry_run=bool(row[4]),
+                outcome=row[5],
+                summary=_load(row[6]),
+            )
+            for row in rows
+        ]
+
+    # -- intents ---------------------------------------------------------------------------
+
+    def start(
+        self,
+        key: str,
+        kind: str,
+        subject: str,
+        *,
+        run_id: int | None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Record an attempt as in_flight; committed before returning, so call it
+        right before the vendor write.
+
+        Refuses a key whose latest entry is still in_flight or minted: that one
+        must be resolved against the service (and marked) first; a second
+        attempt on top of it would be the blind retry the journal exists to prevent.
+        """
+        with self._write("record an intent") as conn:
+            unresolved = conn.execute(
+                "SELECT c.entry_id, c.state, e.run_id FROM current c"
+                " JOIN entries e ON e.id = c.entry_id"
+                " WHERE c.key = ? AND c.state IN (?, ?)",
+                (key, *_UNRESOLVED),
+            ).fetchone()
+            if unresolved is not None:
+                entry_id, state, run_id_then = unresolved
+                raise StateError(
+                    f"{key} already has an unresolved {state} entry #{entry_id} "
+                    f"(run {run_id_then}) in {self._path}",
+                    hint="resolve it against the service and mark it before starting again",
+                )
+            cur = conn.execute(
+                "INSERT INTO entries (run_id, key, kind, subject, subject_ci, state, detail,"
+                " started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    key,
+                    kind,
+                    subject,
+                    subject.casefold(),
+                    EntryState.IN_FLIGHT.value,
+                    _dump(detail),
+                    _iso(self._clock()),
+                ),
+            )
+            entry_id = int(cur.lastrowid or 0)
+            conn.execute(
+                "INSERT INTO current (key, entry_id, state) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET entry_id = excluded.entry_id,"
+                " state = excluded.state",
+                (key, entry_id, EntryState.IN_FLIGHT.value),
+            )
+        return entry_id
+
+    def mark(
+        self,
+        entry_id: int,
+        state: EntryState,
+        *,
+        ref: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Move an attempt on: minted / done (with the external ref) / failed / ...
+
+        `detail` is merged into the stored detail; `ref` and `error` are kept
+        when not given. Terminal states set finished_at.
+        """
+        state = EntryState(state)
+        with self._write("update an intent") as conn:
+            row = conn.execute(
+                "SELECT key, detail FROM entries WHERE id = ?", (entry_id,)
+            ).fetchone()
+            if row is None:
+                raise ValueError(f"no journal entry #{entry_id} in {self._path}")
+            key, stored = row
+            merged = json.loads(stored)
+            merged.update(detail or {})
+            conn.execute(
+                "UPDATE entries SET state = ?, ref = COALESCE(?, ref), detail = ?,"
+                " error = COALESCE(?, error), finished_at = ? WHERE id = ?",
+                (
+                    state.value,
+                    ref,
+                    _dump(merged),
+                    error,
+                    _iso(self._clock()) if state.terminal else None,
+                    entry_id,
+                ),
+            )
+            # Only if this attempt is still the key's latest one (by key: the primary key).
+            conn.execute(
+                "UPDATE current SET state = ? WHERE key = ? AND entry_id = ?",
+                (state.value, key, entry_id),
+            )
+
+    _ENTRY_COLUMNS = (
+        "e.id, e.run_id, e.key, e.kind, e.subject, e.state, e.ref, e.detail, e.error,"
+        " e.started_at, e.finished_at"
+    )
+
+    @staticmethod
+    def _entry(row: tuple[Any, ...]) -> Entry:
+        return Entry(
+            id=row[0],
+            run_id=row[1],
+            key=row[2],
+            kind=row[3],
+            subject=row[4],
+            state=EntryState(row[5]),
+            ref=row[6],
+            detail=_load(row[7]),
+            error=row[8],
+            started_at=_parse(row[9]),  # type: ignore[arg-type]
+            finished_at=_parse(row[10]),
+        )
+
+    def latest(self, key: str) -> Entry | None:
+        """The current state of one key (its newest entry), or None."""
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT {self._ENTRY_COLUMNS} FROM current c JOIN entries e ON e.id = c.entry_id"
+                " WHERE c.key = ?",
+                (key,),
+            ).fetchone()
+        return None if row is None else self._entry(row)
+
+    def latest_many(self, keys: Iterable[str]) -> dict[str, Entry]:
+        """The newest entry of each known key among `keys` (chunked IN queries)."""
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, Entry] = {}
+        with self._read() as conn:
+            for start in range(0, len(wanted), _CHUNK):
+                chunk = wanted[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for row in conn.execute(
+                    f"SELECT {self._ENTRY_COLUMNS} FROM current c"
+                    f" JOIN entries e ON e.id = c.entry_id WHERE c.key IN ({marks})",
+                    chunk,
+                ):
+                    found[row[2]] = self._entry(row)
+        return found
+
+    @staticmethod
+    def _prefix_clause(column: str, prefix: str) -> tuple[str, tuple[Any, ...]]:
+        """A WHERE clause matching keys that start with `prefix`, as an index range."""
+        if not prefix:
+            return "1", ()
+        upper = _prefix_upper(prefix)
+        if upper is None:
+            return f"{column} >= ? AND substr({column}, 1, ?) = ?", (prefix, len(prefix), prefix)
+        return f"{column} >= ? AND {column} < ?", (prefix, upper)
+
+    def done_keys(self, prefix: str = "") -> set[str]:
+        """Keys (starting with `prefix`) whose newest entry is done; one indexed query."""
+        clause, params = self._prefix_clause("key", prefix)
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT key FROM current WHERE state = ? AND {clause}",
+                (EntryState.DONE.value, *params),
+            ).fetchall()
+        return {row[0] for row in rows}
+
+    def latest_by_prefix(self, prefix: str) -> dict[str, Entry]:
+        """The newest entry of every key starting with `prefix` (e.g. "invite:")."""
+        clause, params = self._prefix_clause("c.key", prefix)
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {self._ENTRY_COLUMNS} FROM current c JOIN entries e ON e.id = c.entry_id"
+                f" WHERE {clause}",
+                params,
+            ).fetchall()
+        return {row[2]: self._entry(row) for row in rows}
+
+    def in_flight(self) -> list[Entry]:
+        """Newest entries still in_flight or minted: resolve these against the
+        services at start-up, before anything is retried. Oldest first."""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {self._ENTRY_COLUMNS} FROM current c JOIN entries e ON e.id = c.entry_id"
+                " WHERE c.state IN (?, ?) ORDER BY e.id",
+                _UNRESOLVED,
+            ).fetchall()
+        return [self._entry(row) for row in rows]
+
+    def history(
+        self,
+        *,
+        subject: str | None = None,
+        since: datetime | None = None,
+        failed_only: bool = False,
+        limit: int | None = None,
+    ) -> list[Entry]:
+        """Every attempt, newest first; `subject` is compared case-insensitively."""
+        where: list[str] = []
+        params: list[Any] = []
+        if subject is not None:
+            where.append("e.subject_ci = ?")
+            params.append(subject.casefold())
+        if since is not None:
+            where.append("e.started_at >= ?")
+            params.append(_iso(since))
+        if failed_only:
+            where.append("e.state = ?")
+            params.append(EntryState.FAILED.value)
+        sql = f"SELECT {self._ENTRY_COLUMNS} FROM entries e"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY e.id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        with self._read() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [self._entry(row) for row in rows]
+
+    # -- cursors ---------------------------------------------------------------------------
+
+    def cursor(self, name: str) -> str | None:
+        """Where an incremental read stopped last time (None: never ran)."""
+        with self._read() as conn:
+            row = conn.execute("SELECT value FROM cursors WHERE name = ?", (name,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_cursor(self, name: str, value: str) -> None:
+        """Move a cursor. Only after the work it covers succeeded; never in a dry run."""
+        with self._write(f"move the cursor {name}") as conn:
+            conn.execute(
+                "INSERT INTO cursors (name, value, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
+                " updated_at = excluded.updated_at",
+                (name, value, _iso(self._clock())),
+            )
+
+    # -- retry queue -----------------------------------------------------------------------
+
+    def add_pending(self, kind: str, ref: str, reason: str) -> None:
+        """Queue a failed item for the next runs (upsert; counts attempts)."""
+        now = _iso(self._clock())
+        with self._write("queue a retry") as conn:
+            conn.execute(
+                "INSERT INTO pending (kind, ref, reason, attempts, first_seen, last_seen)"
+                " VALUES (?, ?, ?, 1, ?, ?)"
+                " ON CONFLICT (kind, ref) DO UPDATE SET reason = excluded.reason,"
+                " attempts = attempts + 1, last_seen = excluded.last_seen",
+                (kind, ref, reason, now, now),
+            )
+
+    def remove_pending(self, kind: str, ref: str) -> None:
+        """Drop an item from the retry queue once it succeeded (no-op if absent)."""
+        with self._write("clear a retry") as conn:
+            conn.execute("DELETE FROM pending WHERE kind = ? AND ref = ?", (kind, ref))
+
+    def pending(self, kind: str | None = None) -> list[PendingItem]:
+        """Items to retry this run, oldest first."""
+        sql = "SELECT kind, ref, reason, attempts, first_seen, last_seen FROM pending"
+        params: tuple[str, ...] = ()
+        if kind is not None:
+            sql += " WHERE kind = ?"
+            params = (kind,)
+        sql += " ORDER BY first_seen, kind, ref"
+        with self._read() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [
+            PendingItem(
+                kind=row[0],
+                ref=row[1],
+                reason=row[2],
+                attempts=row[3],
+                first_seen=_parse(row[4]),  # type: ignore[arg-type]
+                last_seen=_parse(row[5]),  # type: ignore[arg-type]
+            )
+            for row in rows
+        ]
+
+    # -- small facts -----------------------------------------------------------------------
+
+    def get_meta(self, name: str) -> str | None:
+        """A small cached fact (e.g. the Discord bot's user id), or None."""
+        with self._read() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, name: str, value: str) -> None:
+        """Cache a small fact. Never a secret."""
+        if name in _RESERVED_META:
+            raise ValueError(f"meta {name!r} belongs to the journal itself")
+        with self._write(f"store {name}") as conn:
+            conn.execute(
+                "INSERT INTO meta (name, value) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (name, value),
+            )
+
+
+def _read_version(conn: sqlite3.Connection, path: Path) -> int:
+    """0 for an empty file; StateError for a SQLite file that is not a journal."""
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "meta" not in tables:
+        if tables - {"sqlite_sequence"}:
+            raise StateError(
+                f"{path} is a SQLite database but not a syncctl journal",
+                hint="point [run] state_dir at a directory of its own",
+            )
+        return 0
+    row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _refuse_newer(version: int, path: Path) -> None:
+    if version > SCHEMA_VERSION:
+        raise StateError(
+            f"{path} was written by a newer syncctl (schema {version}; "
+            f"this one knows up to {SCHEMA_VERSION}); the file was left untouched",
+            hint="upgrade syncctl, or point [run] state_dir elsewhere",
+        )
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Apply pending migrations in one transaction; always writes (the write probe)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = _read_version(conn, path)  # again, under the write lock
+        _refuse_newer(version, path)
+        for script in MIGRATIONS[version:]:
+            for statement in _statements(script):
+                conn.execute(statement)
+        # Rewritten even when unchanged: proves the file is writable before any vendor call.
+        conn.execute(
+            "INSERT INTO meta (name, value) VALUES ('schema_version', ?)"
+            " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (str(SCHEMA_VERSION),),
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise

@@ -1,0 +1,408 @@
+"""Reading the world: a `Snapshot` from the services and the journal.
+
+Cost is the point of this module. An incremental run reads what changed
+(Stripe events or a session window, Mautic contacts modified since the
+cursor, the pending retries) and asks the services only about facts the
+journal does not already know; a handful of calls when nothing changed.
+`--full` (and a first run) reads everything with the largest pages each
+API allows, and derives from the services alone what was already done, so
+a lost state directory never repeats a side effect.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from syncctl.clients.mautic import Contact as MauticContact
+from syncctl.clients.stripe import CheckoutSession
+from syncctl.codes import coupon_code, invite_code
+from syncctl.config import Settings
+from syncctl.errors import NotFound
+from syncctl.journal import EntryState, Journal
+from syncctl.model import Contact, Invite, Purchase, Snapshot, Tier, normalize_email
+from syncctl.plan import invite_email_id, mail_key
+from syncctl.services import Services
+
+log = logging.getLogger(__name__)
+
+#: Incremental Mautic reads start this long before the cursor: same-second
+#: edits and small clock differences are re-read (and deduplicated), not lost.
+MAUTIC_OVERLAP = timedelta(minutes=2)
+#: Incremental Stripe event reads start this long before the cursor.
+EVENTS_OVERLAP = 300
+#: Stripe keeps events 30 days; an older cursor falls back to listing sessions.
+EVENTS_HORIZON = 29 * 86400
+#: Above this many unknown facts of one kind, one paged bulk read is cheaper
+#: than one lookup each.
+BULK_THRESHOLD = 25
+#: A send logged this long before its journal row started still counts (clock skew).
+SEND_SKEW = timedelta(minutes=5)
+
+CURSOR_STRIPE = "stripe"
+CURSOR_MAUTIC = "mautic"
+
+
+@dataclass
+class Observation:
+    snapshot: Snapshot
+    #: Cursor values to store once the run's work succeeded.
+    cursors: dict[str, str] = field(default_factory=dict)
+    mode: str = "incremental"
+    scanned: dict[str, int] = field(default_factory=dict)
+
+
+def to_purchase(session: CheckoutSession, settings: Settings, secret: str) -> Purchase:
+    vip_prices = set(settings.stripe.vip_price_ids)
+    vip_products = set(settings.stripe.vip_product_ids)
+    vip = any(
+        item.price_id in vip_prices or item.product_id in vip_products
+        for item in session.line_items
+    )
+    return Purchase(
+        session_id=session.id,
+        email=normalize_email(session.email),
+        name=session.name,
+        created=session.created,
+        vip=vip,
+        paid=session.is_paid,
+        code=coupon_code(session.id, secret, settings.shopware.code_prefix),
+    )
+
+
+def to_contact(contact: MauticContact, settings: Settings) -> Contact:
+    f = settings.mautic.fields
+    return Contact(
+        id=contact.id,
+        email=normalize_email(contact.email),
+        firstname=contact.firstname or "",
+        lastname=contact.lastname or "",
+        vip=contact.flag(f.vip_status),
+        promo_code=contact.text(f.promo_code).strip(),
+        link_vip=contact.text(f.invite_link_vip).strip(),
+        link_basic=contact.text(f.invite_link_basic).strip(),
+        opt_in=contact.flag(f.opt_in_confirmed),
+        date_modified=contact.date_modified,
+    )
+
+
+class _Observer:
+    def __init__(
+        self,
+        services: Services,
+        journal: Journal,
+        settings: Settings,
+        code_secret: str,
+        now: datetime,
+        progress: Callable[[str], None],
+    ) -> None:
+        self.sv = services
+        self.journal = journal
+        self.settings = settings
+        self.secret = code_secret
+        self.now = now
+        self.progress = progress
+        self.cursors: dict[str, str] = {}
+        self._live: dict[str, Invite] | None = None
+        self.scanned: dict[str, int] = defaultdict(int)
+
+    # -- purchases ----------------------------------------------------------------
+
+    def sessions(self, full: bool) -> dict[str, Purchase]:
+        found: dict[str, Purchase] = {}
+
+        def take(sessions: Iterable[CheckoutSession]) -> None:
+            for session in sessions:
+                self.scanned["sessions"] += 1
+                found[session.id] = to_purchase(session, self.settings, self.secret)
+
+        now_ts = int(self.now.timestamp())
+        cursor = self.journal.cursor(CURSOR_STRIPE)
+        stripe = self.sv.stripe
+        if full or cursor is None:
+            self.progress("reading every Stripe checkout session")
+            take(stripe.iter_completed_sessions(None))
+            self.cursors[CURSOR_STRIPE] = str(now_ts)
+        else:
+            since = int(cursor)
+            source = self.settings.stripe.incremental_source
+            if source == "events" and now_ts - since < EVENTS_HORIZON:
+                newest = since
+                for event in stripe.iter_session_events(since - EVENTS_OVERLAP):
+                    self.scanned["events"] += 1
+                    newest = max(newest, event.created)
+                    session = event.session
+                    found[session.id] = to_purchase(session, self.settings, self.secret)
+                # Nothing is lost by moving to an hour ago: every event older
+                # than that existed when this run listed them.
+                self.cursors[CURSOR_STRIPE] = str(max(newest, now_ts - 3600))
+            else:
+                window = self.settings.stripe.lookback_hours * 3600
+                take(stripe.iter_completed_sessions(since - window))
+                self.cursors[CURSOR_STRIPE] = str(now_ts)
+        for item in self.journal.pending("session"):
+            if item.ref in found:
+                continue
+            try:
+                session = stripe.get_session(item.ref)
+            except NotFound:
+                continue
+            found[session.id] = to_purchase(session, self.settings, self.secret)
+        return found
+
+    # -- contacts -----------------------------------------------------------------
+
+    def contacts(self, full: bool, purchase_emails: set[str]) -> dict[int, Contact]:
+        found: dict[int, Contact] = {}
+        mautic = self.sv.mautic
+        cursor = self.journal.cursor(CURSOR_MAUTIC)
+        newest: datetime | None = datetime.fromisoformat(cursor) if cursor else None
+
+        def take(contacts: Iterable[MauticContact]) -> None:
+            nonlocal newest
+            for raw in contacts:
+                self.scanned["contacts"] += 1
+                contact = to_contact(raw, self.settings)
+                found[contact.id] = contact
+                if contact.date_modified and (newest is None or contact.date_modified > newest):
+                    newest = contact.date_modified
+
+        if full or cursor is None:
+            self.progress("reading every Mautic contact")
+            take(mautic.iter_all())
+        else:
+            take(mautic.iter_modified_since(datetime.fromisoformat(cursor) - MAUTIC_OVERLAP))
+            for item in self.journal.pending("contact"):
+                if int(item.ref) in found:
+                    continue
+                try:
+                    take([mautic.get(int(item.ref))])
+                except NotFound:
+                    continue
+            known = {c.email for c in found.values() if c.email}
+            for email in sorted(purchase_emails - known):
+                take(mautic.find_by_email(email))
+        if newest is not None:
+            self.cursors[CURSOR_MAUTIC] = newest.astimezone(UTC).isoformat()
+        return found
+
+    # -- facts the journal may already know ---------------------------------------
+
+    def existing_codes(self, purchases: list[Purchase], full: bool) -> set[str]:
+        done = {k.removeprefix("coupon:") for k in self.journal.done_keys("coupon:")}
+        known = {p.code for p in purchases if p.session_id in done}
+        unknown = [p for p in purchases if p.session_id not in done]
+        if not unknown:
+            return known
+        promotion = self.settings.shopware.vip_promotion_id
+        shopware = self.sv.shopware
+        if full or len(unknown) > BULK_THRESHOLD:
+            self.progress("reading the VIP promotion's codes")
+            return known | {code.code for code in shopware.iter_codes(promotion)}
+        for p in unknown:
+            found = shopware.find_code(p.code)
+            if found is not None and found.promotion_id == promotion:
+                known.add(p.code)
+        return known
+
+    def leads(self, emails: set[str], full: bool) -> set[str]:
+        done = {k.removeprefix("lead:") for k in self.journal.done_keys("lead:")}
+        known = emails & done
+        unknown = emails - done
+        if not unknown:
+            return known
+        espo = self.sv.espocrm
+        if full or len(unknown) > BULK_THRESHOLD:
+            self.progress("reading every EspoCRM lead")
+            with_lead: set[str] = set()
+            for lead in espo.iter_leads():
+                for address in lead.email_addresses or ((lead.email,) if lead.email else ()):
+                    with_lead.add(address.lower())
+            return known | (unknown & with_lead)
+        for email in sorted(unknown):
+            if espo.find_leads_by_email(email):
+                known.add(email)
+        return known
+
+    def sent(
+        self,
+        contacts: dict[int, Contact],
+        purchases: list[Purchase],
+        invites: dict[str, Invite] | None,
+        full: bool,
+    ) -> set[str]:
+        """Mail keys already sent: the journal's, else derived from Mautic's stats."""
+        sent = set(self.journal.done_keys("mail:"))
+        by_email: dict[str, list[Contact]] = defaultdict(list)
+        for c in sorted(contacts.values(), key=lambda c: c.id):
+            if c.email:
+                by_email[c.email].append(c)
+        coupon_email = self.settings.mautic.coupon_email
+        # (contact, email id) -> what we must decide about it
+        invite_questions: dict[tuple[int, int], str] = {}
+        coupon_questions: dict[int, list[Purchase]] = defaultdict(list)
+        for c in contacts.values():
+            if not c.opt_in:
+                continue
+            for tier in Tier:
+                code = invite_code(c.link(tier))
+                email_id = invite_email_id(self.settings, tier)
+                if code and mail_key(email_id, c.id, code) not in sent:
+                    invite_questions[(c.id, email_id)] = code
+        for p in purchases:
+            if p.email and p.email in by_email:
+                cid = by_email[p.email][0].id
+                if mail_key(coupon_email, cid, p.code) not in sent:
+                    coupon_questions[cid].append(p)
+        pairs = set(invite_questions) | {(cid, coupon_email) for cid in coupon_questions}
+        if not pairs:
+            return sent
+        stats = self._send_dates(pairs, full)
+        for (cid, email_id), code in invite_questions.items():
+            dates = stats.get((cid, email_id), [])
+            created = self._invite_created(code, invites)
+            if created is None:
+                was_sent = bool(dates)
+            else:
+                was_sent = any(d >= created - SEND_SKEW for d in dates)
+            if was_sent:
+                sent.add(mail_key(email_id, cid, code))
+        for cid, bought in coupon_questions.items():
+            dates = sorted(stats.get((cid, coupon_email), []))
+            for p in sorted(bought, key=lambda p: (p.created, p.session_id)):
+                made = datetime.fromtimestamp(p.created, UTC) - SEND_SKEW
+                match = next((d for d in dates if d >= made), None)
+                if match is not None:
+                    dates.remove(match)
+                    sent.add(mail_key(coupon_email, cid, p.code))
+        return sent
+
+    def _send_dates(
+        self, pairs: set[tuple[int, int]], full: bool
+    ) -> dict[tuple[int, int], list[datetime]]:
+        dates: dict[tuple[int, int], list[datetime]] = defaultdict(list)
+        mautic = self.sv.mautic
+        if full or len(pairs) > BULK_THRESHOLD:
+            wanted = {cid for cid, _ in pairs}
+            for email_id in sorted({eid for _, eid in pairs}):
+                self.progress(f"reading Mautic's send log of email {email_id}")
+                for stat in mautic.iter_email_stats(email_id):
+                    if stat.lead_id in wanted and not stat.is_failed and stat.date_sent:
+                        dates[(stat.lead_id, email_id)].append(stat.date_sent)
+            return dates
+        for cid, email_id in sorted(pairs):
+            for stat in mautic.email_stats(cid, email_id):
+                if not stat.is_failed and stat.date_sent:
+                    dates[(cid, email_id)].append(stat.date_sent)
+        return dates
+
+    def _invite_created(self, code: str, invites: dict[str, Invite] | None) -> datetime | None:
+        """When a live invite was minted (only the channel lists carry it)."""
+        if invites is None:
+            if self._live is None:
+                self._live = self.invites()
+            invites = self._live
+        invite = invites.get(code)
+        return invite.created_at if invite else None
+
+    def invites(self) -> dict[str, Invite]:
+        """Live invites of syncctl's bot in the two campaign channels."""
+        bot = self.journal.get_meta("discord.bot_user_id")
+        if bot is None:
+            bot = self.sv.discord.current_user_id()
+            if not self.journal.readonly:
+                self.journal.set_meta("discord.bot_user_id", bot)
+        found: dict[str, Invite] = {}
+        for channel in (
+            self.settings.discord.vip_channel_id,
+            self.settings.discord.basic_channel_id,
+        ):
+            for inv in self.sv.discord.list_channel_invites(channel):
+                if inv.inviter_id != bot:
+                    continue  # a person's invite, or another bot's: not ours to judge
+                found[inv.code] = Invite(
+                    inv.code, channel, inv.created_at, inv.inviter_id, inv.uses, inv.max_uses
+                )
+        return found
+
+    def issued(self, contact_ids: set[int]) -> dict[tuple[int, Tier], str]:
+        issued: dict[tuple[int, Tier], str] = {}
+        for key, entry in self.journal.latest_by_prefix("invite:").items():
+            _, cid, tier = key.split(":")
+            if int(cid) in contact_ids and entry.state is EntryState.DONE and entry.ref:
+                issued[(int(cid), Tier(tier))] = entry.ref
+        return issued
+
+    def latest_known(self, emails: set[str]) -> dict[str, Purchase]:
+        """The newest VIP purchase the journal stored into each buyer's contact."""
+        latest: dict[str, Purchase] = {}
+        for email in emails:
+            for entry in self.journal.history(subject=email):
+                if entry.state is not EntryState.DONE or entry.kind not in (
+                    "update_contact",
+                    "create_contact",
+                ):
+                    continue
+                d = entry.detail
+                if "session_id" not in d or "created" not in d or "promo_code" not in d:
+                    continue
+                candidate = Purchase(
+                    session_id=d["session_id"],
+                    email=email,
+                    name=None,
+                    created=int(d["created"]),
+                    vip=True,
+                    paid=True,
+                    code=d["promo_code"],
+                )
+                best = latest.get(email)
+                if best is None or (best.created, best.session_id) < (
+                    candidate.created,
+                    candidate.session_id,
+                ):
+                    latest[email] = candidate
+        return latest
+
+
+def observe(
+    services: Services,
+    journal: Journal,
+    settings: Settings,
+    code_secret: str,
+    *,
+    full: bool,
+    now: datetime | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Observation:
+    """Read the run's scope and every fact the planner needs about it."""
+    now = now or datetime.now(UTC)
+    first_run = journal.cursor(CURSOR_STRIPE) is None or journal.cursor(CURSOR_MAUTIC) is None
+    full = full or first_run
+    observer = _Observer(services, journal, settings, code_secret, now, progress or log.info)
+    purchases = observer.sessions(full)
+    vip = [p for p in purchases.values() if p.is_vip_purchase]
+    purchase_emails = {p.email for p in vip if p.email}
+    contacts = observer.contacts(full, purchase_emails)
+    codes = observer.existing_codes(vip, full)
+    opted_in = {c.email for c in contacts.values() if c.opt_in and c.email}
+    leads = observer.leads(opted_in, full)
+    invites = observer.invites() if full else None
+    sent = observer.sent(contacts, vip, invites, full)
+    snapshot = Snapshot(
+        purchases=tuple(purchases.values()),
+        contacts=tuple(contacts.values()),
+        existing_codes=frozenset(codes),
+        leads=frozenset(leads),
+        sent=frozenset(sent),
+        issued=observer.issued(set(contacts)),
+        latest_purchase=observer.latest_known(purchase_emails) if not full else {},
+        invites=invites,
+        full=full,
+    )
+    mode = "full" if full else "incremental"
+    if first_run and full:
+        mode = "full (first run)"
+    return Observation(snapshot, observer.cursors, mode, dict(observer.scanned))

@@ -1,0 +1,215 @@
+"""One reconcile run: lock, recover, observe, plan, apply, remember.
+
+The order matters: the lock makes runs exclusive; recovery settles what an
+interrupted run left in flight before anything is planned; observe and plan
+are the same code in a dry run and a real one (only the writes are skipped);
+cursors move only once the work they cover is done, and never in a dry run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from syncctl.apply import Applier, Outcome, Status
+from syncctl.config import Config
+from syncctl.http import CallStats
+from syncctl.journal import Journal
+from syncctl.lock import state_lock
+from syncctl.model import Plan
+from syncctl.observe import Observation, observe
+from syncctl.plan import plan as make_plan
+from syncctl.recover import Recovery, Resolution
+from syncctl.services import Services
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class RunResult:
+    mode: str
+    dry_run: bool
+    plan: Plan
+    outcomes: list[Outcome] = field(default_factory=list)
+    recovered: list[Resolution] = field(default_factory=list)
+    unresolved_before: int = 0  # in-flight rows a dry run left alone
+    stats: CallStats = field(default_factory=CallStats)
+    scanned: dict[str, int] = field(default_factory=dict)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    duration: float = 0.0
+    refused: bool = False
+    max_actions: int = 0
+    run_id: int | None = None
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status is Status.FAILED]
+
+    @property
+    def applied(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status is Status.DONE]
+
+    @property
+    def ok(self) -> bool:
+        return (
+            not self.failed
+            and not self.refused
+            and not any(r.result == "unresolved" for r in self.recovered)
+        )
+
+    def exit_code(self, detailed: bool) -> int:
+        """0 in sync / all done; 1 failures; 4 refused; detailed: 2 changes."""
+        if self.refused:
+            return 4
+        if not self.ok:
+            return 1
+        if detailed and (not self.plan.is_empty or self.recovered):
+            return 2
+        return 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "mode": self.mode,
+            "dry_run": self.dry_run,
+            "started_at": self.started_at.isoformat(),
+            "duration_seconds": round(self.duration, 3),
+            "refused": self.refused,
+            "max_actions": self.max_actions,
+            "plan": {
+                "actions": [a.to_dict() for a in self.plan.actions],
+                "notes": [n.to_dict() for n in self.plan.notes],
+                "counts": self.plan.counts(),
+            },
+            "outcomes": [o.to_dict() for o in self.outcomes],
+            "recovered": [r.to_dict() for r in self.recovered],
+            "api_calls": {
+                name: {
+                    "reads": s.reads,
+                    "writes": s.writes,
+                    "retries": s.retries,
+                    "throttled": s.throttled,
+                }
+                for name, s in sorted(self.stats.services.items())
+            },
+            "scanned": self.scanned,
+        }
+
+
+def reconcile(
+    config: Config,
+    *,
+    dry_run: bool = False,
+    full: bool = False,
+    max_actions: int | None = None,
+    wait: bool = False,
+    progress: Callable[[str], None] | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
+    services: Services | None = None,
+) -> RunResult:
+    """Run once; the result says what was planned and what happened."""
+    settings = config.settings
+    config.secrets.require()
+    code_secret = config.secret("SYNCCTL_CODE_SECRET")
+    limit = max_actions or settings.run.max_actions
+    state_dir = settings.run.state_path
+    started = time.monotonic()
+    lock = contextlib.nullcontext() if dry_run else state_lock(state_dir, wait=wait)
+    with (
+        lock,
+        Journal.open(state_dir, readonly=dry_run) as journal,
+        _services(config, services) as sv,
+    ):
+        run_id = (
+            None if dry_run else journal.begin_run("full" if full else "incremental", dry_run=False)
+        )
+        result = RunResult(
+            mode="", dry_run=dry_run, plan=Plan(), stats=sv.stats, max_actions=limit, run_id=run_id
+        )
+        try:
+            applier = Applier(sv, journal, settings, run_id, on_outcome=on_outcome)
+            if dry_run:
+                result.unresolved_before = len(journal.in_flight())
+            else:
+                result.recovered = Recovery(sv, journal, applier).run()
+            observation = observe(sv, journal, settings, code_secret, full=full, progress=progress)
+            result.mode = observation.mode
+            result.scanned = observation.scanned
+            result.plan = make_plan(observation.snapshot, settings)
+            if dry_run:
+                return result
+            if len(result.plan) > limit:
+                result.refused = True
+                return result
+            result.outcomes = applier.apply(result.plan)
+            _remember(journal, observation, result)
+            return result
+        finally:
+            result.duration = time.monotonic() - started
+            if run_id is not None:
+                journal.finish_run(run_id, _outcome_word(result), _summary(result))
+
+
+@contextlib.contextmanager
+def _services(config: Config, given: Services | None) -> Iterator[Services]:
+    if given is not None:
+        yield given
+        return
+    with Services.connect(config) as sv:
+        yield sv
+
+
+def _remember(journal: Journal, observation: Observation, result: RunResult) -> None:
+    """Keep failed items pending, drop finished ones, then move the cursors."""
+    retry_sessions: set[str] = set()
+    retry_contacts: set[str] = set()
+    for outcome in result.outcomes:
+        if not outcome.retry:
+            continue
+        params = outcome.action.params
+        if "session_id" in params:
+            retry_sessions.add(str(params["session_id"]))
+        if isinstance(params.get("contact_id"), int):
+            retry_contacts.add(str(params["contact_id"]))
+    snapshot = observation.snapshot
+    with journal.batch():
+        for p in snapshot.purchases:
+            if p.session_id in retry_sessions:
+                journal.add_pending("session", p.session_id, "an action failed")
+            else:
+                journal.remove_pending("session", p.session_id)
+        for c in snapshot.contacts:
+            if str(c.id) in retry_contacts:
+                journal.add_pending("contact", str(c.id), "an action failed")
+            else:
+                journal.remove_pending("contact", str(c.id))
+        for sid in retry_sessions - {p.session_id for p in snapshot.purchases}:
+            journal.add_pending("session", sid, "an action failed")
+        for name, value in observation.cursors.items():
+            journal.set_cursor(name, value)
+
+
+def _outcome_word(result: RunResult) -> str:
+    if result.refused:
+        return "refused"
+    if result.failed:
+        return "failed"
+    return "ok"
+
+
+def _summary(result: RunResult) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for outcome in result.outcomes:
+        counts[str(outcome.status)] = counts.get(str(outcome.status), 0) + 1
+    return {
+        "mode": result.mode,
+        "planned": len(result.plan),
+        "outcomes": counts,
+        "calls": result.stats.total_calls,
+        "writes": result.stats.total_writes,
+        "duration_seconds": round(result.duration, 3),
+    }

@@ -1,0 +1,168 @@
+"""Resolving the writes an earlier run left in flight (a crash, a timeout).
+
+Before anything is planned, each journal row still `in_flight` (or `minted`)
+is settled by looking at the service, never by repeating the call blindly:
+the code is searched in Shopware, the contact and the lead by email, the send
+in Mautic's email stats, the invite in the channel's invite list. Rule 13's
+"crash between minting and storing" is here: a minted invite nobody holds is
+stored into the contact it was minted for, not replaced.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import timedelta
+
+from syncctl.apply import Applier, _Chain
+from syncctl.codes import invite_code
+from syncctl.errors import ServiceError, SyncctlError
+from syncctl.journal import Entry, EntryState, Journal
+from syncctl.model import Action, ActionKind, Tier
+from syncctl.observe import SEND_SKEW
+from syncctl.services import Services
+
+log = logging.getLogger(__name__)
+
+#: Invites created this long before an in-flight row started are not its own.
+MINT_SKEW = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    key: str
+    kind: str
+    subject: str
+    result: str  # done | aborted | unresolved
+    detail: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "key": self.key,
+            "kind": self.kind,
+            "subject": self.subject,
+            "result": self.result,
+            "detail": self.detail,
+        }
+
+
+class Recovery:
+    def __init__(self, services: Services, journal: Journal, applier: Applier) -> None:
+        self.sv = services
+        self.journal = journal
+        self.applier = applier
+        self.results: list[Resolution] = []
+
+    def run(self) -> list[Resolution]:
+        entries = self.journal.in_flight()
+        unminted: dict[str, list[Entry]] = defaultdict(list)
+        for entry in entries:
+            if entry.kind == str(ActionKind.INVITE) and entry.state is EntryState.IN_FLIGHT:
+                unminted[entry.detail.get("channel_id", "")].append(entry)
+                continue
+            self._settle(entry)
+        for channel, rows in unminted.items():
+            self._settle_unminted(channel, rows)
+        return self.results
+
+    def _note(self, entry: Entry, result: str, detail: str) -> None:
+        self.results.append(Resolution(entry.key, entry.kind, entry.subject, result, detail))
+
+    def _finish(self, entry: Entry, found: bool, ref: str | None, detail: str) -> None:
+        if found:
+            self.journal.mark(entry.id, EntryState.DONE, ref=ref, detail={"recovered": detail})
+            self._note(entry, "done", detail)
+        else:
+            self.journal.mark(entry.id, EntryState.ABORTED, error=f"recovered: {detail}")
+            self._note(entry, "aborted", detail)
+
+    def _settle(self, entry: Entry) -> None:
+        try:
+            self._settle_one(entry)
+        except (ServiceError, SyncctlError) as exc:
+            self._note(entry, "unresolved", f"{exc}; tried again next run")
+
+    def _settle_one(self, entry: Entry) -> None:
+        kind, d = entry.kind, entry.detail
+        if kind == str(ActionKind.COUPON):
+            found = self.sv.shopware.find_code(d["code"])
+            self._finish(entry, found is not None, d["code"], "code search in Shopware")
+        elif kind == str(ActionKind.CONTACT_CREATE):
+            contacts = self.sv.mautic.find_by_email(entry.subject)
+            ref = str(min(c.id for c in contacts)) if contacts else None
+            self._finish(entry, bool(contacts), ref, "contact search in Mautic")
+        elif kind == str(ActionKind.LEAD):
+            leads = self.sv.espocrm.find_leads_by_email(entry.subject)
+            self._finish(entry, bool(leads), leads[0].id if leads else None, "lead search in Espo")
+        elif kind == str(ActionKind.MAIL):
+            stats = self.sv.mautic.email_stats(int(d["contact_id"]), int(d["email_id"]))
+            since = entry.started_at - SEND_SKEW
+            sent = any(s.date_sent and s.date_sent >= since and not s.is_failed for s in stats)
+            self._finish(entry, sent, f"{d['email_id']}:{d['contact_id']}", "Mautic email stats")
+        elif kind == str(ActionKind.INVITE):
+            self._store_minted(entry, entry.ref or "")
+        else:  # contact updates, clearing a field, revoking: re-planned from current state
+            self._finish(entry, False, None, "re-planned from the current state")
+
+    def _store_minted(self, entry: Entry, code: str) -> None:
+        """Rule 13: a minted invite is stored into its contact, not replaced."""
+        d = entry.detail
+        cid, tier = int(d["contact_id"]), Tier(d["tier"])
+        alias = self.applier.link_alias(tier)
+        held = self.sv.mautic.get(cid).text(alias).strip()
+        if invite_code(held) == code:
+            self._finish(entry, True, code, "the link was stored before the interruption")
+            return
+        if held:
+            self.applier.revoke_quietly(code, "contact got another link meanwhile")
+            self._finish(entry, False, None, f"contact holds another link; {code} revoked")
+            return
+        if self.sv.discord.get_invite(code) is None:
+            self._finish(entry, False, None, f"minted invite {code} is gone; a new one is planned")
+            return
+        action = Action(
+            ActionKind.INVITE,
+            entry.key,
+            entry.subject,
+            "store the invite minted before a crash",
+            params={"contact_id": cid, "tier": str(tier)},
+        )
+        outcome = self.applier.store_invite(action, entry.id, cid, tier, code, _Chain())
+        self._note(
+            entry, "done", f"stored invite {code} minted by an interrupted run ({outcome.status})"
+        )
+
+    def _settle_unminted(self, channel: str, rows: list[Entry]) -> None:
+        """Invites whose create call had no known answer: find what Discord made."""
+        try:
+            live = self.sv.discord.list_channel_invites(channel)
+        except ServiceError as exc:
+            for entry in rows:
+                self._note(entry, "unresolved", f"{exc}; tried again next run")
+            return
+        bot = self.journal.get_meta("discord.bot_user_id")
+        held = {e.ref for e in self.journal.latest_by_prefix("invite:").values() if e.ref}
+        earliest = min(e.started_at for e in rows) - MINT_SKEW
+        candidates = [
+            inv
+            for inv in live
+            if inv.code not in held
+            and inv.max_uses == 1
+            and (bot is None or inv.inviter_id == bot)
+            and inv.created_at is not None
+            and inv.created_at >= earliest
+        ]
+        if len(rows) == 1 and len(candidates) == 1:
+            entry = rows[0]
+            self.journal.mark(entry.id, EntryState.MINTED, ref=candidates[0].code)
+            try:
+                self._store_minted(entry, candidates[0].code)
+            except (ServiceError, SyncctlError) as exc:
+                self._note(entry, "unresolved", f"{exc}; tried again next run")
+            return
+        # Ambiguous or nothing: nobody received these links; revoke and re-plan.
+        for invite in candidates:
+            self.applier.revoke_quietly(invite.code, "minted by an interrupted run")
+        for entry in rows:
+            self._finish(entry, False, None, f"{len(candidates)} unclaimed invite(s) revoked")

@@ -1,0 +1,1620 @@
+"""A stateful emulator of the Mautic 5.1 REST API (contacts, emails, stats, fields).
+
+Why this exists: syncctl's reconciler must cope with Mautic's real behaviour,
+not an idealised one, so every pitfall in api-notes.md section 2 is reproduced
+here on purpose:
+
+- `where` values pass `FILTER_SANITIZE_SPECIAL_CHARS` before comparison, so an
+  `eq` on `o'neil@x.io` compares against `o&#39;neil@x.io` and matches nothing.
+- `search=email:x` is a prefix LIKE (`%` and `_` are wildcards, `+` strict).
+- `orderBy` must be a snake_case DB column; `dateModified` is a raw SQL error
+  (500). `where[].col` accepts ORM names (`dateModified`).
+- `total` is a string; an empty page is `"contacts": []`, not `{}`.
+- POST /contacts/new merges into the contact holding the same email (200).
+- POST/PATCH silently drop numeric 0 values ("0", 0, 0.0 ...), skip blank
+  values unless `overwriteWithBlank`, ignore unknown aliases, and a PATCH
+  carrying another contact's email merges the two.
+- A boolean `false` is cleaned to int 0 and PHP 8's `null == 0` makes it
+  "blank", so it is skipped without `overwriteWithBlank` (knob
+  `false_is_blank`; api-notes marks this UNCONFIRMED).
+- In 5.1 a new contact has `dateModified: null` until its first edit (Mautic
+  populates it on create only since 6.0, PR mautic/mautic#14433), so a
+  `dateModified gte` poll alone misses never-edited contacts (knob
+  `modified_on_create`).
+- The send API answers 200 even when it did not send (`success: false` or
+  `failed`), never de-duplicates, and ignores Do-Not-Contact.
+- The stats API answers errors as `{"errors": [...]}` inside a 200.
+- Basic auth, the "API disabled" 403, and an optional hourly rate limiter with
+  X-RateLimit-* headers and the noxlogic 429 body.
+
+It holds 100k contacts comfortably: contacts are indexed by id and lower-cased
+email, and sorted indexes over id, dateAdded and dateModified (plus one over
+dateAdded for never-modified contacts) answer the reconciler's range queries
+by bisection instead of scanning.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import csv
+import functools
+import hmac
+import math
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from syncctl.sandbox.server import Emulator, Request, Response, route
+
+SQL_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+NOT_FOUND_MESSAGE = "Item was not found."
+AUTH_DENIED_MESSAGE = "API authorization denied."
+API_DISABLED_MESSAGE = (
+    "API disabled. You need to enable the API in the API settings of Mautic's Configuration."
+)
+
+#: ORM property names that `where[].col` converts to their DB column.
+_ORM_COLUMNS = {
+    "id": "id",
+    "dateAdded": "date_added",
+    "dateModified": "date_modified",
+    "dateIdentified": "date_identified",
+    "lastActive": "last_active",
+    "createdBy": "created_by",
+    "modifiedBy": "modified_by",
+    "owner": "owner_id",
+    "isPublished": "is_published",
+    "points": "points",
+}
+#: Contact columns that are not custom/core fields.
+_META_COLUMNS = (
+    "id",
+    "date_added",
+    "date_modified",
+    "date_identified",
+    "last_active",
+    "created_by",
+    "modified_by",
+    "owner_id",
+    "is_published",
+    "points",
+    "color",
+)
+#: Columns a bare search word is matched against (`%word%`).
+_SEARCH_COLUMNS = ("firstname", "lastname", "email", "company", "city", "state", "country")
+
+_STAT_COLUMNS = (
+    "id",
+    "email_id",
+    "lead_id",
+    "list_id",
+    "ip_id",
+    "copy_id",
+    "email_address",
+    "date_sent",
+    "is_read",
+    "is_failed",
+    "viewed_in_browser",
+    "date_read",
+    "tracking_hash",
+    "retry_count",
+    "source",
+    "source_id",
+    "open_count",
+    "last_opened",
+)
+_STATS_TABLES = (
+    "asset_downloads",
+    "campaign_lead_event_log",
+    "email_stats",
+    "email_stats_devices",
+    "form_submissions",
+    "lead_points_change_log",
+    "page_hits",
+)
+
+_BOOL_TRUE = frozenset({"1", "true", "on", "yes"})
+_NUMERIC = re.compile(r"^[ \t\n\r\v\f]*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?[ \t\n\r\v\f]*$")
+_EMAIL_ALLOWED = re.compile(r"[^A-Za-z0-9!#$%&'*+\-=?^_`{|}~@.\[\]]")
+_EMAIL_VALID = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_MAX_ID = sys.maxsize
+
+
+# -- PHP / MySQL semantics -----------------------------------------------------
+
+
+def php_is_numeric(value: Any) -> bool:
+    """PHP's is_numeric: ints, floats and numeric strings, never booleans."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return True
+    return isinstance(value, str) and _NUMERIC.match(value) is not None
+
+
+def php_int(value: Any) -> int:
+    """PHP's (int) cast of a numeric value (truncates toward zero)."""
+    number = float(value)
+    if math.isnan(number) or math.isinf(number):
+        return 0
+    return int(number)
+
+
+def sanitize_special_chars(value: str) -> str:
+    """FILTER_SANITIZE_SPECIAL_CHARS, as InputHelper::clean applies it to `where` values."""
+    out = []
+    for char in value:
+        if char in "'\"<>&" or ord(char) < 32:
+            out.append(f"&#{ord(char)};")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _clean_deep(value: Any) -> Any:
+    if isinstance(value, str):
+        return sanitize_special_chars(value)
+    if isinstance(value, dict):
+        return {k: _clean_deep(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean_deep(v) for v in value]
+    return value
+
+
+def sanitize_email(value: str) -> str:
+    """InputHelper::email: FILTER_SANITIZE_EMAIL, no '..', trimmed, max 254 chars."""
+    value = _EMAIL_ALLOWED.sub("", value[:254])
+    while ".." in value:
+        value = value.replace("..", ".")
+    return value.strip()
+
+
+def php_filter_bool(value: Any) -> bool:
+    """filter_var(FILTER_VALIDATE_BOOLEAN) without NULL_ON_FAILURE."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return value == 1
+    return str(value).strip().lower() in _BOOL_TRUE
+
+
+def _php_empty(value: Any) -> bool:
+    """PHP's empty()."""
+    return value in (None, False, 0, 0.0, "", "0") or value == [] or value == {}
+
+
+@functools.lru_cache(maxsize=256)
+def _like_regex(pattern: str) -> re.Pattern[str]:
+    """SQL LIKE (backslash escape) as a case-insensitive regex (MySQL *_ci collation)."""
+    out = []
+    escaped = False
+    for char in pattern:
+        if escaped:
+            out.append(re.escape(char))
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "%":
+            out.append(".*")
+        elif char == "_":
+            out.append(".")
+        else:
+            out.append(re.escape(char))
+    if escaped:
+        out.append(re.escape("\\"))
+    return re.compile("^" + "".join(out) + "$", re.IGNORECASE | re.DOTALL)
+
+
+def _parse_sql_datetime(value: str) -> datetime | None:
+    text = value.strip().replace("T", " ")
+    for suffix in ("+00:00", "Z"):
+        if text.endswith(suffix):
+            text = text[: -len(suffix)]
+    for fmt in (SQL_FORMAT, "%Y-%m-%d %H:%M", "%Y-%m-%d"):
+        try:
+            return datetime.strptime(text, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    return None
+
+
+def _mysql_number(value: str) -> float:
+    """MySQL casts a string compared with a number by its numeric prefix (else 0)."""
+    match = re.match(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", value)
+    return float(match.group(0)) if match else 0.0
+
+
+def _iso(value: datetime | None) -> str | None:
+    """JMS serializer's DateTime format in Mautic ('c', UTC)."""
+    return None if value is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def _sql(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).strftime(SQL_FORMAT)
+
+
+def php_nested(query: Iterable[tuple[str, str]], prefix: str) -> Any:
+    """PHP's parsing of `prefix[a][b][]=v` query keys into arrays (lists for `[]`)."""
+    root: dict[str, Any] = {}
+    for key, value in query:
+        if not key.startswith(prefix + "["):
+            continue
+        parts = re.findall(r"\[([^\]]*)\]", key[len(prefix) :])
+        node = root
+        for i, part in enumerate(parts):
+            if part == "":
+                part = str(sum(1 for k in node if k.isdigit()))
+            if i == len(parts) - 1:
+                node[part] = value
+            else:
+                child = node.get(part)
+                if not isinstance(child, dict):
+                    child = node[part] = {}
+                node = child
+    return root
+
+
+def _error(status: int, message: str, details: Any = None) -> Response:
+    body = {"errors": [{"code": status, "message": message, "details": details or []}]}
+    return Response(status, body)
+
+
+def _sql_error(column: str, clause: str) -> Response:
+    """What a raw DBAL exception looks like through Mautic's API exception listener."""
+    message = (
+        "An exception occurred while executing a query: SQLSTATE[42S22]: Column not found: "
+        f"1054 Unknown column '{column}' in '{clause}'"
+    )
+    return Response(500, {"errors": [{"message": message, "code": 500, "type": None}]})
+
+
+class _QueryError(Exception):
+    """A query the database would reject; carries the API answer."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__("query error")
+        self.response = response
+
+
+# -- data ------------------------------------------------------------------------
+
+
+@dataclass
+class FieldDef:
+    """A contact field (core or custom), as in Mautic's lead_fields table."""
+
+    id: int
+    alias: str
+    label: str
+    type: str
+    group: str = "core"
+    order: int = 0
+    published: bool = True
+    fixed: bool = False
+    unique: bool = False
+    default: Any = None
+
+
+_CORE_FIELDS: tuple[tuple[str, str, str, str], ...] = (
+    ("title", "Title", "lookup", "core"),
+    ("firstname", "First Name", "text", "core"),
+    ("lastname", "Last Name", "text", "core"),
+    ("company", "Primary company", "text", "core"),
+    ("position", "Position", "text", "core"),
+    ("email", "Email", "email", "core"),
+    ("mobile", "Mobile", "tel", "core"),
+    ("phone", "Phone", "tel", "core"),
+    ("fax", "Fax", "tel", "core"),
+    ("address1", "Address Line 1", "text", "core"),
+    ("address2", "Address Line 2", "text", "core"),
+    ("city", "City", "text", "core"),
+    ("state", "State", "region", "core"),
+    ("zipcode", "Zip Code", "text", "core"),
+    ("country", "Country", "country", "core"),
+    ("preferred_locale", "Preferred Locale", "locale", "core"),
+    ("timezone", "Preferred Timezone", "timezone", "core"),
+    ("website", "Website", "url", "core"),
+    ("facebook", "Facebook", "text", "social"),
+    ("instagram", "Instagram", "text", "social"),
+    ("linkedin", "LinkedIn", "text", "social"),
+    ("twitter", "Twitter", "text", "social"),
+)
+
+#: The custom fields syncctl uses (design/interface.md), pre-created by default.
+DEFAULT_CUSTOM_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("vip_status", "VIP status", "boolean"),
+    ("promo_code", "Promo code", "text"),
+    ("discord_invite_link_vip", "Discord invite link (VIP)", "url"),
+    ("discord_invite_link_basic", "Discord invite link (Basic)", "url"),
+    ("opt_in_confirmed", "Opt-in confirmed", "boolean"),
+)
+
+
+@dataclass
+class _Contact:
+    id: int
+    date_added: datetime
+    date_modified: datetime | None
+    values: dict[str, Any]
+    created_by_user: str
+    modified_by_user: str | None = None
+    date_identified: datetime | None = None
+    tags: list[str] = field(default_factory=list)
+
+    @property
+    def email_key(self) -> str | None:
+        email = self.values.get("email")
+        return email.lower() if isinstance(email, str) and email else None
+
+
+@dataclass
+class _Email:
+    id: int
+    name: str
+    subject: str
+    published: bool
+    email_type: str
+    date_added: datetime
+
+
+@dataclass
+class _Stat:
+    id: int
+    email_id: int
+    lead_id: int
+    email_address: str | None
+    date_sent: datetime
+    is_failed: bool
+    tokens: dict[str, str]
+    tracking_hash: str
+
+    def row(self) -> dict[str, Any]:
+        """The row as DBAL returns it (PHP >= 8.1: native ints, dates as strings)."""
+        return {
+            "id": self.id,
+            "email_id": self.email_id,
+            "lead_id": self.lead_id,
+            "list_id": None,
+            "ip_id": None,
+            "copy_id": None,
+            "email_address": self.email_address,
+            "date_sent": _sql(self.date_sent),
+            "is_read": 0,
+            "is_failed": int(self.is_failed),
+            "viewed_in_browser": 0,
+            "date_read": None,
+            "tracking_hash": self.tracking_hash,
+            "retry_count": 0,
+            "source": "api",
+            "source_id": 0,
+            "open_count": 0,
+            "last_opened": None,
+        }
+
+
+class _SortedIndex:
+    """(key, id) pairs kept sorted; range lookups by bisection."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[Any, int]] = []
+
+    def add(self, key: Any, cid: int) -> None:
+        if key is None:
+            return
+        item = (key, cid)
+        if not self.items or self.items[-1] < item:
+            self.items.append(item)  # the common case: newest timestamp / id
+        else:
+            bisect.insort(self.items, item)
+
+    def remove(self, key: Any, cid: int) -> None:
+        if key is None:
+            return
+        i = bisect.bisect_left(self.items, (key, cid))
+        if i < len(self.items) and self.items[i] == (key, cid):
+            del self.items[i]
+
+    def span(self, expr: str, key: Any) -> tuple[int, int]:
+        """[lo, hi) of the items whose key satisfies `expr key`."""
+        lo, hi = 0, len(self.items)
+        first = bisect.bisect_left(self.items, (key, -1))
+        after = bisect.bisect_left(self.items, (key, _MAX_ID))
+        if expr == "eq":
+            return first, after
+        if expr == "gt":
+            return after, hi
+        if expr == "gte":
+            return first, hi
+        if expr == "lt":
+            return lo, first
+        if expr == "lte":
+            return lo, after
+        raise ValueError(expr)
+
+
+@dataclass
+class _Clause:
+    col: str
+    expr: str
+    val: Any  # str, list[str], or list[_Clause] for andX/orX
+
+
+@dataclass
+class _Plan:
+    """Where a query's rows come from: items[lo:hi] of a sorted index."""
+
+    consumed: set[int]  # the where clauses the range answers by itself
+    col: str  # the column the items are sorted by
+    items: list[tuple[Any, int]]
+    lo: int
+    hi: int
+
+    @property
+    def size(self) -> int:
+        return self.hi - self.lo
+
+
+# -- the emulator -----------------------------------------------------------------
+
+
+class MauticEmulator(Emulator):
+    """Mautic 5.1 under `/api`, with Basic auth. See the module docstring for the pitfalls.
+
+    Knobs (plain attributes, change them any time):
+    - `api_enabled`: False answers every call with Mautic's "API disabled" 403.
+    - `rate_limit_per_hour` / `rate_limit_period`: N calls per window (seconds;
+      3600 in Mautic) on /api, with X-RateLimit-* headers and 429 when exhausted.
+    - `modified_on_create`: False (5.1) leaves `dateModified` null on create.
+    - `false_is_blank`: True makes a boolean `false` need `overwriteWithBlank`.
+    - `send_failure`: a message; while set, sends fail (`{"failed": [...]}`,
+      a stats row with is_failed=1).
+    - `clock`: callable returning an aware UTC datetime (timestamps are stored
+      to the second, as MySQL DATETIME does).
+    - `default_page_limit`: `limit` when none is given (Mautic's default_pagelimit).
+    """
+
+    name = "mautic"
+    prefix = "/api"
+
+    def __init__(
+        self,
+        *,
+        username: str,
+        password: str,
+        latency: float = 0.0,
+        rate_limit_per_hour: int = 0,
+        rate_limit_period: float = 3600.0,
+        api_enabled: bool = True,
+        modified_on_create: bool = False,
+        false_is_blank: bool = True,
+        custom_fields: bool = True,
+        clock: Callable[[], datetime] | None = None,
+        default_page_limit: int = 30,
+    ) -> None:
+        super().__init__(latency=latency)
+        self._username = username
+        self._password = password
+        self.api_enabled = api_enabled
+        self.rate_limit_per_hour = rate_limit_per_hour
+        self.rate_limit_period = rate_limit_period
+        self.modified_on_create = modified_on_create
+        self.false_is_blank = false_is_blank
+        self.send_failure: str | None = None
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
+        self.default_page_limit = default_page_limit
+
+        self._fields: dict[str, FieldDef] = {}
+        self._published_fields: list[FieldDef] = []
+        for alias, label, type_, group in _CORE_FIELDS:
+            self._define_field(alias, label, type_, group=group, fixed=True)
+        self._fields["email"].unique = True
+        if custom_fields:
+            for alias, label, type_ in DEFAULT_CUSTOM_FIELDS:
+                self._define_field(alias, label, type_)
+
+        self._contacts: dict[int, _Contact] = {}
+        self._next_contact_id = 1
+        self._by_email: dict[str, set[int]] = {}
+        self._email_sorted: list[tuple[str, int]] | None = None  # rebuilt lazily for LIKE
+        self._index: dict[str, _SortedIndex] = {
+            "id": _SortedIndex(),
+            "date_added": _SortedIndex(),
+            "date_modified": _SortedIndex(),
+        }
+        self._never_modified = _SortedIndex()  # date_added of contacts with dateModified null
+
+        self._emails: dict[int, _Email] = {}
+        self._stats: list[_Stat] = []
+        self._stats_by_email: dict[int, list[_Stat]] = {}
+        self._stats_by_lead: dict[int, list[_Stat]] = {}
+        self._next_stat_id = 1
+
+        self._window_started = 0.0
+        self._window_count = 0
+
+    def __repr__(self) -> str:
+        return f"MauticEmulator(contacts={len(self._contacts)}, emails={len(self._emails)})"
+
+    # -- hooks ----------------------------------------------------------------
+
+    def authenticate(self, request: Request) -> Response | None:
+        if not self.api_enabled:
+            return _error(403, API_DISABLED_MESSAGE)
+        header = request.headers.get("authorization", "")
+        if header[:6].lower() == "basic ":
+            try:
+                decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
+            except (ValueError, UnicodeDecodeError):
+                decoded = ""
+            user, _, password = decoded.partition(":")
+            if hmac.compare_digest(user.encode(), self._username.encode()) and hmac.compare_digest(
+                password.encode(), self._password.encode()
+            ):
+                return None
+        return _error(401, AUTH_DENIED_MESSAGE)
+
+    def throttle(self, request: Request) -> Response | None:
+        if self.rate_limit_per_hour <= 0:
+            return None
+        now = time.time()
+        if not self._window_started or now >= self._window_started + self.rate_limit_period:
+            self._window_started = now
+            self._window_count = 0
+        self._window_count += 1
+        if self._window_count <= self.rate_limit_per_hour:
+            return None
+        message = (
+            '{ "errors": [ { "code": 429, "message": "You exceeded the rate limit of '
+            f'{self.rate_limit_per_hour} API calls per hour.", "details": [] }} ]}}'
+        )
+        response = Response(429, message.encode(), content_type="text/html; charset=UTF-8")
+        self._rate_headers(response)
+        return response
+
+    def decorate(self, request: Request, response: Response) -> None:
+        if self.rate_limit_per_hour > 0 and self._window_started:
+            self._rate_headers(response)
+
+    def _rate_headers(self, response: Response) -> None:
+        remaining = max(0, self.rate_limit_per_hour - self._window_count)
+        response.headers["X-RateLimit-Limit"] = str(self.rate_limit_per_hour)
+        response.headers["X-RateLimit-Remaining"] = str(remaining)
+        response.headers["X-RateLimit-Reset"] = str(
+            math.ceil(self._window_started + self.rate_limit_period)
+        )
+
+    def not_found(self, request: Request) -> Response:
+        return _error(404, f"Requested URL not found: {request.path}")
+
+    def error_response(self, status: int, message: str) -> Response:
+        return _error(status, message)
+
+    # -- test helpers: seeding -------------------------------------------------
+
+    def add_field(
+        self,
+        alias: str,
+        type_: str = "text",
+        *,
+        label: str | None = None,
+        published: bool = True,
+        group: str = "core",
+    ) -> None:
+        """Create a custom contact field (as an admin would in the UI)."""
+        with self.lock:
+            self._define_field(alias, label or alias, type_, group=group, published=published)
+
+    def add_contact(
+        self,
+        email: str | None,
+        *,
+        firstname: str | None = None,
+        lastname: str | None = None,
+        **fields: Any,
+    ) -> int:
+        """Create a contact as the UI or a form would (no duplicate check); returns its id.
+
+        Like real 5.1, its dateModified stays null unless `modified_on_create`.
+        """
+        values = {"email": email, "firstname": firstname, "lastname": lastname, **fields}
+        with self.lock:
+            for alias in values:
+                self._field(alias)
+            contact = self._new_contact()
+            self._assign(contact, values)
+            self._store_new(contact)
+            return contact.id
+
+    def set_fields(self, contact_id: int, **fields: Any) -> None:
+        """Edit a contact as an operator in the UI: None clears; dateModified moves on change."""
+        with self.lock:
+            contact = self._contacts[contact_id]
+            for alias in fields:
+                self._field(alias)
+            if self._assign(contact, fields):
+                self._touch(contact)
+
+    def delete_contact(self, contact_id: int) -> None:
+        with self.lock:
+            self._remove(self._contacts[contact_id])
+
+    def add_email(
+        self,
+        email_id: int,
+        name: str,
+        *,
+        published: bool = True,
+        subject: str | None = None,
+        email_type: str = "template",
+    ) -> None:
+        """Create (or replace) a template email with a chosen id."""
+        with self.lock:
+            self._emails[email_id] = _Email(
+                email_id, name, subject or name, published, email_type, self._now()
+            )
+
+    def set_email_published(self, email_id: int, published: bool) -> None:
+        with self.lock:
+            self._emails[email_id].published = published
+
+    def record_send(
+        self,
+        email_id: int,
+        contact_id: int,
+        tokens: dict[str, str] | None = None,
+        *,
+        failed: bool = False,
+    ) -> int:
+        """Seed an email_stats row (a send that happened before the test); returns its id."""
+        with self.lock:
+            contact = self._contacts[contact_id]
+            return self._add_stat(email_id, contact, tokens or {}, failed).id
+
+    # -- test helpers: inspection -------------------------------------------------
+
+    def contact(self, contact_id: int) -> dict[str, Any]:
+        """A contact's flat field values (like fields.all), or KeyError."""
+        with self.lock:
+            contact = self._contacts[contact_id]
+            return {"id": contact.id, **self._flat_values(contact)}
+
+    def record(self, contact_id: int) -> dict[str, Any]:
+        """A contact exactly as GET /api/contacts/{id} serialises it."""
+        with self.lock:
+            return self._contact_json(self._contacts[contact_id])
+
+    def date_modified(self, contact_id: int) -> datetime | None:
+        with self.lock:
+            return self._contacts[contact_id].date_modified
+
+    def find(self, email: str) -> list[int]:
+        """Ids of the contacts whose email equals `email` (case-insensitive), oldest first."""
+        with self.lock:
+            return sorted(self._by_email.get(email.lower(), ()))
+
+    def contact_ids(self) -> list[int]:
+        with self.lock:
+            return list(self._contacts)
+
+    def sent(self, email_id: int | None = None, contact_id: int | None = None) -> list[dict]:
+        """Sends so far (failed ones included, flagged), oldest first, with their tokens."""
+        with self.lock:
+            return [
+                {
+                    "stat_id": stat.id,
+                    "email_id": stat.email_id,
+                    "contact_id": stat.lead_id,
+                    "email_address": stat.email_address,
+                    "tokens": dict(stat.tokens),
+                    "date_sent": stat.date_sent,
+                    "failed": stat.is_failed,
+                }
+                for stat in self._stats
+                if (email_id is None or stat.email_id == email_id)
+                and (contact_id is None or stat.lead_id == contact_id)
+            ]
+
+    # -- routes: contacts -----------------------------------------------------------
+
+    @route("GET", "/contacts")
+    def list_contacts(self, request: Request) -> Response:
+        try:
+            where = self._parse_where(php_nested(request.query, "where"), self._contact_column)
+            order_col = self._order_column(request.arg("orderBy"))
+        except _QueryError as exc:
+            return exc.response
+        desc = (request.arg("orderByDir") or "ASC").upper() == "DESC"
+        if order_col is None:  # Mautic's default, last_active DESC: all null here
+            desc = False
+        start = max(0, _int_arg(request.arg("start"), 0))
+        limit = _int_arg(request.arg("limit"), self.default_page_limit)
+        search = (request.arg("search") or "").strip()
+        total, ids = self._select(where, search, order_col or "id", desc, start, limit)
+        contacts = {str(cid): self._contact_json(self._contacts[cid]) for cid in ids}
+        return Response(200, {"total": str(total), "contacts": contacts or []})
+
+    @route("GET", "/contacts/{contact_id}")
+    def get_contact(self, request: Request, contact_id: str) -> Response:
+        contact = self._lookup(contact_id)
+        if contact is None:
+            return _error(404, NOT_FOUND_MESSAGE)
+        return Response(200, {"contact": self._contact_json(contact)})
+
+    @route("POST", "/contacts/new")
+    def create_contact(self, request: Request) -> Response:
+        body = _json_object(request)
+        if isinstance(body, Response):
+            return body
+        overwrite = not _php_empty(body.pop("overwriteWithBlank", None))
+        values = self._submitted_values(body, drop_zero=True)
+        invalid = self._validate(values)
+        if invalid is not None:
+            return invalid
+        existing = self._duplicate_of(values)
+        if existing is not None:
+            if overwrite:  # POST clears unsubmitted form fields: blanks them all
+                values = {f.alias: values.get(f.alias) for f in self._published_fields}
+            if self._apply(existing, values, overwrite=overwrite):
+                self._touch(existing)
+            return Response(200, {"contact": self._contact_json(existing)})
+        contact = self._new_contact()
+        self._apply(contact, values, overwrite=overwrite)
+        self._store_new(contact)
+        return Response(
+            201,
+            {"contact": self._contact_json(contact)},
+            {"Location": f"/api/contacts/{contact.id}"},
+        )
+
+    @route("PATCH", "/contacts/{contact_id}/edit")
+    def patch_contact(self, request: Request, contact_id: str) -> Response:
+        contact = self._lookup(contact_id)
+        if contact is None:
+            return _error(404, NOT_FOUND_MESSAGE)
+        body = _json_object(request)
+        if isinstance(body, Response):
+            return body
+        overwrite = not _php_empty(body.pop("overwriteWithBlank", None))
+        values = self._submitted_values(body, drop_zero=True)
+        invalid = self._validate(values)
+        if invalid is not None:
+            return invalid
+        other = self._duplicate_of(values)
+        changed = False
+        if other is not None and other.id != contact.id:
+            changed = self._merge(winner=contact, loser=other)
+        if self._apply(contact, values, overwrite=overwrite) or changed:
+            self._touch(contact)
+        return Response(200, {"contact": self._contact_json(contact)})
+
+    @route("PUT", "/contacts/{contact_id}/edit")
+    def put_contact(self, request: Request, contact_id: str) -> Response:
+        body = _json_object(request)
+        if isinstance(body, Response):
+            return body
+        overwrite = True
+        if "overwriteWithBlank" in body:
+            overwrite = not _php_empty(body.pop("overwriteWithBlank"))
+        submitted = self._submitted_values(body, drop_zero=False)
+        invalid = self._validate(submitted)
+        if invalid is not None:
+            return invalid
+        values = {f.alias: submitted.get(f.alias) for f in self._published_fields}
+        contact = self._lookup(contact_id)
+        if contact is None:
+            contact = self._new_contact()
+            self._apply(contact, values, overwrite=overwrite)
+            self._store_new(contact)
+            return Response(201, {"contact": self._contact_json(contact)})
+        if self._apply(contact, values, overwrite=overwrite):
+            self._touch(contact)
+        return Response(200, {"contact": self._contact_json(contact)})
+
+    @route("DELETE", "/contacts/{contact_id}/delete")
+    def delete_contact_route(self, request: Request, contact_id: str) -> Response:
+        contact = self._lookup(contact_id)
+        if contact is None:
+            return _error(404, NOT_FOUND_MESSAGE)
+        body = self._contact_json(contact)
+        self._remove(contact)
+        return Response(200, {"contact": body})
+
+    # -- routes: emails, fields, stats ---------------------------------------------------
+
+    @route("GET", "/emails/{email_id}")
+    def get_email(self, request: Request, email_id: str) -> Response:
+        email = self._emails.get(int(email_id)) if email_id.isdigit() else None
+        if email is None:
+            return _error(404, NOT_FOUND_MESSAGE)
+        return Response(200, {"email": self._email_json(email)})
+
+    @route("POST", "/emails/{email_id}/contact/{contact_id}/send")
+    def send_to_contact(self, request: Request, email_id: str, contact_id: str) -> Response:
+        email = self._emails.get(int(email_id)) if email_id.isdigit() else None
+        if email is None:
+            return _error(404, NOT_FOUND_MESSAGE)
+        contact = self._lookup(contact_id)
+        if contact is None:
+            return _error(404, NOT_FOUND_MESSAGE)
+        try:
+            post = request.json() if request.body else {}
+        except ValueError:
+            post = {}
+        tokens_in = post.get("tokens") if isinstance(post, dict) else None
+        tokens: dict[str, str] = {}
+        if isinstance(tokens_in, dict):
+            for key, value in tokens_in.items():
+                name = key if re.match(r"^\{.*?\}$", key) else "{" + key + "}"
+                tokens[name] = "" if value is None else str(value)
+        if not email.published or not contact.values.get("email"):
+            return Response(200, {"success": False})
+        if self.send_failure is not None:
+            self._add_stat(email.id, contact, tokens, failed=True)
+            return Response(200, {"failed": [self.send_failure]})
+        self._add_stat(email.id, contact, tokens, failed=False)
+        return Response(200, {"success": True})
+
+    @route("GET", "/fields/contact")
+    def list_fields(self, request: Request) -> Response:
+        fields = [self._field_json(f) for f in sorted(self._fields.values(), key=_field_order)]
+        return Response(200, {"total": len(fields), "fields": fields})
+
+    @route("GET", "/stats")
+    def stats_tables(self, request: Request) -> Response:
+        return Response(200, self._stats_catalogue())
+
+    @route("GET", "/stats/{table}")
+    def stats(self, request: Request, table: str) -> Response:
+        if table != "email_stats":
+            return Response(200, self._stats_catalogue())
+        try:
+            where = self._parse_where(php_nested(request.query, "where"), self._stat_column)
+            order = self._parse_stat_order(php_nested(request.query, "order"))
+        except _QueryError as exc:  # the stats API reports query errors inside a 200
+            message = exc.response.body["errors"][0]["message"]
+            return Response(200, {"errors": [{"message": message, "code": 0}]})
+        start = max(0, _int_arg(request.arg("start"), 0))
+        limit = _int_arg(request.arg("limit"), 100)
+        rows = self._select_stats(where, order)
+        page = rows[start : start + limit] if limit > 0 else rows[start:]
+        return Response(200, {"total": str(len(rows)), "stats": [s.row() for s in page]})
+
+    # -- internals: fields and values -------------------------------------------------
+
+    def _define_field(
+        self,
+        alias: str,
+        label: str,
+        type_: str,
+        *,
+        group: str = "core",
+        fixed: bool = False,
+        published: bool = True,
+    ) -> None:
+        existing = self._fields.get(alias)
+        field_id = existing.id if existing else len(self._fields) + 1
+        order = existing.order if existing else len(self._fields) + 1
+        self._fields[alias] = FieldDef(
+            field_id, alias, label, type_, group, order, published, fixed, alias == "email"
+        )
+        self._published_fields = sorted(
+            (f for f in self._fields.values() if f.published), key=_field_order
+        )
+
+    def _field(self, alias: str) -> FieldDef:
+        found = self._fields.get(alias)
+        if found is None:
+            raise KeyError(f"no contact field with alias {alias!r}")
+        return found
+
+    def _now(self) -> datetime:
+        return self.clock().astimezone(UTC).replace(microsecond=0)
+
+    def _clean(self, definition: FieldDef, value: Any) -> Any:
+        """LeadModel::cleanFields plus the form's transformations, per field type."""
+        if value is None:
+            return None
+        kind = definition.type
+        if kind == "boolean":
+            return int(php_filter_bool(value))
+        if kind == "number":
+            if value == "":
+                return None
+            return float(value) if php_is_numeric(value) else 0.0
+        if isinstance(value, bool):
+            text = "1" if value else ""
+        elif isinstance(value, list):
+            text = "|".join(str(v) for v in value)
+        else:
+            text = str(value)
+        if kind == "email":
+            return sanitize_email(text)
+        if kind == "url" and text and "://" not in text:
+            return "http://" + text  # Symfony UrlType's default_protocol
+        return text
+
+    def _is_blank(self, definition: FieldDef, value: Any) -> bool:
+        """`null == $v || '' == $v` in PHP 8 (so int 0 is blank)."""
+        if value is None or value == "":
+            return True
+        if isinstance(value, int | float) and value == 0:
+            return self.false_is_blank or definition.type != "boolean"
+        return False
+
+    def _assign(self, contact: _Contact, values: dict[str, Any]) -> bool:
+        """Set values as given (UI edits and seeding): None clears. True when changed."""
+        changed = False
+        for alias, raw in values.items():
+            new = self._clean(self._fields[alias], raw)
+            if new == "":
+                new = None
+            if contact.values.get(alias) != new or type(contact.values.get(alias)) is not type(new):
+                self._set_value(contact, alias, new)
+                changed = True
+        return changed
+
+    def _apply(self, contact: _Contact, values: dict[str, Any], *, overwrite: bool) -> bool:
+        """LeadModel::setFieldValues as the API drives it. True when something changed."""
+        changed = False
+        for alias, raw in values.items():
+            definition = self._fields[alias]
+            new = self._clean(definition, raw)
+            if self._is_blank(definition, new) and not overwrite:
+                continue
+            current = contact.values.get(alias)
+            if current == new and type(current) is type(new):
+                continue
+            self._set_value(contact, alias, new)
+            changed = True
+        return changed
+
+    def _set_value(self, contact: _Contact, alias: str, value: Any) -> None:
+        if alias == "email":
+            self._unindex_email(contact)
+            contact.values[alias] = value
+            self._index_email(contact)
+            if value and contact.date_identified is None:
+                contact.date_identified = self._now()
+        else:
+            contact.values[alias] = value
+
+    def _submitted_values(self, body: dict[str, Any], *, drop_zero: bool) -> dict[str, Any]:
+        """Known, published aliases from a request body; numeric zeros dropped on POST/PATCH."""
+        values = {}
+        for key, value in body.items():
+            definition = self._fields.get(key)
+            if definition is None or not definition.published:
+                continue  # ipAddress, tags, owner, typos...: not fields, ignored here
+            if drop_zero and php_is_numeric(value) and php_int(value) == 0:
+                continue  # CustomFieldsApiControllerTrait::setCustomFieldValues array_filter
+            values[key] = value
+        return values
+
+    def _validate(self, values: dict[str, Any]) -> Response | None:
+        email = values.get("email")
+        if email in (None, ""):
+            return None
+        if not isinstance(email, str) or not _EMAIL_VALID.match(sanitize_email(email)):
+            message = "email: A valid email is required."
+            return _error(400, message, {"email": ["A valid email is required."]})
+        return None
+
+    def _duplicate_of(self, values: dict[str, Any]) -> _Contact | None:
+        """checkForDuplicateContact on the unique identifier (email)."""
+        email = values.get("email")
+        if not isinstance(email, str) or not email:
+            return None
+        ids = self._by_email.get(sanitize_email(email).lower())
+        return self._contacts[min(ids)] if ids else None
+
+    # -- internals: contacts and indexes -------------------------------------------
+
+    def _new_contact(self) -> _Contact:
+        contact = _Contact(
+            id=self._next_contact_id,
+            date_added=self._now(),
+            date_modified=None,
+            values={},
+            created_by_user=self._username,
+        )
+        self._next_contact_id += 1
+        return contact
+
+    def _store_new(self, contact: _Contact) -> None:
+        if self.modified_on_create:
+            contact.date_modified = contact.date_added
+            contact.modified_by_user = self._username
+        self._contacts[contact.id] = contact
+        self._index["id"].add(contact.id, contact.id)
+        self._index["date_added"].add(contact.date_added, contact.id)
+        self._index["date_modified"].add(contact.date_modified, contact.id)
+        if contact.date_modified is None:
+            self._never_modified.add(contact.date_added, contact.id)
+        self._index_email(contact)
+
+    def _touch(self, contact: _Contact) -> None:
+        """FormModel::setTimestamps on an update with changes."""
+        old = contact.date_modified
+        self._index["date_modified"].remove(old, contact.id)
+        if old is None:
+            self._never_modified.remove(contact.date_added, contact.id)
+        contact.date_modified = self._now()
+        contact.modified_by_user = self._username
+        self._index["date_modified"].add(contact.date_modified, contact.id)
+
+    def _remove(self, contact: _Contact) -> None:
+        self._unindex_email(contact)
+        self._index["id"].remove(contact.id, contact.id)
+        self._index["date_added"].remove(contact.date_added, contact.id)
+        self._index["date_modified"].remove(contact.date_modified, contact.id)
+        if contact.date_modified is None:
+            self._never_modified.remove(contact.date_added, contact.id)
+        del self._contacts[contact.id]
+
+    def _index_email(self, contact: _Contact) -> None:
+        key = contact.email_key
+        if key:
+            self._by_email.setdefault(key, set()).add(contact.id)
+            self._email_sorted = None
+
+    def _unindex_email(self, contact: _Contact) -> None:
+        key = contact.email_key
+        if key and key in self._by_email:
+            self._by_email[key].discard(contact.id)
+            if not self._by_email[key]:
+                del self._by_email[key]
+            self._email_sorted = None
+
+    def _merge(self, *, winner: _Contact, loser: _Contact) -> bool:
+        """ContactMerger: the newest non-empty value of each field wins; the loser is deleted."""
+        loser_date = loser.date_modified or loser.date_added
+        winner_date = winner.date_modified or winner.date_added
+        newest, oldest = (loser, winner) if loser_date > winner_date else (winner, loser)
+        merged = {}
+        for definition in self._published_fields:
+            alias = definition.alias
+            value = newest.values.get(alias)
+            if value in (None, ""):
+                value = oldest.values.get(alias)
+            merged[alias] = value
+        self._remove(loser)
+        for stat in self._stats_by_lead.pop(loser.id, []):
+            stat.lead_id = winner.id
+            self._stats_by_lead.setdefault(winner.id, []).append(stat)
+        self._stats_by_lead.get(winner.id, []).sort(key=lambda s: s.id)
+        self._assign(winner, merged)
+        return True
+
+    def _lookup(self, raw_id: str) -> _Contact | None:
+        return self._contacts.get(int(raw_id)) if raw_id.isdigit() else None
+
+    def _flat_values(self, contact: _Contact) -> dict[str, Any]:
+        return {f.alias: contact.values.get(f.alias) for f in self._published_fields}
+
+    def _add_stat(
+        self, email_id: int, contact: _Contact, tokens: dict[str, str], failed: bool
+    ) -> _Stat:
+        stat = _Stat(
+            id=self._next_stat_id,
+            email_id=email_id,
+            lead_id=contact.id,
+            email_address=contact.values.get("email"),
+            date_sent=self._now(),
+            is_failed=failed,
+            tokens=dict(tokens),
+            tracking_hash=f"{self._next_stat_id:013x}",
+        )
+        self._next_stat_id += 1
+        self._stats.append(stat)
+        self._stats_by_email.setdefault(email_id, []).append(stat)
+        self._stats_by_lead.setdefault(contact.id, []).append(stat)
+        return stat
+
+    # -- internals: JSON shapes ---------------------------------------------------------
+
+    def _contact_json(self, contact: _Contact) -> dict[str, Any]:
+        groups: dict[str, dict[str, Any]] = {
+            "core": {},
+            "social": {},
+            "personal": {},
+            "professional": {},
+        }
+        flat: dict[str, Any] = {"id": contact.id}
+        for definition in self._published_fields:
+            value = contact.values.get(definition.alias)
+            flat[definition.alias] = value
+            groups.setdefault(definition.group, {})[definition.alias] = {
+                "id": definition.id,
+                "label": definition.label,
+                "alias": definition.alias,
+                "type": definition.type,
+                "group": definition.group,
+                "object": "lead",
+                "is_fixed": int(definition.fixed),
+                "default_value": definition.default,
+                "properties": [],
+                "value": value,
+            }
+        fields: dict[str, Any] = {name: (entries or []) for name, entries in groups.items()}
+        fields["all"] = flat
+        modified = contact.date_modified is not None
+        return {
+            "isPublished": True,
+            "dateAdded": _iso(contact.date_added),
+            "dateModified": _iso(contact.date_modified),
+            "createdBy": 1,
+            "createdByUser": contact.created_by_user,
+            "modifiedBy": 1 if modified else None,
+            "modifiedByUser": contact.modified_by_user if modified else None,
+            "id": contact.id,
+            "points": 0,
+            "color": None,
+            "fields": fields,
+            "lastActive": None,
+            "owner": None,
+            "ipAddresses": [],
+            "tags": [{"tag": tag} for tag in contact.tags],
+            "utmtags": [],
+            "stage": None,
+            "dateIdentified": _iso(contact.date_identified),
+            "preferredProfileImage": "gravatar",
+            "doNotContact": [],
+            "frequencyRules": [],
+        }
+
+    def _email_json(self, email: _Email) -> dict[str, Any]:
+        sent = sum(1 for s in self._stats_by_email.get(email.id, []) if not s.is_failed)
+        return {
+            "isPublished": email.published,
+            "dateAdded": _iso(email.date_added),
+            "dateModified": None,
+            "createdBy": 1,
+            "createdByUser": self._username,
+            "id": email.id,
+            "name": email.name,
+            "subject": email.subject,
+            "language": "en",
+            "category": None,
+            "fromAddress": None,
+            "fromName": None,
+            "replyToAddress": None,
+            "customHtml": "<html><body>{contactfield=firstname}</body></html>",
+            "plainText": None,
+            "template": None,
+            "emailType": email.email_type,
+            "publishUp": None,
+            "publishDown": None,
+            "readCount": 0,
+            "sentCount": sent,
+            "revision": 1,
+            "assetAttachments": [],
+            "variantParent": None,
+            "variantChildren": [],
+            "translationParent": None,
+            "translationChildren": [],
+            "lists": [],
+        }
+
+    def _field_json(self, definition: FieldDef) -> dict[str, Any]:
+        return {
+            "isPublished": definition.published,
+            "id": definition.id,
+            "label": definition.label,
+            "alias": definition.alias,
+            "type": definition.type,
+            "group": definition.group,
+            "order": definition.order,
+            "object": "lead",
+            "defaultValue": definition.default,
+            "isRequired": False,
+            "isPubliclyUpdatable": False,
+            "isUniqueIdentifier": definition.unique,
+            "isFixed": definition.fixed,
+            "properties": [],
+        }
+
+    def _stats_catalogue(self) -> dict[str, Any]:
+        return {
+            "availableTables": list(_STATS_TABLES),
+            "tableColumns": {"email_stats": list(_STAT_COLUMNS)},
+        }
+
+    # -- internals: queries ------------------------------------------------------------
+
+    def _contact_column(self, raw: str, clause: str) -> str:
+        col = re.sub(r"[^A-Za-z0-9_.]", "", raw).rsplit(".", 1)[-1]
+        if clause == "where clause":
+            col = _ORM_COLUMNS.get(col, col)
+        if col in _META_COLUMNS or col in self._fields:
+            return col
+        raise _QueryError(_sql_error(f"l.{col}", clause))
+
+    def _stat_column(self, raw: str, clause: str) -> str:
+        col = re.sub(r"[^A-Za-z0-9_.]", "", raw).rsplit(".", 1)[-1]
+        if col in _STAT_COLUMNS:
+            return col
+        raise _QueryError(_sql_error(col, clause))
+
+    def _order_column(self, raw: str | None) -> str | None:
+        if not raw:
+            return None
+        return self._contact_column(raw, "order clause")
+
+    def _parse_where(self, raw: Any, column: Callable[[str, str], str]) -> list[_Clause]:
+        if not isinstance(raw, dict):
+            return []
+        clauses = []
+        for _, item in sorted(raw.items(), key=lambda kv: _sort_key(kv[0])):
+            if not isinstance(item, dict):
+                continue
+            expr = re.sub(r"[^A-Za-z0-9_.]", "", str(item.get("expr", "")))
+            if expr in ("andX", "orX"):
+                nested = self._parse_where(item.get("val"), column)
+                clauses.append(_Clause("", expr, nested))
+                continue
+            if expr not in _EXPRESSIONS:
+                raise _QueryError(_error(400, f"Unknown where expression: {expr!r}"))
+            col = column(str(item.get("col", "")), "where clause")
+            val = _clean_deep(item.get("val"))
+            if isinstance(val, dict):
+                val = [val[k] for k in sorted(val, key=_sort_key)]
+            clauses.append(_Clause(col, expr, val))
+        return clauses
+
+    def _value(self, contact: _Contact, col: str) -> Any:
+        if col == "id":
+            return contact.id
+        if col == "date_added":
+            return contact.date_added
+        if col == "date_modified":
+            return contact.date_modified
+        if col == "date_identified":
+            return contact.date_identified
+        if col in ("is_published", "created_by"):
+            return 1
+        if col == "modified_by":
+            return 1 if contact.date_modified else None
+        if col == "points":
+            return 0
+        if col in _META_COLUMNS:
+            return None
+        return contact.values.get(col)
+
+    def _select(
+        self,
+        where: list[_Clause],
+        search: str,
+        order_col: str,
+        desc: bool,
+        start: int,
+        limit: int,
+    ) -> tuple[int, list[int]]:
+        """Run a contact query; (total, ids of the requested page)."""
+        plan = self._plan(where)
+        rest = [c for i, c in enumerate(where) if i not in plan.consumed]
+        tokens = _search_tokens(search)
+        if not rest and not tokens and plan.col == order_col:
+            items, lo, hi = plan.items, plan.lo, plan.hi
+            total = hi - lo
+            if desc:
+                stop = hi - start
+                first = stop - limit if limit > 0 else lo
+                page = [cid for _, cid in reversed(items[max(lo, first) : max(lo, stop)])]
+            else:
+                begin = lo + start
+                end = min(hi, begin + limit) if limit > 0 else hi
+                page = [cid for _, cid in items[begin:end]]
+            return total, page
+        candidates = (cid for _, cid in plan.items[plan.lo : plan.hi])
+        presorted = plan.col == order_col
+        contacts = self._contacts
+        tests = [self._predicate(c) for c in rest]
+        if tokens:
+            tests.append(lambda contact: self._search_matches(contact, tokens))
+        if len(tests) == 1:
+            test = tests[0]
+            matches = [cid for cid in candidates if test(contacts[cid])]
+        else:
+            matches = [cid for cid in candidates if all(t(contacts[cid]) for t in tests)]
+        if not presorted:
+            matches.sort(key=lambda cid: self._sort_value(contacts[cid], order_col))
+        if desc:
+            matches.reverse()
+        total = len(matches)
+        page = matches[start : start + limit] if limit > 0 else matches[start:]
+        return total, page
+
+    def _plan(self, where: list[_Clause]) -> _Plan:
+        """The narrowest index range answering one or two top-level clauses."""
+        best: _Plan | None = None
+        null_modified = next(
+            (i for i, c in enumerate(where) if c.col == "date_modified" and c.expr == "isNull"),
+            None,
+        )
+        for i, clause in enumerate(where):
+            candidate = None
+            if clause.col == "email" and clause.expr == "eq" and isinstance(clause.val, str):
+                ids = sorted(self._by_email.get(clause.val.lower(), ()))
+                candidate = _Plan({i}, "id", [(cid, cid) for cid in ids], 0, len(ids))
+            elif clause.col in self._index and clause.expr in ("eq", "gt", "gte", "lt", "lte"):
+                key = _index_key(clause.col, clause.val)
+                if key is None:
+                    continue
+                if clause.col == "date_added" and null_modified is not None:
+                    lo, hi = self._never_modified.span(clause.expr, key)
+                    candidate = _Plan(
+                        {i, null_modified}, "date_added", self._never_modified.items, lo, hi
+                    )
+                else:
+                    index = self._index[clause.col]
+                    lo, hi = index.span(clause.expr, key)
+                    candidate = _Plan({i}, clause.col, index.items, lo, hi)
+            if candidate is not None and (best is None or candidate.size < best.size):
+                best = candidate
+        if best is None:  # a full scan, in id order
+            items = self._index["id"].items
+            best = _Plan(set(), "id", items, 0, len(items))
+        return best
+
+    def _predicate(self, clause: _Clause) -> Callable[[_Contact], bool]:
+        """A where clause as a test on one contact (compiled once per query)."""
+        if clause.expr in ("andX", "orX"):
+            parts = [self._predicate(c) for c in clause.val]
+            combine = all if clause.expr == "andX" else any
+            return lambda contact: combine(p(contact) for p in parts)
+        col, expr, val = clause.col, clause.expr, clause.val
+        if expr in ("like", "notLike") and col in self._fields:
+            regex = _like_regex(str(val))
+            want = expr == "like"
+
+            def like(contact: _Contact) -> bool:
+                value = contact.values.get(col)
+                return value is not None and (regex.match(str(value)) is not None) == want
+
+            return like
+        definition = self._fields.get(col)
+        if expr in ("eq", "neq") and definition is not None and isinstance(val, str):
+            want = expr == "eq"
+            if definition.type in ("boolean", "number"):
+                number = _mysql_number(val)
+
+                def same_number(contact: _Contact) -> bool:
+                    value = contact.values.get(col)
+                    return value is not None and (float(value) == number) == want
+
+                return same_number
+            text = val.lower()
+
+            def same_text(contact: _Contact) -> bool:
+                value = contact.values.get(col)
+                return value is not None and (str(value).lower() == text) == want
+
+            return same_text
+        value_of = self._value
+        return lambda contact: _compare(value_of(contact, col), expr, val)
+
+    def _sort_value(self, contact: _Contact, col: str) -> tuple:
+        value = self._value(contact, col)
+        if isinstance(value, str):
+            value = value.lower()
+        return (value is not None, value if value is not None else 0, contact.id)
+
+    def _search_matches(self, contact: _Contact, tokens: list[tuple[bool, str, str]]) -> bool:
+        """SearchStringHelper + LeadRepository commands (email:, id:, name:, bare words)."""
+        for negate, command, term in tokens:
+            if command == "email":
+                strict = term.startswith("+")
+                pattern = term[1:] if strict else term + "%"
+                hit = _like(contact.values.get("email"), pattern)
+            elif command in ("id", "ids"):
+                hit = str(contact.id) in term.split(",")
+            elif command == "name":
+                hit = any(
+                    _like(contact.values.get(a), f"%{term}%") for a in ("firstname", "lastname")
+                )
+            elif command and command in self._fields:
+                hit = _like(contact.values.get(command), term + "%")
+            else:
+                word = f"{command}:{term}" if command else term
+                hit = any(_like(contact.values.get(a), f"%{word}%") for a in _SEARCH_COLUMNS)
+            if hit == negate:
+                return False
+        return True
+
+    def _select_stats(self, where: list[_Clause], order: list[tuple[str, bool]]) -> list[_Stat]:
+        pool: list[_Stat] = self._stats
+        for clause in where:
+            if clause.expr == "eq" and clause.col in ("email_id", "lead_id"):
+                key = _int_or_none(clause.val)
+                index = self._stats_by_email if clause.col == "email_id" else self._stats_by_lead
+                found = index.get(key, []) if key is not None else []
+                if len(found) < len(pool):
+                    pool = found
+        for clause in where:  # rows are in id order: cut an id range by bisection
+            if clause.col == "id" and clause.expr in ("gt", "gte"):
+                key = _int_or_none(clause.val)
+                if key is not None:
+                    ids = [s.id for s in pool]
+                    cut = (bisect.bisect_right if clause.expr == "gt" else bisect.bisect_left)(
+                        ids, key
+                    )
+                    pool = pool[cut:]
+        rows = []
+        for stat in pool:
+            row = stat.row()
+            if all(_compare_stat(row, clause) for clause in where):
+                rows.append(stat)
+        for col, desc in reversed(order):
+            if col == "id":
+                rows.sort(key=lambda s: s.id, reverse=desc)
+            else:
+                rows.sort(key=lambda s, c=col: _null_first(s.row()[c]), reverse=desc)
+        return rows
+
+    def _parse_stat_order(self, raw: Any) -> list[tuple[str, bool]]:
+        order = []
+        if isinstance(raw, dict):
+            for _, item in sorted(raw.items(), key=lambda kv: _sort_key(kv[0])):
+                if isinstance(item, dict) and item.get("col"):
+                    col = self._stat_column(str(item["col"]), "order clause")
+                    order.append((col, str(item.get("dir", "ASC")).upper() == "DESC"))
+        return order
+
+
+_EXPRESSIONS = frozenset(
+    {
+        "eq",
+        "neq",
+        "lt",
+        "lte",
+        "gt",
+        "gte",
+        "like",
+        "notLike",
+        "in",
+        "notIn",
+        "between",
+        "notBetween",
+        "isNull",
+        "isNotNull",
+        "isEmpty",
+        "isNotEmpty",
+    }
+)
+
+
+def _compare(value: Any, expr: str, val: Any) -> bool:
+    """One SQL predicate with MySQL's coercions and NULL semantics."""
+    if expr == "isNull":
+        return value is None
+    if expr == "isNotNull":
+        return value is not None
+    if expr == "isEmpty":
+        return value is None or value == ""
+    if expr == "isNotEmpty":
+        return value is not None and value != ""
+    if value is None:
+        return False  # NULL compared with anything is not true
+    if expr in ("like", "notLike"):
+        hit = _like(value, str(val))
+        return hit if expr == "like" else not hit
+    if expr in ("in", "notIn"):
+        items = val if isinstance(val, list) else next(csv.reader([str(val)]), [])
+        hit = any(_compare(value, "eq", item) for item in items)
+        return hit if expr == "in" else not hit
+    if expr in ("between", "notBetween"):
+        if not isinstance(val, list) or len(val) != 2:
+            return False
+        hit = _compare(value, "gte", val[0]) and _compare(value, "lte", val[1])
+        return hit if expr == "between" else not hit
+    left, right = _coerce(value, val)
+    if expr == "eq":
+        return left == right
+    if expr == "neq":
+        return left != right
+    if expr == "lt":
+        return left < right
+    if expr == "lte":
+        return left <= right
+    if expr == "gt":
+        return left > right
+    if expr == "gte":
+        return left >= right
+    raise ValueError(expr)
+
+
+def _coerce(value: Any, val: Any) -> tuple[Any, Any]:
+    text = "" if val is None else str(val)
+    if isinstance(value, datetime):
+        parsed = _parse_sql_datetime(text)
+        if parsed is not None:
+            return value, parsed
+        return _sql(value), text
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value), _mysql_number(text)
+    return str(value).lower(), text.lower()
+
+
+def _compare_stat(row: dict[str, Any], clause: _Clause) -> bool:
+    if clause.expr == "andX":
+        return all(_compare_stat(row, c) for c in clause.val)
+    if clause.expr == "orX":
+        return any(_compare_stat(row, c) for c in clause.val)
+    value = row[clause.col]
+    if clause.col in ("date_sent", "date_read", "last_opened") and isinstance(value, str):
+        value = _parse_sql_datetime(value)
+    return _compare(value, clause.expr, clause.val)
+
+
+def _like(value: Any, pattern: str) -> bool:
+    if value is None:
+        return False
+    text = _sql(value) if isinstance(value, datetime) else str(value)
+    return _like_regex(pattern).match(text) is not None
+
+
+def _search_tokens(search: str) -> list[tuple[bool, str, str]]:
+    """Split a search string into (negated, command, term); quotes group words."""
+    tokens = []
+    for match in re.finditer(r'(!?)(?:([A-Za-z_]+):)?(?:"([^"]*)"|(\S+))', search):
+        negate, command, quoted, bare = match.groups()
+        term = quoted if quoted is not None else bare
+        if not term:
+            continue
+        tokens.append((bool(negate), (command or "").lower(), term))
+    return tokens
+
+
+def _index_key(col: str, val: Any) -> Any:
+    if not isinstance(val, str):
+        return None
+    if col == "id":
+        return _int_or_none(val)
+    return _parse_sql_datetime(val)
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None
+
+
+def _int_arg(raw: str | None, default: int) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(float(raw))
+    except ValueError:
+        return 0  # PHP (int) of a non-numeric string
+
+
+def _sort_key(key: str) -> tuple[int, str]:
+    return (int(key), "") if key.isdigit() else (sys.maxsize, key)
+
+
+def _null_first(value: Any) -> tuple:
+    return (value is not None, value if value is not None else 0)
+
+
+def _field_order(definition: FieldDef) -> tuple[int, int]:
+    return (definition.order, definition.id)
+
+
+def _json_object(request: Request) -> dict[str, Any] | Response:
+    """The request body as a JSON object, or Mautic's 400."""
+    if not request.body:
+        return {}
+    try:
+        body = request.json()
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "Request body is not valid JSON.")
+    if not isinstance(body, dict):
+        return _error(400, "Request body must be a JSON object.")
+    return body
