@@ -304,14 +304,13 @@ class Journal:
 
     @staticmethod
     def _connect(target: str, *, uri: bool = False) -> sqlite3.Connection:
-        conn = sqlite3.connect(
+        return sqlite3.connect(
             target,
             uri=uri,
             isolation_level=None,  # explicit BEGIN/COMMIT: every write commits at once
-            check_same_thread=False,
+            check_same_thread=False,  # shared by worker threads, serialised by self._lock
             timeout=_BUSY_TIMEOUT_SECONDS,  # busy_timeout: wait out a concurrent reader
         )
-        return conn
 
     @classmethod
     def _open_writable(cls, state_dir: Path, path: Path) -> sqlite3.Connection:
@@ -334,13 +333,11 @@ class Journal:
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
             _migrate(conn, path)
-        except sqlite3.Error as exc:
+        except BaseException as exc:
             if conn is not None:
                 conn.close()
-            raise _state_error(path, "write", exc) from exc
-        except BaseException:
-            if conn is not None:
-                conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise _state_error(path, "write", exc) from exc
             raise
         return conn
 
@@ -363,13 +360,11 @@ class Journal:
                 conn = memory
                 _migrate(conn, path)
             conn.execute("PRAGMA query_only = ON")
-        except sqlite3.Error as exc:
+        except BaseException as exc:
             if conn is not None:
                 conn.close()
-            raise _state_error(path, "read", exc) from exc
-        except BaseException:
-            if conn is not None:
-                conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise _state_error(path, "read", exc) from exc
             raise
         return conn
 

@@ -8,6 +8,7 @@ vendor quirks (JSON:API default, criteria paging, total-count modes, 1062).
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -681,3 +682,33 @@ def test_emulator_log_never_holds_the_client_secret(client, emulator):
     client.find_code("VIP-A")
     logged = emulator.exchanges(path=TOKEN)[0].body
     assert logged["client_secret"] == "<redacted>" and logged["client_id"] == CLIENT_ID
+
+
+def test_emulator_token_body_that_is_not_json_is_unsupported_grant(server):
+    form = {"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": SECRET}
+    with httpx.Client(base_url=server.url, verify=False) as http:
+        as_form = http.post("/api/oauth/token", data=form)
+        as_text = http.post(
+            "/api/oauth/token", content=json.dumps(form), headers={"Content-Type": "text/plain"}
+        )
+    assert as_form.status_code == 200 and as_form.json()["expires_in"] == 600
+    assert as_text.status_code == 400
+    assert as_text.json()["errors"][0]["code"] == "2"
+
+
+def test_emulator_sync_deletes_and_reports_unknown_ids(server, emulator, promotion_id):
+    kept = emulator.add_code(promotion_id, "KEEP")
+    gone = emulator.add_code(promotion_id, "GONE")
+    missing = "b" * 32
+    operations = {
+        "drop": {
+            "entity": "promotion_individual_code",
+            "action": "delete",
+            "payload": [{"id": gone}, {"id": missing}],
+        }
+    }
+    with raw(server, emulator, "application/json") as http:
+        answer = http.post("/api/_action/sync", json=operations).json()
+    assert answer["deleted"] == {"promotion_individual_code": [gone]}
+    assert answer["notFound"] == {"promotion_individual_code": [missing]}
+    assert [row["id"] for row in emulator.codes()] == [kept]

@@ -132,9 +132,7 @@ class Operation:
         self._check(schema, body, f"{status} response")
 
 
-def operation_for(
-    spec: dict[str, Any], method: str, path: str, *, prefix: str = ""
-) -> Operation:
+def operation_for(spec: dict[str, Any], method: str, path: str, *, prefix: str = "") -> Operation:
     """The spec operation that a concrete request path (minus `prefix`) hits."""
     relative = path[len(prefix) :] if prefix and path.startswith(prefix) else path
     candidates = []

@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 import pytest
 from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
 
 from syncctl.clients.shopware import ShopwareClient
 from syncctl.errors import AuthRejected, Conflict, NotFound
@@ -170,7 +171,7 @@ def test_unpatched_error_schema_rejects_every_shopware_error(server, emulator):
     with make_client(server) as client, pytest.raises(NotFound):
         client.get_promotion("f" * 32)
     body = emulator.exchanges("GET", "/api/promotion/")[-1].response
-    with pytest.raises(Exception, match="is not of type"):
+    with pytest.raises(ValidationError, match="is not of type"):
         validate_failure(raw_spec, body)
     validate_failure(patched_spec(raw_spec), body)
 

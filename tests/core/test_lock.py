@@ -127,7 +127,7 @@ def test_wait_acquires_once_the_holder_releases(state_dir: Path) -> None:
 def test_wait_with_timeout_gives_up_with_lock_busy(state_dir: Path) -> None:
     with state_lock(state_dir):
         started = time.monotonic()
-        with pytest.raises(LockBusy, match="after 0.2 s"), state_lock(state_dir, timeout=0.2):
+        with pytest.raises(LockBusy, match=r"after 0\.2 s"), state_lock(state_dir, timeout=0.2):
             pass
         assert 0.15 <= time.monotonic() - started < 2
 
@@ -135,6 +135,8 @@ def test_wait_with_timeout_gives_up_with_lock_busy(state_dir: Path) -> None:
 def test_unusable_state_dir_is_a_state_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises(StateError, match=r"cannot create the lock file .*state_dir"):
-        with state_lock(blocker / "state"):
-            pass
+    with (
+        pytest.raises(StateError, match=r"cannot create the lock file .*state_dir"),
+        state_lock(blocker / "state"),
+    ):
+        pass

@@ -671,7 +671,8 @@ def _stats_list(body: dict[str, Any]) -> list[EmailStat]:
     errors = body.get("errors")
     if errors:  # the stats API reports failures inside a 200
         message = _first_message(errors)
-        code = errors[0].get("code") if isinstance(errors, list) and errors else None
+        first = errors[0] if isinstance(errors, list) else None
+        code = first.get("code") if isinstance(first, dict) else None
         if code in (401, 403, "401", "403"):
             raise AuthRejected(
                 SERVICE,

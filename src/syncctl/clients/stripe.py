@@ -264,7 +264,9 @@ class StripeAPI:
         max_concurrency: int = 4,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        if not api_key or not api_key.strip():
+        # A key pasted with a newline would make an illegal header: strip it.
+        api_key = (api_key or "").strip()
+        if not api_key:
             raise AuthRejected(SERVICE, "no API key configured", hint="set STRIPE_API_KEY")
         base = api_base.rstrip("/")
         # The SDK appends "/v1/..." itself; tolerate a base URL that already has it.

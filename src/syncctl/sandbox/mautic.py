@@ -862,8 +862,12 @@ class MauticEmulator(Emulator):
 
     @route("GET", "/fields/contact")
     def list_fields(self, request: Request) -> Response:
-        fields = [self._field_json(f) for f in sorted(self._fields.values(), key=_field_order)]
-        return Response(200, {"total": len(fields), "fields": fields})
+        """Paged like every list (default 30 rows: fewer than a stock install's fields)."""
+        ordered = sorted(self._fields.values(), key=_field_order)
+        start = max(0, _int_arg(request.arg("start"), 0))
+        limit = _int_arg(request.arg("limit"), self.default_page_limit)
+        page = ordered[start : start + limit] if limit > 0 else ordered[start:]
+        return Response(200, {"total": len(ordered), "fields": [self._field_json(f) for f in page]})
 
     @route("GET", "/stats")
     def stats_tables(self, request: Request) -> Response:

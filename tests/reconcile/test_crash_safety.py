@@ -1,0 +1,146 @@
+"""Crash safety: kill the run at any write, rerun, find every effect exactly once.
+
+A "crash" is an exception no code catches (like SIGKILL, it skips every
+handler between the HTTP call and the top), raised at the k-th write call of
+a run, either before the request leaves or after the service applied it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+
+from syncctl import config as config_mod
+from syncctl.http import CallStats
+from syncctl.reconcile import reconcile
+from syncctl.sandbox.seed import seed_demo
+from syncctl.sandbox.stack import Sandbox
+from syncctl.services import Services
+
+from .invariants import violations
+
+
+class Crash(BaseException):
+    """The process dies here."""
+
+
+class CrashingTransport(httpx.HTTPTransport):
+    """Counts write calls across all services; dies at the chosen one."""
+
+    counter = 0
+    lock = threading.Lock()
+
+    def __init__(self, at: int, when: str) -> None:
+        super().__init__()
+        self.at = at
+        self.when = when
+
+    @staticmethod
+    def is_write(request: httpx.Request) -> bool:
+        path = request.url.path
+        return request.method in ("POST", "PATCH", "PUT", "DELETE") and not (
+            "/search/" in path or path.endswith("/oauth/token")
+        )
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        number = 0
+        if self.is_write(request):
+            with CrashingTransport.lock:
+                CrashingTransport.counter += 1
+                number = CrashingTransport.counter
+            if number == self.at and self.when == "before":
+                raise Crash(f"before write {number}")
+        response = super().handle_request(request)
+        if number == self.at and self.when == "after":
+            response.read()
+            raise Crash(f"after write {number}")
+        return response
+
+
+def crashing_services(config: config_mod.Config, at: int, when: str) -> Services:
+    s, secret = config.settings, config.secret
+    stats = CallStats()
+    CrashingTransport.counter = 0
+    from syncctl.clients.discord import DiscordClient
+    from syncctl.clients.espocrm import EspoClient
+    from syncctl.clients.mautic import MauticClient
+    from syncctl.clients.shopware import ShopwareClient
+    from syncctl.clients.stripe import StripeAPI
+
+    def t() -> CrashingTransport:
+        return CrashingTransport(at, when)
+
+    return Services(
+        stripe=StripeAPI(s.stripe.api_base, secret("STRIPE_API_KEY"), stats=stats, transport=t()),
+        mautic=MauticClient(
+            s.mautic.base_url,
+            secret("MAUTIC_USERNAME"),
+            secret("MAUTIC_PASSWORD"),
+            stats=stats,
+            transport=t(),
+        ),
+        discord=DiscordClient(
+            s.discord.api_base, secret("DISCORD_BOT_TOKEN"), stats=stats, transport=t()
+        ),
+        shopware=ShopwareClient(
+            s.shopware.base_url,
+            secret("SHOPWARE_CLIENT_ID"),
+            secret("SHOPWARE_CLIENT_SECRET"),
+            stats=stats,
+            transport=t(),
+        ),
+        espocrm=EspoClient(
+            s.espocrm.base_url, secret("ESPOCRM_API_KEY"), stats=stats, transport=t()
+        ),
+        stats=stats,
+    )
+
+
+def sequential(config: config_mod.Config) -> config_mod.Config:
+    run = config.settings.run.model_copy(update={"concurrency": 1})
+    return dataclasses.replace(config, settings=config.settings.model_copy(update={"run": run}))
+
+
+def campaign(tmp_path: Path, name: str) -> tuple[Sandbox, config_mod.Config]:
+    sandbox = Sandbox().start()
+    seed_demo(sandbox)
+    config_path, env_path = sandbox.write_files(tmp_path / name)
+    return sandbox, sequential(config_mod.load(config_path, env_path))
+
+
+def writes_in_a_clean_run(tmp_path: Path) -> int:
+    sandbox, config = campaign(tmp_path, "baseline")
+    try:
+        result = reconcile(config)
+        assert result.ok
+        return result.stats.total_writes
+    finally:
+        sandbox.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_crash_at_any_write_is_recovered_exactly_once(tmp_path: Path, when: str) -> None:
+    total = writes_in_a_clean_run(tmp_path)
+    assert total > 10
+    problems: dict[int, list[str]] = {}
+    for k in range(1, total + 1):
+        sandbox, config = campaign(tmp_path, f"{when}-{k}")
+        try:
+            services = crashing_services(config, k, when)
+            with pytest.raises(Crash):
+                reconcile(config, services=services)
+            services.close()
+            rerun = reconcile(config)
+            found = violations(sandbox, config)
+            if not rerun.ok:
+                found.append(f"rerun failed: {[o.message for o in rerun.failed]}")
+            if found:
+                problems[k] = found
+        finally:
+            sandbox.stop()
+    assert problems == {}

@@ -1,0 +1,151 @@
+"""End to end against the sandbox: converge, then stay quiet."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from syncctl.errors import LockBusy
+from syncctl.lock import state_lock
+from syncctl.reconcile import reconcile
+
+from .invariants import violations
+
+
+def test_first_run_converges_every_rule(sandbox, config) -> None:
+    assert violations(sandbox, config)  # the seeded campaign needs work
+    result = reconcile(config)
+    assert result.ok, [o.message for o in result.failed]
+    assert violations(sandbox, config) == []
+
+
+def test_second_run_plans_nothing_and_writes_nothing(sandbox, config) -> None:
+    reconcile(config)
+    sandbox.clear_logs()
+    second = reconcile(config)
+    assert second.plan.is_empty
+    assert sandbox.write_count() == 0
+    assert second.stats.total_writes == 0
+
+
+def test_steady_state_run_costs_at_most_five_calls(sandbox, config) -> None:
+    reconcile(config)
+    reconcile(config)
+    sandbox.clear_logs()
+    third = reconcile(config)
+    assert third.stats.total_calls <= 5, third.stats.routes
+    assert sandbox.call_count() == third.stats.total_calls
+
+
+def test_dry_run_writes_nothing_and_changes_no_state(sandbox, config) -> None:
+    state = config.settings.run.state_path
+    dry = reconcile(config, dry_run=True)
+    assert not dry.plan.is_empty
+    assert sandbox.write_count() == 0
+    assert not (state / "state.db").exists()
+    real = reconcile(config)
+    assert [a.key for a in real.plan.actions] == [a.key for a in dry.plan.actions]
+
+
+def test_dry_run_after_a_real_run_shows_nothing(sandbox, config) -> None:
+    reconcile(config)
+    assert reconcile(config, dry_run=True).plan.is_empty
+
+
+def test_full_audit_after_convergence_plans_nothing(sandbox, config) -> None:
+    reconcile(config)
+    sandbox.clear_logs()
+    audit = reconcile(config, full=True)
+    assert audit.plan.is_empty
+    assert sandbox.write_count() == 0
+
+
+def test_lost_state_then_full_repeats_nothing(sandbox, config) -> None:
+    import shutil
+
+    reconcile(config)
+    shutil.rmtree(config.settings.run.state_path)
+    sandbox.clear_logs()
+    again = reconcile(config, full=True)
+    assert again.plan.is_empty, [a.key for a in again.plan.actions]
+    assert sandbox.write_count() == 0
+    assert violations(sandbox, config) == []
+
+
+def test_new_purchase_is_picked_up_incrementally(sandbox, config) -> None:
+    from syncctl.sandbox.stack import VIP_PRICE_ID, VIP_PRODUCT_ID
+
+    reconcile(config)
+    sandbox.stripe.add_session(
+        "grace.hopper@example.com",
+        name="Grace Hopper",
+        line_items=[(VIP_PRICE_ID, VIP_PRODUCT_ID, 1)],
+    )
+    result = reconcile(config)
+    assert result.mode == "incremental"
+    assert {str(a.kind) for a in result.plan.actions} >= {
+        "create_coupon",
+        "revoke_invite",
+        "issue_invite",
+    }
+    assert violations(sandbox, config) == []
+
+
+def test_operator_clearing_a_link_gets_a_new_one_and_the_old_revoked(sandbox, config) -> None:
+    reconcile(config)
+    contact = sandbox.mautic.find("grace.hopper@example.com")[0]
+    old = sandbox.mautic.contact(contact)["discord_invite_link_basic"]
+    sandbox.mautic.set_fields(contact, discord_invite_link_basic=None)
+    reconcile(config)
+    new = sandbox.mautic.contact(contact)["discord_invite_link_basic"]
+    assert new and new != old
+    assert old.rsplit("/", 1)[1] not in {i["code"] for i in sandbox.discord.invites()}
+    assert violations(sandbox, config) == []
+
+
+def test_failing_purchase_leaves_others_done_and_is_retried(sandbox, config) -> None:
+    sandbox.shopware.inject(
+        method="POST", path="^/api/promotion-individual-code$", status=500, times=1
+    )
+    first = reconcile(config)
+    failed = [o for o in first.outcomes if str(o.status) == "failed"]
+    assert [o.action.kind.value for o in failed] == ["create_coupon"]
+    skipped = {o.key for o in first.outcomes if str(o.status) == "skipped"}
+    assert skipped  # that purchase's contact update and email waited
+    assert first.exit_code(False) == 1
+    second = reconcile(config)
+    assert second.ok
+    assert violations(sandbox, config) == []
+
+
+def test_second_run_exits_at_once_while_the_lock_is_held(config) -> None:
+    with state_lock(config.settings.run.state_path), pytest.raises(LockBusy, match="--wait"):
+        reconcile(config)
+
+
+def test_overlapping_runs_apply_everything_exactly_once(sandbox, config) -> None:
+    results = []
+    errors = []
+
+    def run() -> None:
+        try:
+            results.append(reconcile(config, wait=True))
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    assert sorted(len(r.plan) > 0 for r in results) == [False, True]
+    assert violations(sandbox, config) == []
+
+
+def test_max_actions_refuses_a_large_plan_and_writes_nothing(sandbox, config) -> None:
+    result = reconcile(config, max_actions=3)
+    assert result.refused
+    assert result.exit_code(False) == 4
+    assert sandbox.write_count() == 0
