@@ -7,6 +7,7 @@ in) or wherever `SYNCCTL_VENDOR_SPECS` points. They are large and have cyclic
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -102,10 +103,8 @@ class Operation:
             schema = self._deref(param["schema"])
             value: Any = raw
             if schema.get("type") in ("integer", "number"):
-                try:
+                with contextlib.suppress(ValueError):
                     value = int(raw) if schema.get("type") == "integer" else float(raw)
-                except ValueError:
-                    pass
             elif schema.get("type") == "boolean":
                 value = {"true": True, "false": False}.get(raw.lower(), raw)
             self._check(schema, value, f"query parameter {name}")
