@@ -320,7 +320,7 @@ class ServiceHTTP:
             self.stats.add(self.service, waited=wait)
             self._sleep(wait)
         with self._slots:
-            self.stats.record(self.service, write=write, route=f"{method} {route}")
+            self.stats.record(self.service, write=write, route=f"{method} {_route_shape(route)}")
             try:
                 response = self._client.request(
                     method,
@@ -338,6 +338,12 @@ class ServiceHTTP:
                     hint="check the base URL in the config and that the service is up",
                 )
                 raise _Retry(error, None) from None
+            except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
+                raise Unavailable(
+                    self.service,
+                    f"cannot send {method} {route}: {exc}",
+                    hint="check the base URL in the config",
+                ) from None
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
                 kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "lost"
                 if idempotent:
@@ -385,6 +391,14 @@ class ServiceHTTP:
         if status >= 500:
             return Unavailable(self.service, text, hint="the next run retries", status=status)
         return InvalidRequest(self.service, text, status=status)
+
+
+def _route_shape(path: str) -> str:
+    """`/channels/123/invites` -> `/channels/{id}/invites`: counters stay few."""
+    return "/".join(
+        "{id}" if any(ch.isdigit() for ch in part) and not part.startswith("v") else part
+        for part in path.split("/")
+    )
 
 
 def _retry_after(response: httpx.Response) -> float | None:

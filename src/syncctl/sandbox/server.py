@@ -12,6 +12,7 @@ emulators need nothing more, and the sandbox ships inside the product.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import re
 import socket
@@ -168,9 +169,10 @@ class Emulator:
         self.log: list[Exchange] = []
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         for attr in dir(type(self)):
-            fn = getattr(self, attr)
-            for method, pattern in getattr(fn, "__sandbox_routes__", []):
-                self._routes.append((method, _compile(self.prefix + pattern), fn))
+            # getattr_static: do not run properties before the subclass is set up.
+            static = inspect.getattr_static(self, attr)
+            for method, pattern in getattr(static, "__sandbox_routes__", []):
+                self._routes.append((method, _compile(self.prefix + pattern), getattr(self, attr)))
 
     # -- hooks for vendors ------------------------------------------------
 
