@@ -394,7 +394,7 @@ class EmulatorServer:
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             name=f"sandbox-{self.emulator.name}",
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": 0.01},
             daemon=True,
         )
         self._thread.start()
