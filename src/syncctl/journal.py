@@ -316,7 +316,7 @@ class Journal:
     def _open_writable(cls, state_dir: Path, path: Path) -> sqlite3.Connection:
         try:
             if not state_dir.exists():
-                state_dir.mkdir(parents=True, mode=0o700)
+                state_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
                 os.chmod(state_dir, 0o700)
             if not path.exists():
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))

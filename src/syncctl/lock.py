@@ -34,7 +34,8 @@ def _open_lock_file(state_dir: Path) -> tuple[Path, int]:
     path = state_dir / LOCK_NAME
     try:
         if not state_dir.exists():
-            state_dir.mkdir(parents=True, mode=0o700)
+            # exist_ok: two runs starting together both get here.
+            state_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
             os.chmod(state_dir, 0o700)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as exc:

@@ -114,6 +114,10 @@ class Snapshot:
     #: audits): to revoke orphans (rule 14). None: not observed this run.
     invites: Mapping[str, Invite] | None = None
     full: bool = False
+    #: Fact families that could not be observed this run (a service failed):
+    #: "purchases", "codes", "leads", "invites", "sent". What depends on them
+    #: is not planned.
+    unknown: frozenset[str] = frozenset()
 
 
 class ActionKind(StrEnum):

@@ -16,18 +16,20 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from syncctl.clients.mautic import Contact as MauticContact
 from syncctl.clients.stripe import CheckoutSession
 from syncctl.codes import coupon_code, invite_code
 from syncctl.config import Settings
-from syncctl.errors import NotFound
+from syncctl.errors import NotFound, ServiceError
 from syncctl.journal import EntryState, Journal
 from syncctl.model import Contact, Invite, Purchase, Snapshot, Tier, normalize_email
 from syncctl.plan import invite_email_id, mail_key
 from syncctl.services import Services
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Incremental Mautic reads start this long before the cursor: same-second
 #: edits and small clock differences are re-read (and deduplicated), not lost.
@@ -53,6 +55,8 @@ class Observation:
     cursors: dict[str, str] = field(default_factory=dict)
     mode: str = "incremental"
     scanned: dict[str, int] = field(default_factory=dict)
+    #: Services whose reads failed (service -> the error); their facts are unknown.
+    errors: dict[str, str] = field(default_factory=dict)
 
 
 def to_purchase(session: CheckoutSession, settings: Settings, secret: str) -> Purchase:
@@ -377,20 +381,39 @@ def observe(
     now: datetime | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Observation:
-    """Read the run's scope and every fact the planner needs about it."""
+    """Read the run's scope and every fact the planner needs about it.
+
+    Mautic is the hub: when its contacts cannot be read, the run stops. Any
+    other service that fails here is named in `errors`, the facts it would
+    have given are marked unknown, and the planner leaves alone whatever
+    depends on them; everything else goes on.
+    """
     now = now or datetime.now(UTC)
     first_run = journal.cursor(CURSOR_STRIPE) is None or journal.cursor(CURSOR_MAUTIC) is None
     full = full or first_run
     observer = _Observer(services, journal, settings, code_secret, now, progress or log.info)
-    purchases = observer.sessions(full)
+    errors: dict[str, str] = {}
+    unknown: set[str] = set()
+
+    def attempt(fact: str, read: Callable[[], T], default: T) -> T:
+        try:
+            return read()
+        except ServiceError as exc:
+            errors.setdefault(exc.service, str(exc))
+            unknown.add(fact)
+            return default
+
+    purchases = attempt("purchases", lambda: observer.sessions(full), {})
+    if "purchases" in unknown:
+        observer.cursors.pop(CURSOR_STRIPE, None)
     vip = [p for p in purchases.values() if p.is_vip_purchase]
     purchase_emails = {p.email for p in vip if p.email}
     contacts = observer.contacts(full, purchase_emails)
-    codes = observer.existing_codes(vip, full)
+    codes = attempt("codes", lambda: observer.existing_codes(vip, full), set())
     opted_in = {c.email for c in contacts.values() if c.opt_in and c.email}
-    leads = observer.leads(opted_in, full)
-    invites = observer.invites() if full else None
-    sent = observer.sent(contacts, vip, invites, full)
+    leads = attempt("leads", lambda: observer.leads(opted_in, full), set())
+    invites = attempt("invites", observer.invites, None) if full else None
+    sent = attempt("sent", lambda: observer.sent(contacts, vip, invites, full), set())
     snapshot = Snapshot(
         purchases=tuple(purchases.values()),
         contacts=tuple(contacts.values()),
@@ -401,8 +424,9 @@ def observe(
         latest_purchase=observer.latest_known(purchase_emails) if not full else {},
         invites=invites,
         full=full,
+        unknown=frozenset(unknown),
     )
     mode = "full" if full else "incremental"
     if first_run and full:
         mode = "full (first run)"
-    return Observation(snapshot, observer.cursors, mode, dict(observer.scanned))
+    return Observation(snapshot, observer.cursors, mode, dict(observer.scanned), errors)

@@ -73,6 +73,10 @@ class _Planner:
     # -- purchases: rules 1-6 -------------------------------------------------
 
     def purchases(self) -> None:
+        if "codes" in self.s.unknown:
+            if any(p.is_vip_purchase for p in self.s.purchases):
+                self.note("(shopware)", "coupon codes could not be read: purchases wait")
+            return
         for p in self.s.purchases:
             if p.vip and p.paid and p.email is None:
                 self.note(p.session_id, "paid VIP purchase without an email: nothing can be sent")
@@ -193,7 +197,7 @@ class _Planner:
         assert p.email is not None
         email_id = self.settings.mautic.coupon_email
         key = mail_key(email_id, contact_ref, p.code)
-        if key in self.s.sent:
+        if key in self.s.sent or "sent" in self.s.unknown:
             return
         if self.settings.mautic.coupon_email_requires_opt_in and not opted_in:
             self.note(p.email, f"coupon email for {p.session_id} waits for opt-in")
@@ -259,7 +263,7 @@ class _Planner:
             code = invite_code(current)
             if code is None:
                 self.note(c.email, f"{tier} link field holds no Discord invite: {current!r}")
-            elif mail_key(email_id, c.id, code) not in self.s.sent:
+            elif mail_key(email_id, c.id, code) not in self.s.sent and "sent" not in self.s.unknown:
                 self._invite_mail(c, tier, code, (), "stored invite link was never emailed")
         else:
             previous = self.s.issued.get((c.id, tier))
@@ -326,7 +330,7 @@ class _Planner:
     def lead(self, c: Contact) -> None:
         """Rule 12: one lead per email, case-insensitive."""
         assert c.email is not None
-        if c.email in self.s.leads or c.email in self.leads_planned:
+        if c.email in self.s.leads or c.email in self.leads_planned or "leads" in self.s.unknown:
             return
         self.leads_planned.add(c.email)
         self.add(

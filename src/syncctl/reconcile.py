@@ -44,6 +44,9 @@ class RunResult:
     refused: bool = False
     max_actions: int = 0
     run_id: int | None = None
+    #: Services that could not be read (service -> error); what depends on
+    #: them waited, the rest went on.
+    observe_errors: dict[str, str] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[Outcome]:
@@ -87,6 +90,7 @@ class RunResult:
             },
             "outcomes": [o.to_dict() for o in self.outcomes],
             "recovered": [r.to_dict() for r in self.recovered],
+            "service_errors": dict(self.observe_errors),
             "api_calls": {
                 name: {
                     "reads": s.reads,
@@ -139,6 +143,7 @@ def reconcile(
             observation = observe(sv, journal, settings, code_secret, full=full, progress=progress)
             result.mode = observation.mode
             result.scanned = observation.scanned
+            result.observe_errors = observation.errors
             result.plan = make_plan(observation.snapshot, settings)
             if dry_run:
                 return result
@@ -189,6 +194,8 @@ def _remember(journal: Journal, observation: Observation, result: RunResult) -> 
                 journal.remove_pending("contact", str(c.id))
         for sid in retry_sessions - {p.session_id for p in snapshot.purchases}:
             journal.add_pending("session", sid, "an action failed")
+        if observation.errors:
+            return  # what was not seen is read again next run: cursors stay
         for name, value in observation.cursors.items():
             journal.set_cursor(name, value)
 
@@ -196,7 +203,7 @@ def _remember(journal: Journal, observation: Observation, result: RunResult) -> 
 def _outcome_word(result: RunResult) -> str:
     if result.refused:
         return "refused"
-    if result.failed:
+    if not result.ok:
         return "failed"
     return "ok"
 

@@ -118,6 +118,8 @@ def show_result(console: Console, result: RunResult) -> None:
     """The human report of a run, for stderr or a terminal."""
     mode = f"{result.mode} run" + (" (dry run: nothing was changed)" if result.dry_run else "")
     console.print(mode, markup=False)
+    for service, error in sorted(result.observe_errors.items()):
+        console.print(f"could not read {service}: {error}", markup=False)
     for r in result.recovered:
         console.print(f"recovered {r.key}: {r.result} ({r.detail})", markup=False)
     if result.unresolved_before:
