@@ -61,6 +61,7 @@ class RunResult:
         return (
             not self.failed
             and not self.refused
+            and not self.observe_errors
             and not any(r.result == "unresolved" for r in self.recovered)
         )
 
