@@ -196,7 +196,12 @@ class _Observer:
     # -- facts the journal may already know ---------------------------------------
 
     def existing_codes(self, purchases: list[Purchase], full: bool) -> set[str]:
-        done = {k.removeprefix("coupon:") for k in self.journal.done_keys("coupon:")}
+        """Codes that exist in the VIP promotion; a full audit asks Shopware, not the cache."""
+        done = (
+            set()
+            if full
+            else {k.removeprefix("coupon:") for k in self.journal.done_keys("coupon:")}
+        )
         known = {p.code for p in purchases if p.session_id in done}
         unknown = [p for p in purchases if p.session_id not in done]
         if not unknown:
@@ -213,7 +218,8 @@ class _Observer:
         return known
 
     def leads(self, emails: set[str], full: bool) -> set[str]:
-        done = {k.removeprefix("lead:") for k in self.journal.done_keys("lead:")}
+        """Emails with a lead; a full audit asks Espo, not the cache."""
+        done = set() if full else {k.removeprefix("lead:") for k in self.journal.done_keys("lead:")}
         known = emails & done
         unknown = emails - done
         if not unknown:

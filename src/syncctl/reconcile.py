@@ -18,9 +18,9 @@ from typing import Any
 from syncctl.apply import Applier, Outcome, Status
 from syncctl.config import Config
 from syncctl.http import CallStats
-from syncctl.journal import Journal
+from syncctl.journal import EntryState, Journal
 from syncctl.lock import state_lock
-from syncctl.model import Plan
+from syncctl.model import ActionKind, Plan, Snapshot
 from syncctl.observe import Observation, observe
 from syncctl.plan import plan as make_plan
 from syncctl.recover import Recovery, Resolution
@@ -195,10 +195,44 @@ def _remember(journal: Journal, observation: Observation, result: RunResult) -> 
                 journal.remove_pending("contact", str(c.id))
         for sid in retry_sessions - {p.session_id for p in snapshot.purchases}:
             journal.add_pending("session", sid, "an action failed")
+        _adopt(journal, snapshot)
         if observation.errors:
             return  # what was not seen is read again next run: cursors stay
         for name, value in observation.cursors.items():
             journal.set_cursor(name, value)
+
+
+def _adopt(journal: Journal, snapshot: Snapshot) -> None:
+    """Record what the services showed was done, so later runs need not ask again.
+
+    After a lost state dir, or for work the old workflows did, a full run
+    derives these facts from the services; writing them down keeps the next
+    incremental runs at a handful of calls.
+    """
+    emails = {c.id: c.email or "" for c in snapshot.contacts}
+    facts: dict[str, tuple[str, str, str | None]] = {}
+    for key in snapshot.sent - journal.done_keys("mail:"):
+        contact_id = key.split(":")[2]
+        subject = emails.get(int(contact_id), "") if contact_id.isdigit() else ""
+        facts[key] = (str(ActionKind.MAIL), subject, None)
+    leads = journal.done_keys("lead:")
+    for email in snapshot.leads:
+        if f"lead:{email}" not in leads:
+            facts[f"lead:{email}"] = (str(ActionKind.LEAD), email, None)
+    coupons = journal.done_keys("coupon:")
+    for p in snapshot.purchases:
+        key = f"coupon:{p.session_id}"
+        if p.code in snapshot.existing_codes and key not in coupons:
+            facts[key] = (str(ActionKind.COUPON), p.email or "", p.code)
+    if not facts:
+        return
+    open_attempts = {
+        key for key, entry in journal.latest_many(facts).items() if not entry.state.terminal
+    }
+    for key in sorted(set(facts) - open_attempts):  # unresolved ones are recovery's
+        kind, subject, ref = facts[key]
+        entry = journal.start(key, kind, subject, run_id=None, detail={"observed": True})
+        journal.mark(entry, EntryState.DONE, ref=ref)
 
 
 def _outcome_word(result: RunResult) -> str:

@@ -15,13 +15,13 @@ import httpx
 import pytest
 
 from syncctl import config as config_mod
-from syncctl.http import CallStats
 from syncctl.reconcile import reconcile
 from syncctl.sandbox.seed import seed_demo
 from syncctl.sandbox.stack import Sandbox
 from syncctl.services import Services
 
 from .invariants import violations
+from .wiring import build_services
 
 
 class Crash(BaseException):
@@ -62,42 +62,8 @@ class CrashingTransport(httpx.HTTPTransport):
 
 
 def crashing_services(config: config_mod.Config, at: int, when: str) -> Services:
-    s, secret = config.settings, config.secret
-    stats = CallStats()
     CrashingTransport.counter = 0
-    from syncctl.clients.discord import DiscordClient
-    from syncctl.clients.espocrm import EspoClient
-    from syncctl.clients.mautic import MauticClient
-    from syncctl.clients.shopware import ShopwareClient
-    from syncctl.clients.stripe import StripeAPI
-
-    def t() -> CrashingTransport:
-        return CrashingTransport(at, when)
-
-    return Services(
-        stripe=StripeAPI(s.stripe.api_base, secret("STRIPE_API_KEY"), stats=stats, transport=t()),
-        mautic=MauticClient(
-            s.mautic.base_url,
-            secret("MAUTIC_USERNAME"),
-            secret("MAUTIC_PASSWORD"),
-            stats=stats,
-            transport=t(),
-        ),
-        discord=DiscordClient(
-            s.discord.api_base, secret("DISCORD_BOT_TOKEN"), stats=stats, transport=t()
-        ),
-        shopware=ShopwareClient(
-            s.shopware.base_url,
-            secret("SHOPWARE_CLIENT_ID"),
-            secret("SHOPWARE_CLIENT_SECRET"),
-            stats=stats,
-            transport=t(),
-        ),
-        espocrm=EspoClient(
-            s.espocrm.base_url, secret("ESPOCRM_API_KEY"), stats=stats, transport=t()
-        ),
-        stats=stats,
-    )
+    return build_services(config, lambda service: CrashingTransport(at, when))
 
 
 def sequential(config: config_mod.Config) -> config_mod.Config:

@@ -149,3 +149,25 @@ def test_max_actions_refuses_a_large_plan_and_writes_nothing(sandbox, config) ->
     assert result.refused
     assert result.exit_code(False) == 4
     assert sandbox.write_count() == 0
+
+
+def test_full_audit_recreates_a_lead_deleted_in_espo(sandbox, config) -> None:
+    reconcile(config)
+    lead = sandbox.espocrm.find("grace.hopper@example.com")[0]
+    sandbox.espocrm.remove_lead(lead["id"])
+    assert reconcile(config).plan.is_empty  # incremental runs trust the journal
+    audit = reconcile(config, full=True)
+    assert [a.key for a in audit.plan.actions] == ["lead:grace.hopper@example.com"]
+    assert violations(sandbox, config) == []
+
+
+def test_incremental_run_after_a_lost_state_audit_stays_cheap(sandbox, config) -> None:
+    import shutil
+
+    reconcile(config)
+    shutil.rmtree(config.settings.run.state_path)
+    reconcile(config, full=True)
+    sandbox.clear_logs()
+    after = reconcile(config)
+    assert after.plan.is_empty
+    assert after.stats.total_calls <= 5, after.stats.routes

@@ -1,0 +1,87 @@
+"""Rules 9 and 10: another writer touching the link field around our mint."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import httpx
+
+from syncctl.reconcile import reconcile
+
+from .invariants import violations
+from .wiring import Hook, build_services
+
+GRACE = "grace.hopper@example.com"
+SOMEONE = "424242424242424242"  # a moderator handing out an invite by hand
+
+
+def sequential(config):
+    run = config.settings.run.model_copy(update={"concurrency": 1})
+    return dataclasses.replace(config, settings=config.settings.model_copy(update={"run": run}))
+
+
+def test_link_appearing_before_the_mint_is_kept_and_nothing_minted(sandbox, config) -> None:
+    cid = sandbox.mautic.find(GRACE)[0]
+    theirs = sandbox.discord.seed_invite(
+        config.settings.discord.basic_channel_id, inviter_id=SOMEONE
+    )
+    reads = []
+
+    def other_writer(request: httpx.Request) -> None:
+        reads.append(request.url.path)
+        if len(reads) == 1:  # right before syncctl's re-read ahead of minting
+            sandbox.mautic.set_fields(cid, discord_invite_link_basic=f"https://discord.gg/{theirs}")
+
+    def is_reread(request: httpx.Request) -> bool:
+        return request.method == "GET" and request.url.path == f"/api/contacts/{cid}"
+
+    services = build_services(
+        config, lambda s: Hook(is_reread, before=other_writer) if s == "mautic" else None
+    )
+    result = reconcile(sequential(config), services=services)
+    invite = next(o for o in result.outcomes if o.key == f"invite:{cid}:basic")
+    assert str(invite.status) == "skipped" and "kept it" in invite.message
+    assert sandbox.mautic.contact(cid)["discord_invite_link_basic"].endswith(theirs)
+    assert not [a for a in sandbox.discord.audit_log if a.reason and str(cid) in a.reason]
+    reconcile(config)  # the next run emails the kept link once
+    assert violations(sandbox, config) == []
+
+
+def test_conflicting_value_after_store_is_reported_revoked_and_not_emailed(sandbox, config) -> None:
+    cid = sandbox.mautic.find(GRACE)[0]
+    theirs = sandbox.discord.seed_invite(
+        config.settings.discord.basic_channel_id, inviter_id=SOMEONE
+    )
+
+    def is_store(request: httpx.Request) -> bool:
+        return request.method == "PATCH" and request.url.path == f"/api/contacts/{cid}/edit"
+
+    def overwrite(request: httpx.Request) -> None:
+        if b"discord_invite_link_basic" in request.content:
+            sandbox.mautic.set_fields(cid, discord_invite_link_basic=f"https://discord.gg/{theirs}")
+
+    services = build_services(
+        config, lambda s: Hook(is_store, after=overwrite) if s == "mautic" else None
+    )
+    result = reconcile(sequential(config), services=services)
+    invite = next(o for o in result.outcomes if o.key == f"invite:{cid}:basic")
+    assert str(invite.status) == "failed" and "conflict" in invite.message
+    mails = [o for o in result.outcomes if o.action.depends_on == (f"invite:{cid}:basic",)]
+    assert [str(o.status) for o in mails] == ["skipped"]
+    ours = invite.action.key
+    assert not sandbox.mautic.sent(email_id=12, contact_id=cid)
+    live = {i["code"] for i in sandbox.discord.invites()}
+    assert theirs in live
+    assert (
+        len(
+            [
+                i
+                for i in sandbox.discord.invites(config.settings.discord.basic_channel_id)
+                if i["code"] != theirs and i.get("uses", 0) == 0
+            ]
+        )
+        >= 1
+    )  # Miles' link
+    assert ours
+    reconcile(config)
+    assert violations(sandbox, config) == []
