@@ -57,6 +57,8 @@ class Observation:
     scanned: dict[str, int] = field(default_factory=dict)
     #: Services whose reads failed (service -> the error); their facts are unknown.
     errors: dict[str, str] = field(default_factory=dict)
+    #: Pending retries whose item no longer exists (kind, ref): drop them.
+    gone: list[tuple[str, str]] = field(default_factory=list)
 
 
 def to_purchase(session: CheckoutSession, settings: Settings, secret: str) -> Purchase:
@@ -111,6 +113,8 @@ class _Observer:
         self.progress = progress
         self.cursors: dict[str, str] = {}
         self._live: dict[str, Invite] | None = None
+        #: Pending retries whose item no longer exists (kind, ref).
+        self.gone: list[tuple[str, str]] = []
         self.scanned: dict[str, int] = defaultdict(int)
 
     # -- purchases ----------------------------------------------------------------
@@ -153,6 +157,7 @@ class _Observer:
             try:
                 session = stripe.get_session(item.ref)
             except NotFound:
+                self.gone.append(("session", item.ref))
                 continue
             found[session.id] = to_purchase(session, self.settings, self.secret)
         return found
@@ -184,7 +189,8 @@ class _Observer:
                     continue
                 try:
                     take([mautic.get(int(item.ref))])
-                except NotFound:
+                except NotFound:  # deleted or merged away: nothing left to retry
+                    self.gone.append(("contact", item.ref))
                     continue
             known = {c.email for c in found.values() if c.email}
             for email in sorted(purchase_emails - known):
@@ -435,4 +441,6 @@ def observe(
     mode = "full" if full else "incremental"
     if first_run and full:
         mode = "full (first run)"
-    return Observation(snapshot, observer.cursors, mode, dict(observer.scanned), errors)
+    return Observation(
+        snapshot, observer.cursors, mode, dict(observer.scanned), errors, observer.gone
+    )

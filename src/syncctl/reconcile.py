@@ -195,6 +195,8 @@ def _remember(journal: Journal, observation: Observation, result: RunResult) -> 
                 journal.remove_pending("contact", str(c.id))
         for sid in retry_sessions - {p.session_id for p in snapshot.purchases}:
             journal.add_pending("session", sid, "an action failed")
+        for kind, ref in observation.gone:
+            journal.remove_pending(kind, ref)
         _adopt(journal, snapshot)
         if observation.errors:
             return  # what was not seen is read again next run: cursors stay

@@ -171,3 +171,19 @@ def test_incremental_run_after_a_lost_state_audit_stays_cheap(sandbox, config) -
     after = reconcile(config)
     assert after.plan.is_empty
     assert after.stats.total_calls <= 5, after.stats.routes
+
+
+def test_pending_contact_deleted_in_mautic_is_dropped(sandbox, config) -> None:
+    from syncctl.journal import Journal
+
+    sandbox.espocrm.set_lead_acl(create=False)
+    reconcile(config)  # lead creations fail: those contacts stay pending
+    with Journal.open(config.settings.run.state_path, readonly=True) as journal:
+        pending = journal.pending("contact")
+    assert pending
+    for item in pending:
+        sandbox.mautic.delete_contact(int(item.ref))
+    sandbox.espocrm.set_lead_acl(create=True)
+    reconcile(config)
+    with Journal.open(config.settings.run.state_path, readonly=True) as journal:
+        assert journal.pending("contact") == []
