@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -223,6 +223,48 @@ class _Observer:
                 known.add(p.code)
         return known
 
+    def recorded_codes(self, purchases: dict[str, Purchase]) -> dict[str, Purchase]:
+        """A purchase whose code the journal recorded (a legacy code) keeps it."""
+        keys = [f"coupon:{sid}" for sid in purchases]
+        recorded = self.journal.latest_many(keys) if keys else {}
+        out = dict(purchases)
+        for key, entry in recorded.items():
+            sid = key.removeprefix("coupon:")
+            if entry.state is EntryState.DONE and entry.ref and entry.ref != out[sid].code:
+                out[sid] = replace(out[sid], code=entry.ref)
+        return out
+
+    def legacy_codes(
+        self, purchases: dict[str, Purchase], contacts: dict[int, Contact], codes: set[str]
+    ) -> dict[str, Purchase]:
+        """Purchases the old workflows handled keep the code they were given.
+
+        n8n minted random codes and stored them in `promo_code`. When a buyer's
+        contact holds a code that exists in the VIP promotion but is none of
+        the derived ones, it belongs to the buyer's oldest purchase whose
+        derived code is missing: no second code is minted for it.
+        """
+        holder: dict[str, Contact] = {}
+        for c in sorted(contacts.values(), key=lambda c: c.id):
+            if c.email:
+                holder.setdefault(c.email, c)
+        bought: dict[str, list[Purchase]] = defaultdict(list)
+        for p in purchases.values():
+            if p.is_vip_purchase and p.email:
+                bought[p.email].append(p)
+        out = dict(purchases)
+        for email, mine in bought.items():
+            contact = holder.get(email)
+            legacy = contact.promo_code if contact else ""
+            if not legacy or legacy not in codes or legacy in {p.code for p in mine}:
+                continue
+            missing = sorted(
+                (p for p in mine if p.code not in codes), key=lambda p: (p.created, p.session_id)
+            )
+            if missing:
+                out[missing[0].session_id] = replace(missing[0], code=legacy)
+        return out
+
     def leads(self, emails: set[str], full: bool) -> set[str]:
         """Emails with a lead; a full audit asks Espo, not the cache."""
         done = set() if full else {k.removeprefix("lead:") for k in self.journal.done_keys("lead:")}
@@ -421,7 +463,13 @@ def observe(
     vip = [p for p in purchases.values() if p.is_vip_purchase]
     purchase_emails = {p.email for p in vip if p.email}
     contacts = observer.contacts(full, purchase_emails)
+    if not full:
+        purchases = observer.recorded_codes(purchases)
+        vip = [p for p in purchases.values() if p.is_vip_purchase]
     codes = attempt("codes", lambda: observer.existing_codes(vip, full), set())
+    if full and "codes" not in unknown:
+        purchases = observer.legacy_codes(purchases, contacts, codes)
+        vip = [p for p in purchases.values() if p.is_vip_purchase]
     opted_in = {c.email for c in contacts.values() if c.opt_in and c.email}
     leads = attempt("leads", lambda: observer.leads(opted_in, full), set())
     invites = attempt("invites", observer.invites, None) if full else None

@@ -187,3 +187,21 @@ def test_pending_contact_deleted_in_mautic_is_dropped(sandbox, config) -> None:
     reconcile(config)
     with Journal.open(config.settings.run.state_path, readonly=True) as journal:
         assert journal.pending("contact") == []
+
+
+def test_purchase_handled_by_the_old_workflow_keeps_its_code(sandbox, config) -> None:
+    """Migration from n8n: its random code stands for the purchase; nothing is re-sent."""
+    from syncctl.sandbox.stack import COUPON_EMAIL, VIP_PROMOTION_ID
+
+    cid = sandbox.mautic.find("ada.lovelace@example.com")[0]
+    sandbox.shopware.add_code(VIP_PROMOTION_ID, "N8N-LEGACY-0001")
+    sandbox.mautic.set_fields(cid, vip_status=True, promo_code="N8N-LEGACY-0001")
+    sandbox.mautic.record_send(COUPON_EMAIL, cid, {"{promo_code}": "N8N-LEGACY-0001"})
+    result = reconcile(config)
+    ada = [a for a in result.plan.actions if a.subject == "ada.lovelace@example.com"]
+    assert not [a for a in ada if str(a.kind) in ("create_coupon", "update_contact")]
+    assert not [a for a in ada if a.params.get("purpose") == "coupon"]
+    assert sandbox.mautic.contact(cid)["promo_code"] == "N8N-LEGACY-0001"
+    sandbox.clear_logs()
+    assert reconcile(config).plan.is_empty
+    assert reconcile(config, full=True).plan.is_empty
