@@ -349,11 +349,19 @@ class ServiceHTTP:
                     hint="check the base URL in the config and that the service is up",
                 )
                 raise _Retry(error, None) from None
-            except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
+            except httpx.UnsupportedProtocol:
                 raise Unavailable(
                     self.service,
-                    f"cannot send {method} {route}: {exc}",
+                    f"cannot send {method} {route}: the base URL's scheme is not http(s)",
                     hint="check the base URL in the config",
+                ) from None
+            except httpx.LocalProtocolError:
+                # Never quote the exception: h11 cites the offending header value,
+                # which is usually a credential with a stray character in it.
+                raise Unavailable(
+                    self.service,
+                    f"cannot send {method} {route}: a header value is not valid HTTP",
+                    hint=f"check the {self.service} credentials for stray spaces or newlines",
                 ) from None
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
                 kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "lost"
