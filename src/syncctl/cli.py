@@ -11,27 +11,46 @@ Exit codes (README, "Exit codes"):
      were pending or applied, and config errors exit 1 instead)
   3  another run holds the state directory's lock
   4  the plan exceeded max_actions and was not applied
+`doctor` exits 1 when a check fails; `status` exits 1 when a service could
+not be read and 2 for an address nobody has.
+
+Output: on a terminal, rich tables and a progress display; otherwise plain
+lines through the `syncctl` logger (`logs.py`: text or JSON, `-v`/`-q`), one
+per applied action plus the run's summary. Rendering lives in `render.py`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from syncctl import __version__
+from syncctl import __version__, logs
 from syncctl import config as config_mod
 from syncctl.errors import SyncctlError, UsageError
 
+if TYPE_CHECKING:
+    from syncctl.reconcile import RunResult
+
 err = Console(stderr=True, highlight=False)
+
+
+def _print_error(ctx: typer.Context, text: str) -> None:
+    state = ctx.find_object(AppState)
+    if state is not None and state.log_format == "json":
+        logs.event(logs.LOGGER, logging.ERROR, text)
+    else:
+        err.print(f"syncctl: {text}", markup=False, soft_wrap=True)
 
 
 class _Group(typer.core.TyperGroup):
@@ -41,21 +60,20 @@ class _Group(typer.core.TyperGroup):
         try:
             return super().invoke(ctx)
         except SyncctlError as exc:
-            err.print(f"syncctl: error: {exc}", markup=False, soft_wrap=True)
+            _print_error(ctx, f"error: {exc}")
             state = ctx.find_object(AppState)
             code = exc.exit_code
             if state is not None and state.detailed_exitcode and code == 2:
                 code = 1  # with --detailed-exitcode, 2 means "changes", never an error
             raise typer.Exit(code) from None
         except KeyboardInterrupt:
-            err.print("syncctl: interrupted", markup=False)
+            _print_error(ctx, "interrupted")
             raise typer.Exit(130) from None
 
 
 app = typer.Typer(
     cls=_Group,
     name="syncctl",
-    help="Keep Stripe, Shopware, Mautic, Discord and EspoCRM in step for a campaign.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -69,6 +87,11 @@ app.add_typer(config_app, name="config")
 app.add_typer(sandbox_app, name="sandbox")
 
 
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
 @dataclass
 class AppState:
     """What the global options decided; commands load the config through it."""
@@ -76,13 +99,26 @@ class AppState:
     config_path: Path | None = None
     env_file: Path | None = None
     detailed_exitcode: bool = False
+    log_format: str = "text"
+    verbosity: int = 0
+    #: stderr is a terminal that may show tables and progress.
+    rich: bool = False
     _config: config_mod.Config | None = field(default=None, repr=False)
 
     @property
     def config(self) -> config_mod.Config:
         if self._config is None:
             self._config = config_mod.load(self.config_path, self.env_file)
+            logs.add_secrets(
+                value.get_secret_value()
+                for name, value in self._config.secrets.values.items()
+                if name != "MAUTIC_USERNAME"  # a user name, not a credential (may be a word)
+            )
         return self._config
+
+    @property
+    def quiet(self) -> bool:
+        return self.verbosity < 0
 
 
 def _version(value: bool) -> None:
@@ -113,12 +149,54 @@ def root(
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            "--log-format",
+            help="Log lines on stderr as text or as JSON objects (one per line, for journald "
+            "and log shippers).",
+            case_sensitive=False,
+        ),
+    ] = LogFormat.TEXT,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            help="More log lines: -v adds one line per action on a terminal, -vv debug.",
+        ),
+    ] = 0,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="Only warnings and errors (for cron mail)."),
+    ] = False,
 ) -> None:
     """Keep Stripe, Shopware, Mautic, Discord and EspoCRM in step for a campaign.
 
+    On a terminal: tables and progress. Under cron, systemd or a pipe (or with
+    NO_COLOR): plain lines, one per applied action, and a summary.
+
     Example: syncctl --config /etc/syncctl/syncctl.toml reconcile --dry-run
     """
-    ctx.obj = AppState(config_path=config, env_file=env_file)
+    from syncctl.render import use_rich
+
+    rich = use_rich(err)
+    state = AppState(
+        config_path=config,
+        env_file=env_file,
+        log_format=str(log_format.value),
+        verbosity=-1 if quiet else verbose,
+        rich=rich,
+    )
+    ctx.obj = state
+    write = None
+    if rich and state.log_format == "text":
+        # Through the console, so log lines print above a live progress display.
+        def write(line: str) -> None:
+            err.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    ctx.call_on_close(logs.configure(state.log_format, state.verbosity, terminal=rich, write=write))
 
 
 def _state(ctx: typer.Context) -> AppState:
@@ -265,28 +343,62 @@ def reconcile(
     Example: syncctl reconcile --full --json  (nightly audit, machine-readable)
     """
     from syncctl.reconcile import reconcile as run
-    from syncctl.render import show_result
+    from syncctl.render import RunProgress
 
     state = _state(ctx)
     state.detailed_exitcode = detailed_exitcode
     cfg = state.config
-    result = run(
-        cfg,
-        dry_run=dry_run,
-        full=full,
-        max_actions=max_actions,
-        wait=wait,
-        progress=_progress,
-    )
-    show_result(err, result)
+    with RunProgress(err, enabled=state.rich and not state.quiet, fallback=_debug) as shown:
+
+        def on_outcome(outcome: Any) -> None:
+            logs.log_outcome(outcome)
+            shown.outcome(outcome)
+
+        result = run(
+            cfg,
+            dry_run=dry_run,
+            full=full,
+            max_actions=max_actions,
+            wait=wait,
+            progress=shown.phase,
+            on_outcome=on_outcome,
+        )
+    _report_run(state, result, outcomes_logged=True)
     if json_out:
         typer.echo(json.dumps(result.to_json(), indent=2))
     raise typer.Exit(result.exit_code(detailed_exitcode))
 
 
-def _progress(message: str) -> None:
-    if err.is_terminal:
-        err.print(f"[dim]{message}...[/dim]")
+def _debug(message: str) -> None:
+    logs.event(logs.LOGGER, logging.DEBUG, message)
+
+
+def _report_run(state: AppState, result: RunResult, *, outcomes_logged: bool) -> None:
+    """The end-of-run report: tables on a terminal, else lines through the log handler."""
+    from syncctl import render
+
+    if state.rich:
+        render.show_result(err, result)
+        return
+    if state.log_format == "json":
+        if result.dry_run or result.refused:
+            for action in result.plan.actions:
+                logs.event(logs.REPORT, logging.INFO, "planned", **render.action_fields(action))
+        level = logging.WARNING if not result.ok else logging.INFO
+        logs.event(logs.REPORT, level, "run finished", **render.summary_fields(result))
+        return
+    for level, line in render.result_lines(result, outcomes_logged=outcomes_logged):
+        logs.event(logs.REPORT, level, line)
+
+
+def _out_console() -> Console:
+    """Stdout, for commands whose report is their product (doctor, status, history)."""
+    return Console(highlight=False)
+
+
+def _lines(console: Console, lines: list[str]) -> None:
+    for line in lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("reissue-invite")
@@ -305,9 +417,10 @@ def reissue_invite(
     Example: syncctl reissue-invite backer@example.com --dry-run
     """
     from syncctl.reissue import reissue
-    from syncctl.render import plan_table, show_result
+    from syncctl.render import plan_lines, plan_table
 
-    cfg = _state(ctx).config
+    state = _state(ctx)
+    cfg = state.config
 
     def confirm(plan: Any) -> bool:
         if yes:
@@ -321,15 +434,266 @@ def reissue_invite(
 
     result = reissue(cfg, email, dry_run=dry_run, send_email=not no_email, confirm=confirm)
     if dry_run:
-        err.print(plan_table(result.plan, title="Reissue (dry run)"))
+        if state.rich:
+            err.print(plan_table(result.plan, title="Reissue (dry run)"))
+        else:
+            for line in plan_lines(result.plan, title="Reissue (dry run)"):
+                logs.event(logs.REPORT, logging.INFO, line)
     elif not result.outcomes:
-        err.print("aborted: nothing was changed", markup=False)
+        _print_error(ctx, "aborted: nothing was changed")
         raise typer.Exit(1)
     else:
-        show_result(err, result)
+        for outcome in result.outcomes:
+            logs.log_outcome(outcome)
+        _report_run(state, result, outcomes_logged=True)
     if json_out:
         typer.echo(json.dumps(result.to_json(), indent=2))
     raise typer.Exit(result.exit_code(False))
+
+
+# -- operations: doctor, status, history ------------------------------------------
+
+
+@app.command()
+def doctor(
+    ctx: typer.Context,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the checks as one JSON document on stdout.")
+    ] = False,
+) -> None:
+    """Check the config, the secrets and each service's access; change nothing.
+
+    One line per check with ok/FAIL, what was found and the fix: config,
+    secrets, state_dir; Stripe key, events, VIP prices/products; Mautic API,
+    the five custom fields and their types, the three emails published;
+    Discord token and the bot's permissions in both channels; Shopware
+    credentials and the VIP promotion (active, individual codes); EspoCRM
+    Lead read/create rights. Only reads. Exit 0 when every check passes, 1
+    otherwise.
+
+    Example: syncctl doctor
+    Example: syncctl --config /etc/syncctl/syncctl.toml doctor --json
+    """
+    from syncctl.doctor import run_doctor
+    from syncctl.render import doctor_lines, doctor_table, use_rich
+
+    state = _state(ctx)
+    report = run_doctor(lambda: state.config)
+    out = _out_console()
+    if json_out:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+    elif use_rich(out):
+        out.print(doctor_table(report))
+    else:
+        _lines(out, [line for _, line in doctor_lines(report)])
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="The person's email address (any case).")],
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document (format_version 1) on stdout.")
+    ] = False,
+    history_limit: Annotated[
+        int,
+        typer.Option("--history", min=0, help="Show this many journal entries (0: all)."),
+    ] = 20,
+) -> None:
+    """Show one person across all systems, and what the next run would do for them.
+
+    Mautic fields, Stripe purchases, the coupon code of each VIP purchase in
+    Shopware, the Discord invite behind each stored link (live, uses,
+    expiry), the EspoCRM lead, the journal's history, pending retries, and
+    the planned actions for this person. Only reads. Exit 1 when a service
+    could not be read (the rest is still shown); 2 when nobody has the email.
+
+    Example: syncctl status backer@example.com
+    Example: syncctl status backer@example.com --json
+    """
+    from syncctl.render import show_status, status_lines, use_rich
+    from syncctl.status import person_status
+
+    found = person_status(_state(ctx).config, email, history_limit=history_limit or None)
+    out = _out_console()
+    if json_out:
+        typer.echo(json.dumps(found.to_json(), indent=2))
+    elif use_rich(out):
+        show_status(out, found)
+    else:
+        _lines(out, status_lines(found))
+    for service, problem in sorted(found.errors.items()):
+        _print_error(ctx, f"error: could not read {service}: {problem}")
+    raise typer.Exit(0 if found.complete else 1)
+
+
+@app.command()
+def history(
+    ctx: typer.Context,
+    email: Annotated[
+        str | None, typer.Option("--email", help="Only this person's entries (any case).")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only entries since: 2024-05-01, 2024-05-01T08:00, 12h, 7d."),
+    ] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Only failed attempts.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document (format_version 1) on stdout.")
+    ] = False,
+    limit: Annotated[
+        int,
+        typer.Option("--limit", min=0, help="At most this many entries, newest first (0: all)."),
+    ] = 50,
+) -> None:
+    """Show the journal: every attempted action, newest first.
+
+    Columns: when (UTC), action, who, outcome (done, failed, in_flight, ...),
+    the external reference (coupon code, invite code, lead id, ...) and the
+    error. Reads the journal read-only; safe while a run is going on.
+
+    Example: syncctl history --email backer@example.com
+    Example: syncctl history --failed --since 24h --json
+    """
+    from syncctl.history import history_json, parse_since, read_history
+    from syncctl.render import history_lines, history_table, use_rich
+
+    moment = parse_since(since) if since else None
+    cfg = _state(ctx).config
+    entries = read_history(cfg, email=email, since=moment, failed=failed, limit=limit or None)
+    out = _out_console()
+    if json_out:
+        document = history_json(entries, email=email, since=since, failed=failed, limit=limit)
+        typer.echo(json.dumps(document, indent=2))
+    elif use_rich(out):
+        out.print(history_table(entries))
+    elif entries:
+        _lines(out, history_lines(entries))
+    else:
+        err.print("no journal entries match", markup=False)
+
+
+# -- set-up: init, schedule -------------------------------------------------------
+
+
+@app.command()
+def init(
+    directory: Annotated[
+        Path,
+        typer.Option("--dir", help="Where to write syncctl.toml and .env.", file_okay=False),
+    ] = Path("."),
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Overwrite existing files (values already in .env are kept)."),
+    ] = False,
+) -> None:
+    """Write a commented syncctl.toml and a .env template (mode 0600) for the secrets.
+
+    Refuses to overwrite either file without --force. Then edit both and run
+    `syncctl doctor`.
+
+    Example: syncctl init --dir /etc/syncctl
+    """
+    from syncctl.scaffold import write_files
+
+    result = write_files(directory, force=force)
+    err.print(f"wrote {result.config_path}: fill in your ids and URLs", markup=False)
+    kept = f" (kept the values of {', '.join(result.kept)})" if result.kept else ""
+    err.print(f"wrote {result.env_path} (mode 0600): fill in the secrets{kept}", markup=False)
+    here = directory.resolve() == Path.cwd().resolve()
+    step = "syncctl doctor" if here else f"cd {directory} && syncctl doctor"
+    err.print(f"next: edit both, then run `{step}`", markup=False)
+
+
+class ScheduleKind(StrEnum):
+    SYSTEMD = "systemd"
+    CRON = "cron"
+
+
+@app.command()
+def schedule(
+    ctx: typer.Context,
+    kind: Annotated[ScheduleKind, typer.Argument(help="systemd timers or crontab lines.")],
+    install: Annotated[
+        bool,
+        typer.Option(
+            "--install",
+            help="Write the units (systemd) or update your crontab (cron) instead of printing.",
+        ),
+    ] = False,
+    user: Annotated[
+        bool,
+        typer.Option("--user", help="systemd: user units in ~/.config/systemd/user."),
+    ] = False,
+    every: Annotated[
+        int, typer.Option("--every", min=1, help="Minutes between runs (1-59, or whole hours).")
+    ] = 15,
+    audit_at: Annotated[
+        str, typer.Option("--audit-at", help="Time (HH:MM) of the nightly --full audit.")
+    ] = "03:30",
+    delay: Annotated[
+        int,
+        typer.Option("--delay", min=0, help="systemd RandomizedDelaySec of the frequent timer."),
+    ] = 60,
+) -> None:
+    """Print (or install) a systemd timer or crontab lines that run reconcile.
+
+    systemd: a Type=oneshot service and a timer (OnCalendar, Persistent=true,
+    RandomizedDelaySec), plus a nightly `reconcile --full` audit service and
+    timer. cron: the same two lines. No flock wrapper: syncctl locks its
+    state directory itself. Commands use the absolute paths of this syncctl
+    and of the config (and .env) in use; --log-format json is carried over.
+
+    Example: syncctl --config /etc/syncctl/syncctl.toml schedule systemd
+    Example: syncctl schedule systemd --user --install
+    Example: syncctl schedule cron --every 10 --install
+    """
+    from syncctl import schedule as sched
+
+    state = _state(ctx)
+    if user and kind is ScheduleKind.CRON:
+        raise UsageError("--user applies to systemd units only", hint="drop --user for cron")
+    sched.check_every(every)
+    cfg = state.config
+    config_path = cfg.path.resolve()
+    env_file = state.env_file
+    if env_file is None:
+        for candidate in (Path(".env"), config_path.parent / ".env"):
+            if candidate.is_file():
+                env_file = candidate
+                break
+    spec = sched.ScheduleSpec(
+        executable=sched.find_executable(),
+        config=config_path,
+        env_file=env_file.resolve() if env_file is not None else None,
+        every_minutes=every,
+        audit_at=sched.parse_audit_at(audit_at),
+        delay_seconds=delay,
+        log_format=state.log_format,
+    )
+    if kind is ScheduleKind.CRON:
+        block = sched.crontab_block(spec)
+        if install:
+            sched.install_crontab(block)
+            err.print("updated your crontab (crontab -l shows it)", markup=False)
+        else:
+            typer.echo(block, nl=False)
+        return
+    units = sched.systemd_units(spec, user_units=user, run_as=sched.default_run_as())
+    directory = sched.unit_dir(user)
+    if install:
+        for path in sched.install_units(units, directory):
+            err.print(f"wrote {path}", markup=False)
+        err.print("now run:", markup=False)
+        for line in sched.enable_commands(user):
+            err.print(f"  {line}", markup=False)
+        return
+    for unit in units:
+        typer.echo(f"# {directory / unit.name}\n{unit.text}")
+    err.print(
+        f"install with: syncctl schedule systemd{' --user' if user else ''} --install", markup=False
+    )
 
 
 # -- demo -----------------------------------------------------------------------

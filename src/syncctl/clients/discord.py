@@ -20,6 +20,7 @@ from urllib.parse import quote
 import httpx
 
 from syncctl import __version__
+from syncctl.clients import header_credential
 from syncctl.errors import AuthRejected, BadResponse, InvalidRequest, NotFound
 from syncctl.http import CallStats, RetryPolicy, ServiceHTTP, parse_json
 from syncctl.ratelimit import BucketLimiter
@@ -83,6 +84,34 @@ class Invite:
         if self.expires_at is not None and now >= self.expires_at:
             return False
         return not (self.max_uses and self.uses is not None and self.uses >= self.max_uses)
+
+
+#: Discord's permission bit flags (developers/topics/permissions) that syncctl needs.
+PERMISSIONS = {
+    "CREATE_INSTANT_INVITE": 1 << 0,
+    "ADMINISTRATOR": 1 << 3,
+    "MANAGE_CHANNELS": 1 << 4,
+    "MANAGE_GUILD": 1 << 5,
+    "VIEW_CHANNEL": 1 << 10,
+}
+
+
+@dataclass(frozen=True)
+class ChannelPermissions:
+    """The bot's effective permissions in one channel (see `channel_permissions`)."""
+
+    channel_id: str
+    guild_id: str
+    bits: int
+
+    def has(self, name: str) -> bool:
+        if self.bits & PERMISSIONS["ADMINISTRATOR"]:
+            return True
+        flag = PERMISSIONS[name]
+        return self.bits & flag == flag
+
+    def missing(self, *names: str) -> list[str]:
+        return [name for name in names if not self.has(name)]
 
 
 def invite_code_from_url(text: str) -> str | None:
@@ -209,6 +238,7 @@ class DiscordClient:
         token = bot_token.strip()
         if token.lower().startswith("bot "):
             token = token[4:].strip()  # operators paste the header value too
+        token = header_credential(token, "DISCORD_BOT_TOKEN", SERVICE)
         self.api_base = api_base.rstrip("/")
         self.limiter = DiscordLimiter()
         self._http = ServiceHTTP(
@@ -357,6 +387,58 @@ class DiscordClient:
         """
         return len(self.list_channel_invites(channel_id))
 
+    def channel_permissions(
+        self, channel_id: str, user_id: str | None = None
+    ) -> ChannelPermissions:
+        """The bot's effective permissions in a channel, computed as Discord does.
+
+        For `syncctl doctor`: CREATE_INSTANT_INVITE otherwise shows only by
+        minting. Reads the channel (its overwrites and server), the bot's
+        member (its roles) and the server's roles, then applies Discord's
+        documented order (developers/topics/permissions): @everyone and the
+        member's roles, ADMINISTRATOR grants all; then the channel's @everyone
+        overwrite, the role overwrites together, the member's overwrite.
+        Four reads at most, no write. (A server owner has every permission; a
+        bot is never one, so ownership is not read.)
+        """
+        channel_id = _snowflake(channel_id, "channel id")
+        uid = user_id or self.current_user_id()
+        path = f"/channels/{channel_id}"
+        response = self._http.request("GET", path, ok=(403, 404))
+        self._check_channel_answer(response, channel_id, "VIEW_CHANNEL")
+        channel = _object(parse_json(SERVICE, response), f"GET {path}")
+        guild_id = _opt_id(channel.get("guild_id"))
+        if guild_id is None:
+            raise BadResponse(SERVICE, f"GET {path}: channel {channel_id} is not in a server")
+        member_path = f"/guilds/{guild_id}/members/{uid}"
+        response = self._http.request("GET", member_path, ok=(404,))
+        if response.status_code == 404:
+            self._http.stats.add(SERVICE, failures=1)
+            raise NotFound(
+                SERVICE,
+                f"the bot is not a member of server {guild_id}: "
+                + (discord_error_message(response) or "404"),
+                hint="invite the bot to the server (OAuth2 URL with the bot scope)",
+                status=404,
+            )
+        member = _object(parse_json(SERVICE, response), f"GET {member_path}")
+        role_ids = {str(r) for r in member.get("roles") or [] if isinstance(r, str | int)}
+        roles_path = f"/guilds/{guild_id}/roles"
+        roles = parse_json(SERVICE, self._http.request("GET", roles_path))
+        if not isinstance(roles, list):
+            raise BadResponse(SERVICE, f"GET {roles_path}: expected a JSON array")
+        role_bits = {
+            str(r.get("id")): _bits(r.get("permissions"), f"GET {roles_path}")
+            for r in roles
+            if isinstance(r, dict)
+        }
+        base = role_bits.get(guild_id, 0)
+        for role_id in role_ids:
+            base |= role_bits.get(role_id, 0)
+        overwrites = [o for o in channel.get("permission_overwrites") or [] if isinstance(o, dict)]
+        bits = _apply_overwrites(base, overwrites, guild_id, role_ids, uid, f"GET {path}")
+        return ChannelPermissions(channel_id=channel_id, guild_id=guild_id, bits=bits)
+
     # -- errors ---------------------------------------------------------------
 
     def _check_channel_answer(
@@ -462,6 +544,51 @@ def _opt_id(value: Any) -> str | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return None
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise BadResponse(SERVICE, f"{what}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _bits(value: Any, what: str) -> int:
+    """A permission field: Discord sends bit sets as decimal strings."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    raise BadResponse(SERVICE, f"{what}: a permission set is not a number ({value!r:.40})")
+
+
+def _apply_overwrites(
+    base: int,
+    overwrites: list[dict[str, Any]],
+    guild_id: str,
+    role_ids: set[str],
+    user_id: str,
+    what: str,
+) -> int:
+    if base & PERMISSIONS["ADMINISTRATOR"]:
+        return base
+    by_id = {str(o.get("id")): o for o in overwrites}
+    bits = base
+    everyone = by_id.get(guild_id)
+    if everyone is not None:
+        bits &= ~_bits(everyone.get("deny"), what)
+        bits |= _bits(everyone.get("allow"), what)
+    allow = deny = 0
+    for role_id in role_ids:
+        overwrite = by_id.get(role_id)
+        if overwrite is not None and overwrite.get("type") in (0, "0", "role"):
+            allow |= _bits(overwrite.get("allow"), what)
+            deny |= _bits(overwrite.get("deny"), what)
+    bits = (bits & ~deny) | allow
+    member = by_id.get(user_id)
+    if member is not None and member.get("type") in (1, "1", "member"):
+        bits &= ~_bits(member.get("deny"), what)
+        bits |= _bits(member.get("allow"), what)
+    return bits
 
 
 def _parse_invite(body: Mapping[str, Any], channel_id: str | None) -> Invite:

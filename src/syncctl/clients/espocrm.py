@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from syncctl.clients import header_credential
 from syncctl.errors import BadResponse, ConfigError, Conflict
 from syncctl.http import CallStats, RetryPolicy, ServiceHTTP, expect_dict, parse_json
 
@@ -129,10 +130,7 @@ class EspoClient:
             raise ConfigError(
                 "espocrm: the API key is empty", hint="set ESPOCRM_API_KEY in the environment"
             )
-        if any(c in key for c in "\r\n"):
-            raise ConfigError(
-                "espocrm: the API key contains a line break", hint="fix ESPOCRM_API_KEY"
-            )
+        key = header_credential(key, "ESPOCRM_API_KEY", SERVICE)
         site = base_url.strip().rstrip("/")
         # Tolerate a base URL that already names the API root.
         if site.endswith(API_PREFIX):

@@ -42,6 +42,7 @@ from typing import Any
 
 import httpx
 
+from syncctl.clients import is_header_safe
 from syncctl.errors import (
     AuthRejected,
     BadResponse,
@@ -220,6 +221,10 @@ class _TokenSource:
         token = body.get("access_token")
         if not isinstance(token, str) or not token:
             raise BadResponse(SERVICE, "token answer: 'access_token' missing or not a string")
+        if not is_header_safe(token):  # never echoed: it is a credential
+            raise BadResponse(
+                SERVICE, "token answer: 'access_token' holds characters no header can carry"
+            )
         token_type = body.get("token_type", "Bearer")
         if not isinstance(token_type, str) or token_type.lower() != "bearer":
             raise BadResponse(SERVICE, f"token answer: 'token_type' is {token_type!r}, not Bearer")

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import httpx
 import stripe
 
+from syncctl.clients import header_credential
 from syncctl.errors import (
     AuthRejected,
     BadResponse,
@@ -268,6 +269,7 @@ class StripeAPI:
         api_key = (api_key or "").strip()
         if not api_key:
             raise AuthRejected(SERVICE, "no API key configured", hint="set STRIPE_API_KEY")
+        api_key = header_credential(api_key, "STRIPE_API_KEY", SERVICE)
         base = api_base.rstrip("/")
         # The SDK appends "/v1/..." itself; tolerate a base URL that already has it.
         base = base.removesuffix("/v1")
@@ -337,6 +339,32 @@ class StripeAPI:
             params["created"] = {"gte": int(created_gte)}
         for raw in self._iter_list(
             "listing checkout sessions",
+            lambda p: self._sdk.v1.checkout.sessions.list(params=p),
+            params,
+        ):
+            yield self._session_from(raw, "a listed checkout session")
+
+    def iter_sessions_for_email(
+        self, email: str, *, page_size: int = MAX_PAGE_SIZE
+    ) -> Iterator[CheckoutSession]:
+        """Completed sessions whose `customer_details.email` is `email`, newest first.
+
+        For `syncctl status`: Stripe filters the list by
+        `customer_details[email]`; the match is Stripe's (compare the
+        address as the buyer typed it), so callers that need a
+        case-insensitive view ask for each spelling they know.
+        """
+        wanted = email.strip()
+        if not wanted:
+            raise InvalidRequest(SERVICE, "an email address is required")
+        params: dict[str, Any] = {
+            "status": "complete",
+            "customer_details": {"email": wanted},
+            "limit": max(1, min(MAX_PAGE_SIZE, page_size)),
+            "expand": ["data.line_items"],
+        }
+        for raw in self._iter_list(
+            "listing checkout sessions by email",
             lambda p: self._sdk.v1.checkout.sessions.list(params=p),
             params,
         ):

@@ -44,6 +44,23 @@ BOT_USER_ID = "1200000000000000001"
 ALL_PERMISSIONS = frozenset({"CREATE_INSTANT_INVITE", "MANAGE_CHANNELS"})
 KNOWN_PERMISSIONS = frozenset({"CREATE_INSTANT_INVITE", "MANAGE_CHANNELS", "MANAGE_GUILD"})
 
+#: Discord's permission bit flags (developers/topics/permissions).
+PERMISSION_BITS = {
+    "CREATE_INSTANT_INVITE": 1 << 0,
+    "MANAGE_CHANNELS": 1 << 4,
+    "MANAGE_GUILD": 1 << 5,
+    "VIEW_CHANNEL": 1 << 10,
+    "SEND_MESSAGES": 1 << 11,
+    "READ_MESSAGE_HISTORY": 1 << 16,
+}
+#: A new server's @everyone role (a subset: the bits that matter here).
+EVERYONE_PERMISSIONS = (
+    PERMISSION_BITS["CREATE_INSTANT_INVITE"]
+    | PERMISSION_BITS["VIEW_CHANNEL"]
+    | PERMISSION_BITS["SEND_MESSAGES"]
+    | PERMISSION_BITS["READ_MESSAGE_HISTORY"]
+)
+
 MAX_AGE_LIMIT = 604800  # docs: between 0 and 604800 (7 days)
 MAX_USES_LIMIT = 100
 DEFAULT_MAX_AGE = 86400
@@ -464,6 +481,89 @@ class DiscordEmulator(Emulator):
         self.revoked.append(self._invite_json(record, metadata=True))
         return Response(200, body)
 
+    # -- permission reads (for `syncctl doctor`) ------------------------------
+    #
+    # The bot's per-channel permission set is rendered the way Discord exposes
+    # it: an @everyone role with Discord's default permissions (which include
+    # CREATE_INSTANT_INVITE), no roles on the bot's member, and a member
+    # overwrite on each channel allowing what was granted and denying the rest.
+
+    @route("GET", "/channels/{channel_id}")
+    def get_channel(self, request: Request, channel_id: str) -> Response:
+        bad = self._check_snowflake(channel_id)
+        if bad:
+            return bad
+        if channel_id not in self._channels:
+            return Response(404, {"message": "Unknown Channel", "code": 10003})
+        if channel_id in self._hidden:
+            return _missing_access()
+        granted = self._permissions.get(channel_id, frozenset())
+        allow = _permission_bits(granted)
+        deny = _permission_bits(KNOWN_PERMISSIONS - granted)
+        return Response(
+            200,
+            {
+                "id": channel_id,
+                "type": 0,
+                "flags": 0,
+                "guild_id": self._channels[channel_id],
+                "name": self._channel_names.get(channel_id, "channel"),
+                "parent_id": None,
+                "position": 0,
+                "last_message_id": None,
+                "rate_limit_per_user": 0,
+                "topic": None,
+                "nsfw": False,
+                "permission_overwrites": [
+                    {"id": self.bot_user_id, "type": 1, "allow": str(allow), "deny": str(deny)}
+                ],
+            },
+        )
+
+    @route("GET", "/guilds/{guild_id}/members/{user_id}")
+    def get_guild_member(self, request: Request, guild_id: str, user_id: str) -> Response:
+        if guild_id not in self._members:
+            return Response(404, {"message": "Unknown Guild", "code": 10004})
+        if user_id != self.bot_user_id:
+            return Response(404, {"message": "Unknown Member", "code": 10007})
+        return Response(
+            200,
+            {
+                "avatar": None,
+                "banner": None,
+                "communication_disabled_until": None,
+                "flags": 0,
+                "joined_at": _iso(datetime(2024, 1, 1, tzinfo=UTC)),
+                "nick": None,
+                "pending": False,
+                "premium_since": None,
+                "roles": [],
+                "user": self._user_json(user_id),
+                "mute": False,
+                "deaf": False,
+            },
+        )
+
+    @route("GET", "/guilds/{guild_id}/roles")
+    def list_guild_roles(self, request: Request, guild_id: str) -> Response:
+        if guild_id not in self._members:
+            return Response(404, {"message": "Unknown Guild", "code": 10004})
+        everyone = {
+            "id": guild_id,
+            "name": "@everyone",
+            "permissions": str(EVERYONE_PERMISSIONS),
+            "position": 0,
+            "color": 0,
+            "colors": {"primary_color": 0, "secondary_color": None, "tertiary_color": None},
+            "hoist": False,
+            "managed": False,
+            "mentionable": False,
+            "icon": None,
+            "unicode_emoji": None,
+            "flags": 0,
+        }
+        return Response(200, [everyone])
+
     # -- internals ------------------------------------------------------------
 
     def _rel(self, request: Request) -> str:
@@ -696,6 +796,13 @@ def _field_error(code: str, message: str) -> dict[str, Any]:
 
 def _form_error(errors: dict[str, Any]) -> Response:
     return Response(400, {"code": 50035, "errors": errors, "message": "Invalid Form Body"})
+
+
+def _permission_bits(names: Iterable[str]) -> int:
+    bits = 0
+    for name in names:
+        bits |= PERMISSION_BITS[name]
+    return bits
 
 
 def _unknown_invite() -> Response:

@@ -1,0 +1,282 @@
+"""`syncctl schedule systemd|cron`: run reconcile on a timer, plus a nightly audit.
+
+systemd: a `Type=oneshot` service started by a timer (`OnCalendar`,
+`Persistent=true` so a run missed while the machine was off happens at boot,
+`RandomizedDelaySec` so many machines do not hit the APIs at the same
+second), and a second service + timer for the nightly `reconcile --full`.
+cron: the same two lines. No `flock` wrapper in either: syncctl takes its own
+lock on the state directory, so an overlapping start exits 3 at once (the
+frequent service counts that as success) and the audit queues with `--wait`.
+
+Commands use absolute paths (the running syncctl executable, the config
+file, the `.env` file when there is one) and run from the config's
+directory, because cron and systemd start with an almost empty environment.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from syncctl.errors import StateError, UsageError
+
+SERVICE = "syncctl"
+AUDIT = "syncctl-audit"
+BEGIN = "# BEGIN syncctl (written by `syncctl schedule cron`)"
+END = "# END syncctl"
+SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """What to schedule: how syncctl is called, how often, and when the audit runs."""
+
+    executable: tuple[str, ...]
+    config: Path
+    env_file: Path | None
+    every_minutes: int = 15
+    audit_at: str = "03:30"
+    delay_seconds: int = 60
+    log_format: str = "text"
+
+    @property
+    def workdir(self) -> Path:
+        return self.config.parent
+
+    def argv(self, *command: str, quiet: bool = False) -> list[str]:
+        args = [*self.executable]
+        if self.log_format != "text":
+            args += ["--log-format", self.log_format]
+        if quiet:
+            args.append("-q")
+        args += ["--config", str(self.config)]
+        if self.env_file is not None:
+            args += ["--env-file", str(self.env_file)]
+        return [*args, *command]
+
+
+@dataclass(frozen=True)
+class UnitFile:
+    name: str
+    text: str
+
+
+def find_executable() -> tuple[str, ...]:
+    """The absolute command that runs this syncctl."""
+    argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if argv0 is not None and argv0.name == "syncctl":
+        found = shutil.which(str(argv0)) if not argv0.is_absolute() else str(argv0)
+        if found:
+            return (str(Path(found).absolute()),)
+    beside = Path(sys.executable).with_name("syncctl")
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return (str(beside.absolute()),)
+    on_path = shutil.which("syncctl")
+    if on_path:
+        return (str(Path(on_path).absolute()),)
+    return (str(Path(sys.executable).absolute()), "-m", "syncctl")
+
+
+def parse_audit_at(text: str) -> str:
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", text.strip())
+    if not match:
+        raise UsageError(f"--audit-at {text!r} is not a time", hint="use HH:MM, e.g. 03:30")
+    return f"{int(match.group(1)):02d}:{match.group(2)}"
+
+
+def check_every(minutes: int) -> None:
+    if minutes < 60 or (minutes % 60 == 0 and minutes <= 24 * 60):
+        return
+    raise UsageError(
+        f"--every {minutes}: use 1 to 59 minutes, or whole hours (60, 120, ...)",
+        hint="e.g. --every 15 or --every 120",
+    )
+
+
+# -- systemd ------------------------------------------------------------------------
+
+
+def _systemd_quote(arg: str) -> str:
+    escaped = arg.replace("%", "%%").replace("$", "$$")
+    if escaped and not re.search(r"[\s\"'\\;]", escaped):
+        return escaped
+    return '"' + escaped.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _exec(args: list[str]) -> str:
+    return " ".join(_systemd_quote(a) for a in args)
+
+
+def on_calendar(minutes: int) -> str:
+    if minutes < 60:
+        return f"*:0/{minutes}"
+    return f"0/{minutes // 60}:00"
+
+
+def systemd_units(
+    spec: ScheduleSpec, *, user_units: bool, run_as: str | None = None
+) -> list[UnitFile]:
+    """The service and timer for the frequent run and for the nightly audit."""
+    who = "" if user_units or not run_as else f"User={run_as}\n"
+    common = (
+        "Wants=network-online.target\nAfter=network-online.target\n\n[Service]\nType=oneshot\n"
+        f"WorkingDirectory={_systemd_quote(str(spec.workdir))}\n"
+    )
+    hardening = "NoNewPrivileges=yes\nPrivateTmp=yes\n"
+    header = "# Written by `syncctl schedule systemd`.\n"
+    service = (
+        f"{header}[Unit]\n"
+        "Description=syncctl reconcile: Stripe, Shopware, Mautic, Discord, EspoCRM in step\n"
+        f"{common}"
+        f"ExecStart={_exec(spec.argv('reconcile'))}\n"
+        "# 3: another syncctl run holds the lock (e.g. the nightly audit): not a failure.\n"
+        "SuccessExitStatus=3\n"
+        "TimeoutStartSec=1h\n"
+        f"{who}{hardening}"
+    )
+    timer = (
+        f"{header}[Unit]\n"
+        f"Description=Run syncctl reconcile every {spec.every_minutes} minutes\n\n"
+        "[Timer]\n"
+        f"OnCalendar={on_calendar(spec.every_minutes)}\n"
+        "Persistent=true\n"
+        f"RandomizedDelaySec={spec.delay_seconds}\n"
+        f"Unit={SERVICE}.service\n\n"
+        "[Install]\nWantedBy=timers.target\n"
+    )
+    audit = (
+        f"{header}[Unit]\n"
+        "Description=syncctl nightly audit: reconcile --full re-reads every service\n"
+        f"{common}"
+        f"ExecStart={_exec(spec.argv('reconcile', '--full', '--wait'))}\n"
+        "TimeoutStartSec=3h\n"
+        f"{who}{hardening}"
+    )
+    audit_timer = (
+        f"{header}[Unit]\n"
+        f"Description=Run the syncctl audit nightly at {spec.audit_at}\n\n"
+        "[Timer]\n"
+        f"OnCalendar=*-*-* {spec.audit_at}:00\n"
+        "Persistent=true\n"
+        "RandomizedDelaySec=15min\n"
+        f"Unit={AUDIT}.service\n\n"
+        "[Install]\nWantedBy=timers.target\n"
+    )
+    return [
+        UnitFile(f"{SERVICE}.service", service),
+        UnitFile(f"{SERVICE}.timer", timer),
+        UnitFile(f"{AUDIT}.service", audit),
+        UnitFile(f"{AUDIT}.timer", audit_timer),
+    ]
+
+
+def unit_dir(user_units: bool) -> Path:
+    if not user_units:
+        return SYSTEM_UNIT_DIR
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "systemd" / "user"
+
+
+def default_run_as() -> str | None:
+    """The account system units run as: the invoking user (behind sudo too), never root."""
+    name = os.environ.get("SUDO_USER") or getpass.getuser()
+    return None if name == "root" else name
+
+
+def install_units(units: list[UnitFile], directory: Path) -> list[Path]:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        written = []
+        for unit in units:
+            path = directory / unit.name
+            path.write_text(unit.text, encoding="utf-8")
+            written.append(path)
+    except OSError as exc:
+        raise StateError(
+            f"cannot write the units into {directory}: {exc.strerror or exc}",
+            hint="run with sudo for system units, or use --user for user units",
+        ) from None
+    return written
+
+
+def enable_commands(user_units: bool) -> list[str]:
+    ctl = "systemctl --user" if user_units else "sudo systemctl"
+    lines = [
+        f"{ctl} daemon-reload",
+        f"{ctl} enable --now {SERVICE}.timer {AUDIT}.timer",
+        f"{ctl} list-timers '{SERVICE}*'",
+    ]
+    if user_units:
+        lines.append("loginctl enable-linger $USER   # keep user timers running after logout")
+    return lines
+
+
+# -- cron ---------------------------------------------------------------------------
+
+
+def _cron_command(args: list[str], workdir: Path) -> str:
+    command = f"cd {shlex.quote(str(workdir))} && " + " ".join(shlex.quote(a) for a in args)
+    return command.replace("%", "\\%")  # cron turns a bare % into a newline
+
+
+def cron_schedule(minutes: int) -> str:
+    if minutes < 60:
+        return f"*/{minutes} * * * *"
+    hours = minutes // 60
+    return "0 * * * *" if hours == 1 else f"0 */{hours} * * *"
+
+
+def crontab_block(spec: ScheduleSpec) -> str:
+    """Two crontab lines between markers (so --install can replace them later)."""
+    hour, minute = spec.audit_at.split(":")
+    frequent = _cron_command(spec.argv("reconcile", quiet=True), spec.workdir)
+    audit = _cron_command(spec.argv("reconcile", "--full", "--wait", quiet=True), spec.workdir)
+    return (
+        f"{BEGIN}\n"
+        "# syncctl locks its state directory itself: no flock wrapper. -q: output (and\n"
+        "# so cron mail) only for warnings and errors; exit 3 = another run was busy.\n"
+        f"{cron_schedule(spec.every_minutes)} {frequent}\n"
+        f"{int(minute)} {int(hour)} * * * {audit}\n"
+        f"{END}\n"
+    )
+
+
+def merge_crontab(current: str, block: str) -> str:
+    """`current` with any earlier syncctl block replaced by `block`."""
+    kept: list[str] = []
+    inside = False
+    for line in current.splitlines():
+        if line.strip() == BEGIN:
+            inside = True
+            continue
+        if inside:
+            if line.strip() == END:
+                inside = False
+            continue
+        kept.append(line)
+    text = "\n".join(kept).rstrip("\n")
+    return (text + "\n" if text else "") + block
+
+
+def install_crontab(block: str) -> str:
+    """Replace syncctl's lines in the user's crontab; returns the new crontab."""
+    crontab = shutil.which("crontab")
+    if crontab is None:
+        raise StateError("no crontab command found", hint="install cron, or use systemd timers")
+    listed = subprocess.run([crontab, "-l"], capture_output=True, text=True, check=False)
+    current = listed.stdout if listed.returncode == 0 else ""  # 1: "no crontab for user"
+    merged = merge_crontab(current, block)
+    written = subprocess.run(
+        [crontab, "-"], input=merged, capture_output=True, text=True, check=False
+    )
+    if written.returncode != 0:
+        detail = " ".join(written.stderr.split())[:200] or f"exit {written.returncode}"
+        raise StateError(f"crontab refused the new table: {detail}")
+    return merged

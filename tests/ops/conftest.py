@@ -1,0 +1,73 @@
+"""A seeded sandbox, a campaign directory pointing at it, and a CLI runner for it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from syncctl import config as config_mod
+from syncctl.cli import app
+from syncctl.sandbox.seed import seed_demo
+from syncctl.sandbox.stack import Sandbox
+
+Run = Callable[..., Result]
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox() as sb:
+        seed_demo(sb)
+        yield sb
+
+
+@pytest.fixture
+def campaign(sandbox: Sandbox, tmp_path: Path) -> Path:
+    """A directory with syncctl.toml and .env for the sandbox."""
+    directory = tmp_path / "campaign"
+    sandbox.write_files(directory)
+    return directory
+
+
+@pytest.fixture
+def config(campaign: Path) -> config_mod.Config:
+    return config_mod.load(campaign / "syncctl.toml", campaign / ".env")
+
+
+@pytest.fixture
+def run(campaign: Path) -> Run:
+    """`syncctl --config ... --env-file ... ARGS` in-process; global options may lead."""
+
+    def invoke(*args: str, globals_: tuple[str, ...] = ()) -> Result:
+        return CliRunner().invoke(
+            app,
+            [
+                *globals_,
+                "--config",
+                str(campaign / "syncctl.toml"),
+                "--env-file",
+                str(campaign / ".env"),
+                *args,
+            ],
+        )
+
+    return invoke
+
+
+def set_secret(campaign: Path, name: str, value: str | None) -> None:
+    """Change (or with None, remove) one secret in the campaign's .env."""
+    env = campaign / ".env"
+    lines = [line for line in env.read_text().splitlines() if not line.startswith(f"{name}=")]
+    if value is not None:
+        lines.append(f"{name}={value}")
+    env.write_text("".join(line + "\n" for line in lines))
+
+
+def one_error_line(result: Result) -> str:
+    """The single stderr line of a failed command (and no traceback anywhere)."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output + result.stderr
+    return lines[0]

@@ -1,0 +1,120 @@
+"""Every command and option is documented: in its --help (with an example) and in the README."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from syncctl.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+GUIDE = ROOT / "docs" / "operator-guide.md"
+
+
+def _commands() -> Iterator[tuple[tuple[str, ...], typer.core.TyperCommand]]:
+    root = typer.main.get_command(app)
+
+    def walk(command, path: tuple[str, ...]):
+        subcommands = getattr(command, "commands", None)
+        if subcommands:
+            for name, sub in sorted(subcommands.items()):
+                yield from walk(sub, (*path, name))
+        else:
+            yield path, command
+
+    yield from walk(root, ())
+
+
+COMMANDS = dict(_commands())
+ROOT_COMMAND = typer.main.get_command(app)
+
+
+def _options(command) -> list[list[str]]:
+    return [
+        [*p.opts, *getattr(p, "secondary_opts", [])]
+        for p in command.params
+        if p.param_type_name == "option" and "--help" not in p.opts
+    ]
+
+
+def _readme_line(path: tuple[str, ...]) -> str:
+    prefix = "- `syncctl " + " ".join(path)
+    lines = [line for line in README.splitlines() if line.startswith(prefix + " ")]
+    lines += [line for line in README.splitlines() if line.startswith(prefix + "`")]
+    assert lines, f"README's command list lacks syncctl {' '.join(path)}"
+    return lines[0]
+
+
+def test_every_command_is_found() -> None:
+    names = {" ".join(path) for path in COMMANDS}
+    assert {"doctor", "status", "history", "init", "schedule", "reconcile"} <= names
+
+
+@pytest.mark.parametrize("path", sorted(COMMANDS), ids=lambda p: " ".join(p))
+def test_help_explains_with_an_example_and_every_option(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(app, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Example: syncctl" in result.stdout
+    for param in COMMANDS[path].params:
+        if "--help" in getattr(param, "opts", ()):
+            continue
+        assert param.help, f"{' '.join(path)}: {param.name} has no help text"
+
+
+@pytest.mark.parametrize("path", sorted(COMMANDS), ids=lambda p: " ".join(p))
+def test_readme_lists_the_command_and_its_options(path: tuple[str, ...]) -> None:
+    line = _readme_line(path)
+    for names in _options(COMMANDS[path]):
+        assert any(name in line for name in names), f"README: {line!r} lacks {names}"
+
+
+def test_readme_lists_every_global_option() -> None:
+    start = README.index("- Global options")
+    block = README[start : README.index("\n\n", start)]
+    for names in _options(ROOT_COMMAND):
+        assert any(name in block for name in names), f"README global options lack {names}"
+    assert "Example: syncctl" in CliRunner().invoke(app, ["--help"]).stdout
+
+
+def test_readme_links_the_operator_guide_and_keeps_the_setup_commands() -> None:
+    assert "(docs/operator-guide.md)" in README
+    assert (
+        "python3 -m venv .venv && .venv/bin/pip install -q -e . && .venv/bin/syncctl demo" in README
+    )
+    assert (
+        "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && "
+        ".venv/bin/python -m pytest" in README
+    )
+
+
+def test_operator_guide_covers_set_up_migration_and_troubleshooting() -> None:
+    guide = GUIDE.read_text(encoding="utf-8")
+    headings = [h.lower() for h in re.findall(r"^#+ (.+)$", guide, flags=re.M)]
+    for topic in ("mautic", "discord", "shopware", "espocrm", "stripe", "migrat", "troubleshoot"):
+        assert any(topic in h for h in headings), f"guide lacks a section on {topic}"
+    for needle in (
+        "{promo_code}",
+        "{discord_invite_link}",
+        "CREATE_INSTANT_INVITE",
+        "MANAGE_CHANNELS",
+        "individual codes",
+        "--dry-run",
+        "429",
+        "reissue-invite",
+        "syncctl doctor",
+    ):
+        assert needle in guide, needle
+    for alias, kind in (
+        ("vip_status", "Boolean"),
+        ("promo_code", "Text"),
+        ("discord_invite_link_vip", "Text"),
+        ("discord_invite_link_basic", "Text"),
+        ("opt_in_confirmed", "Boolean"),
+    ):
+        assert re.search(rf"`{alias}`.*{kind}", guide), alias

@@ -1,0 +1,207 @@
+"""`syncctl doctor` against the sandbox: every check, the failure paths, zero writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from syncctl.sandbox.stack import BASIC_CHANNEL_ID, VIP_PROMOTION_ID, Sandbox
+from tests.ops.conftest import Run, set_secret
+
+
+def lines_of(result) -> dict[str, str]:
+    """check name -> its whole line, from the plain output."""
+    found = {}
+    for line in result.stdout.splitlines():
+        status, _, rest = line.partition(" ")
+        if status in ("ok", "FAIL", "skip"):
+            name = rest.strip().split(": ", 1)[0]
+            found[name] = line
+    return found
+
+
+def test_all_checks_pass_with_zero_writes(run: Run, sandbox: Sandbox) -> None:
+    sandbox.clear_logs()
+    result = run("doctor")
+    assert result.exit_code == 0, result.output
+    checks = lines_of(result)
+    expected = {
+        "config",
+        "secrets",
+        "state_dir",
+        "stripe.access",
+        "stripe.events",
+        "mautic.access",
+        "mautic.field vip_status",
+        "mautic.field promo_code",
+        "mautic.field discord_invite_link_vip",
+        "mautic.field discord_invite_link_basic",
+        "mautic.field opt_in_confirmed",
+        "mautic.email 11",
+        "mautic.email 12",
+        "mautic.email 13",
+        "discord.access",
+        "discord.channel vip",
+        "discord.channel basic",
+        "shopware.access",
+        "shopware.promotion",
+        "espocrm.access",
+    }
+    assert expected <= set(checks), sorted(checks)
+    assert any(name.startswith("stripe.price ") for name in checks)
+    assert all(line.startswith("ok ") for line in checks.values()), result.stdout
+    assert "all checks passed" in result.stdout
+    assert sandbox.write_count() == 0
+    assert sandbox.call_count() > 0
+
+
+def test_json_report(run: Run, sandbox: Sandbox) -> None:
+    result = run("doctor", "--json")
+    document = json.loads(result.stdout)
+    assert document["format_version"] == 1
+    assert document["ok"] is True
+    assert {c["status"] for c in document["checks"]} == {"ok"}
+    assert all(s["writes"] == 0 for s in document["api_calls"].values())
+    assert sandbox.write_count() == 0
+
+
+def failing(result, name: str) -> str:
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output + result.stderr
+    line = lines_of(result)[name]
+    assert line.startswith("FAIL"), line
+    assert "-> fix: " in line
+    return line
+
+
+def test_wrong_mautic_password(run: Run, campaign: Path, sandbox: Sandbox) -> None:
+    set_secret(campaign, "MAUTIC_PASSWORD", "not-the-password")
+    result = run("doctor")
+    line = failing(result, "mautic.access")
+    assert "MAUTIC_PASSWORD" in line
+    checks = lines_of(result)
+    assert checks["mautic.fields"].startswith("skip")
+    assert checks["stripe.access"].startswith("ok")  # other services are still checked
+    assert "not-the-password" not in result.output
+    assert sandbox.write_count() == 0
+
+
+def test_wrong_discord_token_and_stripe_key(run: Run, campaign: Path) -> None:
+    set_secret(campaign, "DISCORD_BOT_TOKEN", "sandbox.wrong")
+    set_secret(campaign, "STRIPE_API_KEY", "rk_sandbox_wrong")
+    result = run("doctor")
+    failing(result, "discord.access")
+    failing(result, "stripe.access")
+    assert "rk_sandbox_wrong" not in result.output
+
+
+def test_missing_secret_is_named_and_its_service_skipped(run: Run, campaign: Path) -> None:
+    set_secret(campaign, "ESPOCRM_API_KEY", None)
+    result = run("doctor")
+    assert "ESPOCRM_API_KEY" in failing(result, "secrets")
+    assert lines_of(result)["espocrm.access"].startswith("skip")
+
+
+def test_missing_mautic_field(run: Run, campaign: Path) -> None:
+    config = campaign / "syncctl.toml"
+    config.write_text(config.read_text() + '\n[mautic.fields]\npromo_code = "coupon_code"\n')
+    line = failing(run("doctor"), "mautic.field coupon_code")
+    assert "no contact field with alias coupon_code" in line
+    assert "Custom Fields" in line
+
+
+def test_mautic_field_of_the_wrong_type_or_unpublished(run: Run, sandbox: Sandbox) -> None:
+    sandbox.mautic.add_field("vip_status", "text", label="VIP status")
+    sandbox.mautic.add_field("opt_in_confirmed", "boolean", published=False)
+    result = run("doctor")
+    assert "type is text, syncctl needs Boolean" in failing(result, "mautic.field vip_status")
+    assert "unpublished" in failing(result, "mautic.field opt_in_confirmed")
+
+
+def test_unpublished_and_missing_emails(run: Run, sandbox: Sandbox, campaign: Path) -> None:
+    sandbox.mautic.set_email_published(13, False)
+    config = campaign / "syncctl.toml"
+    config.write_text(config.read_text().replace("invite_email_vip = 11", "invite_email_vip = 99"))
+    result = run("doctor")
+    assert "not published" in failing(result, "mautic.email 13")
+    assert "invite_email_vip" in failing(result, "mautic.email 99")
+
+
+def test_discord_bot_without_invite_permission(run: Run, sandbox: Sandbox) -> None:
+    sandbox.discord.set_permissions(BASIC_CHANNEL_ID, {"MANAGE_CHANNELS"})
+    line = failing(run("doctor"), "discord.channel basic")
+    assert "CREATE_INSTANT_INVITE" in line
+    assert sandbox.write_count() == 0 and sandbox.discord.created_count == 0
+
+
+def test_discord_bot_without_manage_permission_or_sight(run: Run, sandbox: Sandbox) -> None:
+    sandbox.discord.set_permissions(BASIC_CHANNEL_ID, {"CREATE_INSTANT_INVITE"})
+    assert "MANAGE_CHANNELS" in failing(run("doctor"), "discord.channel basic")
+    sandbox.discord.hide_channel(BASIC_CHANNEL_ID)
+    assert "VIEW_CHANNEL" in failing(run("doctor"), "discord.channel basic")
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ({"active": False}, "not active"),
+        ({"use_individual_codes": False}, "individual codes are off"),
+    ],
+    ids=["disabled", "individual-codes-off"],
+)
+def test_shopware_promotion_unusable(run: Run, sandbox: Sandbox, flags, expected) -> None:
+    sandbox.shopware.add_promotion(VIP_PROMOTION_ID, name="VIP backers", **flags)
+    line = failing(run("doctor"), "shopware.promotion")
+    assert expected in line and "individual codes" in line
+
+
+def test_shopware_promotion_missing(run: Run, campaign: Path) -> None:
+    config = campaign / "syncctl.toml"
+    config.write_text(config.read_text().replace(VIP_PROMOTION_ID, "f" * 32))
+    assert "vip_promotion_id" in failing(run("doctor"), "shopware.promotion")
+
+
+def test_shopware_wrong_secret(run: Run, campaign: Path) -> None:
+    set_secret(campaign, "SHOPWARE_CLIENT_SECRET", "wrong-secret-value")
+    assert "SHOPWARE_CLIENT_SECRET" in failing(run("doctor"), "shopware.access")
+
+
+def test_espo_user_may_not_create_leads(run: Run, sandbox: Sandbox) -> None:
+    sandbox.espocrm.set_lead_acl(create=False)
+    line = failing(run("doctor"), "espocrm.access")
+    assert "may not create Leads" in line and "Roles" in line
+
+
+def test_stripe_price_that_does_not_exist(run: Run, campaign: Path) -> None:
+    config = campaign / "syncctl.toml"
+    text = config.read_text().replace("price_sandboxVIPreservation", "price_doesNotExist")
+    config.write_text(text)
+    assert "vip_price_ids" in failing(run("doctor"), "stripe.price price_doesNotExist")
+
+
+def test_unreachable_service(run: Run, campaign: Path, sandbox: Sandbox) -> None:
+    config = campaign / "syncctl.toml"
+    config.write_text(config.read_text().replace(sandbox.urls["espocrm"], "http://127.0.0.1:9"))
+    assert "base URL" in failing(run("doctor"), "espocrm.access")
+
+
+def test_invalid_config_is_the_one_failing_check(run: Run, campaign: Path) -> None:
+    config = campaign / "syncctl.toml"
+    config.write_text(config.read_text().replace("[espocrm]", "[espocrm]\ncolour = 1"))
+    result = run("doctor")
+    line = failing(result, "config")
+    assert "unknown key 'colour'" in line
+    assert len(lines_of(result)) == 1
+
+
+def test_no_config_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from syncctl.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["doctor"])
+    assert result.exit_code == 1
+    assert "syncctl init" in result.stdout

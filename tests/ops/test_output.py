@@ -1,0 +1,159 @@
+"""Output and logs: plain quiet lines off a terminal, JSON logs, never a secret."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+from rich.console import Console
+
+from syncctl import logs, render
+from syncctl.lock import state_lock
+from syncctl.reconcile import reconcile
+from syncctl.sandbox.stack import Sandbox
+from tests.ops.conftest import Run
+
+BOX = set("┏┃━│└┌╇┡")
+
+
+def action_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("action ")]
+
+
+def test_plain_run_one_line_per_action_then_the_summary(run: Run, sandbox: Sandbox) -> None:
+    result = run("reconcile")
+    assert result.exit_code == 0, result.output
+    assert not BOX & set(result.stderr), "no tables without a terminal"
+    actions = action_lines(result.stderr)
+    assert len(actions) == len(sandbox.shopware.codes()) + 19  # every applied action
+    coupon = next(line for line in actions if "kind=create_coupon" in line)
+    assert "key=coupon:cs_" in coupon and "outcome=done" in coupon and "ref=VIP-" in coupon
+    tail = result.stderr.splitlines()[-2:]
+    assert tail[0].startswith("Outcome: shopware done 3; mautic done 11")
+    assert tail[1].startswith("API calls: ") and "stripe" in tail[1] and tail[1].endswith("s")
+
+
+def test_quiet_in_sync_prints_nothing(run: Run, config) -> None:
+    reconcile(config)
+    result = run("reconcile", globals_=("-q",))
+    assert result.exit_code == 0
+    assert result.stderr == "" and result.stdout == ""
+
+
+def test_quiet_still_shows_failures(run: Run, sandbox: Sandbox) -> None:
+    sandbox.espocrm.set_lead_acl(create=False)
+    result = run("reconcile", globals_=("-q",))
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert lines and all(line.startswith("warning: ") for line in lines)
+    assert any("outcome=failed" in line and "kind=create_lead" in line for line in lines)
+    assert any(line.startswith("warning: Outcome:") for line in lines)
+
+
+def test_json_logs_are_one_object_per_line(run: Run, sandbox: Sandbox) -> None:
+    sandbox.espocrm.set_lead_acl(create=False)
+    result = run("reconcile", globals_=("--log-format", "json"))
+    records = [json.loads(line) for line in result.stderr.splitlines()]
+    actions = [r for r in records if r["msg"] == "action"]
+    assert actions and all({"ts", "level", "key", "outcome"} <= set(r) for r in actions)
+    done = next(r for r in actions if r["kind"] == "create_coupon")
+    assert done["outcome"] == "done" and done["ref"].startswith("VIP-")
+    failed = next(r for r in actions if r["outcome"] == "failed")
+    assert failed["level"] == "warning" and "espocrm" in failed["error"]
+    summary = records[-1]
+    assert summary["msg"] == "run finished"
+    assert summary["outcomes"]["shopware"] == {"done": 3}
+    assert summary["outcomes"]["espocrm"]["failed"] >= 1
+    assert summary["api_calls"]["discord"]["writes"] > 0
+    assert summary["duration_seconds"] >= 0
+
+
+def test_json_logs_for_a_dry_run_and_an_error(run: Run, config) -> None:
+    result = run("reconcile", "--dry-run", globals_=("--log-format", "json"))
+    records = [json.loads(line) for line in result.stderr.splitlines()]
+    planned = [r for r in records if r["msg"] == "planned"]
+    assert planned and {"key", "system", "kind", "who", "change", "why"} <= set(planned[0])
+    with state_lock(config.settings.run.state_path):
+        busy = run("reconcile", globals_=("--log-format", "json"))
+    assert busy.exit_code == 3
+    (record,) = [json.loads(line) for line in busy.stderr.splitlines()]
+    assert record["level"] == "error" and "another syncctl run" in record["msg"]
+
+
+def test_no_secret_in_any_output(run: Run, sandbox: Sandbox, campaign) -> None:
+    outputs = []
+    for fmt in ("text", "json"):
+        outputs.append(run("reconcile", "--dry-run", globals_=("--log-format", fmt, "-vv")))
+        outputs.append(run("reconcile", globals_=("--log-format", fmt, "-v")))
+    outputs.append(run("config", "show"))
+    outputs.append(run("doctor", "--json"))
+    text = "".join(r.stdout + r.stderr for r in outputs)
+    for name, value in sandbox.secrets.items():
+        if name != "MAUTIC_USERNAME":  # a user name, shown by design
+            assert value not in text
+
+
+def test_secret_filter_redacts_messages_and_fields() -> None:
+    stream = io.StringIO()
+    logs.add_secrets(["sk_live_supersecret"])
+    undo = logs.configure("json", 0, stream=stream)
+    try:
+        logs.event(
+            logs.LOGGER,
+            logging.WARNING,
+            "echoed sk_live_supersecret",
+            token="x sk_live_supersecret",
+        )
+    finally:
+        undo()
+    record = json.loads(stream.getvalue())
+    assert "sk_live_supersecret" not in stream.getvalue()
+    assert record["msg"] == "echoed [redacted]" and record["token"] == "x [redacted]"
+
+
+def test_logging_is_restored_after_a_command(run: Run) -> None:
+    logger = logging.getLogger(logs.LOGGER)
+    before = (list(logger.handlers), logger.level, logger.propagate)
+    run("history")
+    assert (list(logger.handlers), logger.level, logger.propagate) == before
+
+
+def test_verbosity_levels() -> None:
+    assert logs.level_for(0, terminal=False) == logging.INFO
+    assert logs.level_for(-1, terminal=False) == logging.WARNING
+    assert logs.level_for(1, terminal=False) == logging.DEBUG
+    assert logs.level_for(0, terminal=True) == logging.WARNING
+    assert logs.level_for(1, terminal=True) == logging.INFO
+    assert logs.level_for(2, terminal=True) == logging.DEBUG
+
+
+def test_rich_only_on_a_terminal_without_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    terminal = Console(file=io.StringIO(), force_terminal=True)
+    pipe = Console(file=io.StringIO(), force_terminal=False)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    assert render.use_rich(terminal) and not render.use_rich(pipe)
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not render.use_rich(terminal)
+    monkeypatch.delenv("NO_COLOR")
+    monkeypatch.setenv("TERM", "dumb")
+    assert not render.use_rich(terminal)
+
+
+def test_progress_on_a_terminal_and_tables(config, sandbox: Sandbox) -> None:
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=140)
+    with render.RunProgress(console, enabled=True) as shown:
+        result = reconcile(config, progress=shown.phase, on_outcome=shown.outcome)
+    render.show_result(console, result)
+    text = buffer.getvalue()
+    assert "Outcome" in text and "API calls:" in text and "┃" in text
+
+
+def test_plain_progress_goes_to_the_fallback() -> None:
+    seen: list[str] = []
+    with render.RunProgress(Console(file=io.StringIO()), enabled=False, fallback=seen.append) as p:
+        p.phase("reading every Mautic contact")
+    assert seen == ["reading every Mautic contact"]

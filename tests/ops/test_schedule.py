@@ -1,0 +1,153 @@
+"""`syncctl schedule systemd|cron`: units and crontab lines, printed or installed."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from syncctl import schedule as sched
+from tests.ops.conftest import Run, one_error_line
+
+
+def units_of(stdout: str) -> dict[str, str]:
+    """`# /path/name` headers split the printed units."""
+    units: dict[str, str] = {}
+    name = None
+    for line in stdout.splitlines():
+        if line.startswith("# /"):
+            name = Path(line[2:]).name
+            units[name] = ""
+        elif name:
+            units[name] += line + "\n"
+    return units
+
+
+def test_systemd_units(run: Run, campaign: Path) -> None:
+    result = run("schedule", "systemd")
+    assert result.exit_code == 0, result.output
+    units = units_of(result.stdout)
+    assert set(units) == {
+        "syncctl.service",
+        "syncctl.timer",
+        "syncctl-audit.service",
+        "syncctl-audit.timer",
+    }
+    service = units["syncctl.service"]
+    assert "Type=oneshot" in service
+    exec_start = next(line for line in service.splitlines() if line.startswith("ExecStart="))
+    executable = exec_start.removeprefix("ExecStart=").split()[0]
+    assert os.path.isabs(executable)
+    assert f"--config {campaign.resolve() / 'syncctl.toml'}" in exec_start
+    assert f"--env-file {campaign.resolve() / '.env'}" in exec_start
+    assert exec_start.endswith(" reconcile")
+    assert "SuccessExitStatus=3" in service
+    assert f"WorkingDirectory={campaign.resolve()}" in service
+    timer = units["syncctl.timer"]
+    assert "OnCalendar=*:0/15" in timer
+    assert "Persistent=true" in timer and "RandomizedDelaySec=60" in timer
+    assert "WantedBy=timers.target" in timer
+    audit = units["syncctl-audit.service"]
+    assert "Type=oneshot" in audit and "reconcile --full --wait" in audit
+    audit_timer = units["syncctl-audit.timer"]
+    assert "OnCalendar=*-*-* 03:30:00" in audit_timer and "Persistent=true" in audit_timer
+    assert "flock" not in result.stdout
+
+
+def test_systemd_options_and_json_logs(run: Run) -> None:
+    result = run(
+        "schedule",
+        "systemd",
+        "--every",
+        "120",
+        "--audit-at",
+        "4:05",
+        "--delay",
+        "5",
+        globals_=("--log-format", "json"),
+    )
+    units = units_of(result.stdout)
+    assert "OnCalendar=0/2:00" in units["syncctl.timer"]
+    assert "RandomizedDelaySec=5" in units["syncctl.timer"]
+    assert "OnCalendar=*-*-* 04:05:00" in units["syncctl-audit.timer"]
+    assert "--log-format json" in units["syncctl.service"]
+
+
+def test_systemd_install_user_units(run: Run, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    result = run("schedule", "systemd", "--user", "--install")
+    assert result.exit_code == 0, result.output
+    directory = tmp_path / "xdg" / "systemd" / "user"
+    assert sorted(p.name for p in directory.iterdir()) == [
+        "syncctl-audit.service",
+        "syncctl-audit.timer",
+        "syncctl.service",
+        "syncctl.timer",
+    ]
+    assert "User=" not in (directory / "syncctl.service").read_text()
+    assert "systemctl --user enable --now syncctl.timer syncctl-audit.timer" in result.stderr
+    assert result.stdout == ""
+
+
+def test_cron_lines(run: Run, campaign: Path) -> None:
+    result = run("schedule", "cron", "--every", "10", "--audit-at", "02:45")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if not line.startswith("#")]
+    frequent, audit = lines
+    assert frequent.startswith("*/10 * * * * cd ")
+    assert audit.startswith("45 2 * * * cd ")
+    assert " -q " in frequent and frequent.endswith(" reconcile")
+    assert audit.endswith(" reconcile --full --wait")
+    assert str(campaign.resolve() / "syncctl.toml") in frequent
+    assert "flock" not in frequent + audit
+
+
+def test_cron_install_replaces_its_own_block(run: Run, tmp_path: Path, monkeypatch) -> None:
+    table = tmp_path / "crontab.txt"
+    table.write_text("MAILTO=ops@example.com\n0 1 * * * /usr/bin/backup\n")
+    fake = tmp_path / "bin" / "crontab"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\nif [ "$1" = "-l" ]; then cat {table}; else cat > {table}; fi\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    assert run("schedule", "cron", "--install").exit_code == 0
+    assert run("schedule", "cron", "--install", "--every", "5").exit_code == 0
+    text = table.read_text()
+    assert text.startswith("MAILTO=ops@example.com\n0 1 * * * /usr/bin/backup\n")
+    assert text.count(sched.BEGIN) == 1 and text.count(sched.END) == 1
+    assert "*/5 * * * *" in text and "*/15 * * * *" not in text
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("cron", "--user"), "--user applies to systemd"),
+        (("systemd", "--every", "90"), "--every 90"),
+        (("cron", "--audit-at", "25:00"), "--audit-at"),
+    ],
+    ids=["user-with-cron", "every-90", "bad-time"],
+)
+def test_bad_options_are_one_line_exit_2(run: Run, args, expected) -> None:
+    result = run("schedule", *args)
+    assert result.exit_code == 2
+    assert expected in one_error_line(result)
+
+
+def test_quoting() -> None:
+    spec = sched.ScheduleSpec(
+        executable=("/opt/sync ctl/bin/syncctl",),
+        config=Path("/etc/sync%ctl/syncctl.toml"),
+        env_file=None,
+    )
+    service = sched.systemd_units(spec, user_units=False, run_as="alice")[0].text
+    assert 'ExecStart="/opt/sync ctl/bin/syncctl" --config /etc/sync%%ctl/syncctl.toml' in service
+    assert "User=alice" in service
+    cron = sched.crontab_block(spec)
+    assert "'/opt/sync ctl/bin/syncctl'" in cron and "sync\\%ctl" in cron
+
+
+def test_executable_is_absolute() -> None:
+    exe = sched.find_executable()
+    assert os.path.isabs(exe[0])
