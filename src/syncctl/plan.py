@@ -22,6 +22,7 @@ from syncctl.model import (
     Purchase,
     Snapshot,
     Tier,
+    is_valid_email,
 )
 
 NEW = "new"  # stands for an id that only exists once an earlier action ran
@@ -231,6 +232,11 @@ class _Planner:
                 continue  # rule 15
             if not contact.email:
                 self.note(f"contact {contact.id}", "opted in but has no email address")
+                continue
+            if not is_valid_email(contact.email):
+                # A validation error at Espo (or a bounce) on every run helps no one:
+                # wait until someone fixes the address.
+                self.note(contact.email, "opted in but the address is not valid: left alone")
                 continue
             self.contact(contact)
 

@@ -355,3 +355,9 @@ def test_plan_is_deterministic(settings) -> None:
         contacts=(contact(2, "b@example.com"), contact(1)),
     )
     assert plan(snapshot, settings) == plan(replace(snapshot), settings)
+
+
+def test_contact_with_an_invalid_address_is_noted_not_acted_on(settings) -> None:
+    result = plan(Snapshot(contacts=(contact(email="not-an-email"),)), settings)
+    assert result.is_empty
+    assert "not valid" in result.notes[0].message
