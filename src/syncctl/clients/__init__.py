@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from typing import Self
 
 from syncctl.errors import ConfigError
+from syncctl.http import CallStats, ServiceHTTP
 
 #: Visible ASCII only: what an HTTP header value can carry without mangling.
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
@@ -32,3 +34,28 @@ def header_credential(value: str, secret: str, service: str) -> str:
             hint=f"copy {secret} again, without quotes or spaces",
         )
     return token
+
+
+class VendorClient:
+    """What every vendor client shares: one `ServiceHTTP`, closing, a safe repr.
+
+    The repr shows the class and base URL only: never a credential.
+    """
+
+    _http: ServiceHTTP
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._http.base_url!r})"
+
+    @property
+    def stats(self) -> CallStats:
+        return self._http.stats
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

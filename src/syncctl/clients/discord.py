@@ -20,7 +20,7 @@ from urllib.parse import quote
 import httpx
 
 from syncctl import __version__
-from syncctl.clients import header_credential
+from syncctl.clients import VendorClient, header_credential
 from syncctl.errors import AuthRejected, BadResponse, InvalidRequest, NotFound
 from syncctl.http import CallStats, RetryPolicy, ServiceHTTP, parse_json
 from syncctl.ratelimit import BucketLimiter
@@ -219,7 +219,7 @@ def _error_code(response: httpx.Response) -> int | None:
     return code if isinstance(code, int) and not isinstance(code, bool) else None
 
 
-class DiscordClient:
+class DiscordClient(VendorClient):
     """The Discord calls syncctl makes, with typed results."""
 
     def __init__(
@@ -254,22 +254,6 @@ class DiscordClient:
             error_message=discord_error_message,
             transport=transport,
         )
-
-    def __repr__(self) -> str:  # the token never shows
-        return f"DiscordClient({self.api_base!r})"
-
-    @property
-    def stats(self) -> CallStats:
-        return self._http.stats
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> DiscordClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- invites --------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from syncctl.clients import header_credential
+from syncctl.clients import VendorClient, header_credential
 from syncctl.errors import BadResponse, ConfigError, Conflict
 from syncctl.http import CallStats, RetryPolicy, ServiceHTTP, expect_dict, parse_json
 
@@ -111,7 +111,7 @@ class AccessReport:
         return self.can_read_leads and self.can_create_leads
 
 
-class EspoClient:
+class EspoClient(VendorClient):
     """Typed access to the EspoCRM REST API (`{site}/api/v1`) with an API key."""
 
     def __init__(
@@ -147,18 +147,6 @@ class EspoClient:
             error_message=espo_error_message,
             transport=transport,
         )
-
-    def __repr__(self) -> str:  # the key must never show
-        return f"EspoClient({self.base_url!r})"
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> EspoClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- reads ----------------------------------------------------------------
 

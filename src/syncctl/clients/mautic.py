@@ -37,6 +37,7 @@ from typing import Any
 
 import httpx
 
+from syncctl.clients import VendorClient
 from syncctl.errors import AuthRejected, BadResponse, InvalidRequest, RateLimited
 from syncctl.http import CallStats, RetryPolicy, ServiceHTTP, expect_dict, parse_json
 from syncctl.ratelimit import BucketLimiter
@@ -172,7 +173,7 @@ class _ApiLimiter(BucketLimiter):
         return wait
 
 
-class MauticClient:
+class MauticClient(VendorClient):
     """Typed access to the Mautic calls syncctl needs. Thread-safe; close() when done."""
 
     def __init__(
@@ -203,18 +204,6 @@ class MauticClient:
             max_concurrency=max_concurrency,
             transport=transport,
         )
-
-    def __repr__(self) -> str:  # never the credentials
-        return f"MauticClient({self.base_url!r})"
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> MauticClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- contacts: reads --------------------------------------------------------------
 

@@ -42,7 +42,7 @@ from typing import Any
 
 import httpx
 
-from syncctl.clients import is_header_safe
+from syncctl.clients import VendorClient, is_header_safe
 from syncctl.errors import (
     AuthRejected,
     BadResponse,
@@ -233,7 +233,7 @@ class _TokenSource:
         self._renew_at = self.clock() + max(ttl - TOKEN_MARGIN, ttl / 2)
 
 
-class ShopwareClient:
+class ShopwareClient(VendorClient):
     """Typed access to the Shopware 6 Admin API of one shop (`{base_url}/api`)."""
 
     def __init__(
@@ -264,22 +264,6 @@ class ShopwareClient:
             transport=transport,
         )
         self._tokens = _TokenSource(self._http, client_id, client_secret)
-
-    def __repr__(self) -> str:
-        return f"ShopwareClient({self.base_url!r})"
-
-    @property
-    def stats(self) -> CallStats:
-        return self._http.stats
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> ShopwareClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- public API ---------------------------------------------------------
 

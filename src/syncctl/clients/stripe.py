@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import httpx
 import stripe
 
-from syncctl.clients import header_credential
+from syncctl.clients import VendorClient, header_credential
 from syncctl.errors import (
     AuthRejected,
     BadResponse,
@@ -251,7 +251,7 @@ def _metadata(raw: Mapping[str, Any], what: str) -> dict[str, str]:
 # -- the client ------------------------------------------------------------------------
 
 
-class StripeAPI:
+class StripeAPI(VendorClient):
     """Read-only access to the Checkout data syncctl reconciles from."""
 
     def __init__(
@@ -293,22 +293,6 @@ class StripeAPI:
             max_network_retries=0,
             http_client=_ServiceHTTPClient(self._http),
         )
-
-    def __repr__(self) -> str:  # never the key
-        return f"StripeAPI({self.api_base!r})"
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> StripeAPI:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def stats(self) -> CallStats:
-        return self._http.stats
 
     # -- public API --------------------------------------------------------------
 
