@@ -6,7 +6,11 @@ benchmark count every call in one place.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
 
 from syncctl.clients.discord import DiscordClient
 from syncctl.clients.espocrm import EspoClient
@@ -27,34 +31,50 @@ class Services:
     stats: CallStats = field(default_factory=CallStats)
 
     @classmethod
-    def connect(cls, config: Config, *, stats: CallStats | None = None) -> Services:
-        """Clients for every service; raises ConfigError when a secret is missing."""
+    def connect(
+        cls,
+        config: Config,
+        *,
+        stats: CallStats | None = None,
+        transport_for: Callable[[str], httpx.BaseTransport | None] | None = None,
+    ) -> Services:
+        """Clients for every service; raises ConfigError when a secret is missing.
+
+        `transport_for(service)` lets tests and the cassette recorder put
+        their own transport under a client.
+        """
         config.secrets.require()
         s = config.settings
         stats = stats if stats is not None else CallStats()
-        common = {
-            "stats": stats,
-            "retry": RetryPolicy(attempts=s.run.retries + 1),
-            "timeout": s.run.timeout_seconds,
-            "max_concurrency": s.run.concurrency,
-        }
+
+        def common(service: str) -> dict[str, Any]:
+            return {
+                "stats": stats,
+                "retry": RetryPolicy(attempts=s.run.retries + 1),
+                "timeout": s.run.timeout_seconds,
+                "max_concurrency": s.run.concurrency,
+                "transport": transport_for(service) if transport_for else None,
+            }
+
         secret = config.secret
         return cls(
-            stripe=StripeAPI(s.stripe.api_base, secret("STRIPE_API_KEY"), **common),
+            stripe=StripeAPI(s.stripe.api_base, secret("STRIPE_API_KEY"), **common("stripe")),
             mautic=MauticClient(
                 s.mautic.base_url,
                 secret("MAUTIC_USERNAME"),
                 secret("MAUTIC_PASSWORD"),
-                **common,
+                **common("mautic"),
             ),
-            discord=DiscordClient(s.discord.api_base, secret("DISCORD_BOT_TOKEN"), **common),
+            discord=DiscordClient(
+                s.discord.api_base, secret("DISCORD_BOT_TOKEN"), **common("discord")
+            ),
             shopware=ShopwareClient(
                 s.shopware.base_url,
                 secret("SHOPWARE_CLIENT_ID"),
                 secret("SHOPWARE_CLIENT_SECRET"),
-                **common,
+                **common("shopware"),
             ),
-            espocrm=EspoClient(s.espocrm.base_url, secret("ESPOCRM_API_KEY"), **common),
+            espocrm=EspoClient(s.espocrm.base_url, secret("ESPOCRM_API_KEY"), **common("espocrm")),
             stats=stats,
         )
 

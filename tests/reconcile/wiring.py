@@ -6,13 +6,7 @@ from collections.abc import Callable
 
 import httpx
 
-from syncctl.clients.discord import DiscordClient
-from syncctl.clients.espocrm import EspoClient
-from syncctl.clients.mautic import MauticClient
-from syncctl.clients.shopware import ShopwareClient
-from syncctl.clients.stripe import StripeAPI
 from syncctl.config import Config
-from syncctl.http import CallStats
 from syncctl.services import Services
 
 
@@ -20,43 +14,7 @@ def build_services(
     config: Config, transport_for: Callable[[str], httpx.BaseTransport | None]
 ) -> Services:
     """Like `Services.connect`, with `transport_for(service)` under each client."""
-    s, secret = config.settings, config.secret
-    stats = CallStats()
-    return Services(
-        stripe=StripeAPI(
-            s.stripe.api_base,
-            secret("STRIPE_API_KEY"),
-            stats=stats,
-            transport=transport_for("stripe"),
-        ),
-        mautic=MauticClient(
-            s.mautic.base_url,
-            secret("MAUTIC_USERNAME"),
-            secret("MAUTIC_PASSWORD"),
-            stats=stats,
-            transport=transport_for("mautic"),
-        ),
-        discord=DiscordClient(
-            s.discord.api_base,
-            secret("DISCORD_BOT_TOKEN"),
-            stats=stats,
-            transport=transport_for("discord"),
-        ),
-        shopware=ShopwareClient(
-            s.shopware.base_url,
-            secret("SHOPWARE_CLIENT_ID"),
-            secret("SHOPWARE_CLIENT_SECRET"),
-            stats=stats,
-            transport=transport_for("shopware"),
-        ),
-        espocrm=EspoClient(
-            s.espocrm.base_url,
-            secret("ESPOCRM_API_KEY"),
-            stats=stats,
-            transport=transport_for("espocrm"),
-        ),
-        stats=stats,
-    )
+    return Services.connect(config, transport_for=transport_for)
 
 
 class Hook(httpx.HTTPTransport):
