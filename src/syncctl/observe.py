@@ -445,7 +445,7 @@ def observe(
     now = now or datetime.now(UTC)
     first_run = journal.cursor(CURSOR_STRIPE) is None or journal.cursor(CURSOR_MAUTIC) is None
     full = full or first_run
-    observer = _Observer(services, journal, settings, code_secret, now, progress or log.info)
+    observer = _Observer(services, journal, settings, code_secret, now, progress or log.debug)
     errors: dict[str, str] = {}
     unknown: set[str] = set()
 
