@@ -55,6 +55,13 @@ def read_history(
         )
 
 
+def outcome(e: Entry) -> str:
+    """The entry's state; "observed" for work found done in the services, not done by us."""
+    if e.detail.get("observed"):
+        return "observed"
+    return str(e.state)
+
+
 def entry_dict(e: Entry) -> dict[str, Any]:
     """One attempt as JSON: when, action, who, outcome, external reference, error."""
     return {
@@ -65,7 +72,7 @@ def entry_dict(e: Entry) -> dict[str, Any]:
         "key": e.key,
         "action": e.kind,
         "who": e.subject,
-        "outcome": str(e.state),
+        "outcome": outcome(e),
         "ref": e.ref,
         "error": e.error,
     }

@@ -23,6 +23,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from syncctl.apply import Outcome, Status
+from syncctl.history import outcome as history_outcome
 from syncctl.model import Action, Plan
 from syncctl.reconcile import RunResult
 
@@ -407,8 +408,9 @@ def history_table(entries: list[Entry], *, title: str = "Journal") -> Table:
     table.add_column("reference", overflow="fold")
     table.add_column("error", overflow="fold")
     for e in entries:
-        style = {"failed": "red", "in_flight": "yellow", "minted": "yellow"}.get(str(e.state))
-        outcome = f"[{style}]{e.state}[/{style}]" if style else str(e.state)
+        state = history_outcome(e)
+        style = {"failed": "red", "in_flight": "yellow", "minted": "yellow"}.get(state)
+        outcome = f"[{style}]{state}[/{style}]" if style else state
         table.add_row(
             _when(e.started_at),
             LABELS.get(e.kind, e.kind),
@@ -424,7 +426,7 @@ def history_lines(entries: list[Entry]) -> list[str]:
     """One line per attempt: when, action, who, outcome, reference, error."""
     lines = []
     for e in entries:
-        line = f"{_when(e.started_at)} {e.kind} {e.subject} {e.state}"
+        line = f"{_when(e.started_at)} {e.kind} {e.subject} {history_outcome(e)}"
         if e.ref:
             line += f" ref={e.ref}"
         line += f" key={e.key}"
