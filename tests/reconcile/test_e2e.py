@@ -205,3 +205,13 @@ def test_purchase_handled_by_the_old_workflow_keeps_its_code(sandbox, config) ->
     sandbox.clear_logs()
     assert reconcile(config).plan.is_empty
     assert reconcile(config, full=True).plan.is_empty
+
+
+def test_delayed_payment_succeeding_later_becomes_a_purchase(sandbox, config) -> None:
+    reconcile(config)
+    pending = next(s for s in sandbox.stripe.sessions if s["payment_status"] == "unpaid")
+    sandbox.stripe.mark_paid(pending["id"])
+    result = reconcile(config)
+    assert result.mode == "incremental"
+    assert f"coupon:{pending['id']}" in {a.key for a in result.plan.actions}
+    assert violations(sandbox, config) == []
