@@ -382,7 +382,12 @@ class _Observer:
                 if inv.inviter_id != bot:
                     continue  # a person's invite, or another bot's: not ours to judge
                 found[inv.code] = Invite(
-                    inv.code, channel, inv.created_at, inv.inviter_id, inv.uses, inv.max_uses
+                    inv.code,
+                    channel,
+                    inv.created_at,
+                    inv.inviter_id,
+                    inv.uses or 0,
+                    inv.max_uses or 0,
                 )
         return found
 
@@ -457,7 +462,8 @@ def observe(
             unknown.add(fact)
             return default
 
-    purchases = attempt("purchases", lambda: observer.sessions(full), {})
+    no_purchases: dict[str, Purchase] = {}
+    purchases = attempt("purchases", lambda: observer.sessions(full), no_purchases)
     if "purchases" in unknown:
         observer.cursors.pop(CURSOR_STRIPE, None)
     vip = [p for p in purchases.values() if p.is_vip_purchase]
@@ -466,14 +472,15 @@ def observe(
     if not full:
         purchases = observer.recorded_codes(purchases)
         vip = [p for p in purchases.values() if p.is_vip_purchase]
-    codes = attempt("codes", lambda: observer.existing_codes(vip, full), set())
+    nothing: set[str] = set()
+    codes = attempt("codes", lambda: observer.existing_codes(vip, full), nothing)
     if full and "codes" not in unknown:
         purchases = observer.legacy_codes(purchases, contacts, codes)
         vip = [p for p in purchases.values() if p.is_vip_purchase]
     opted_in = {c.email for c in contacts.values() if c.opt_in and c.email}
-    leads = attempt("leads", lambda: observer.leads(opted_in, full), set())
+    leads = attempt("leads", lambda: observer.leads(opted_in, full), nothing)
     invites = attempt("invites", observer.invites, None) if full else None
-    sent = attempt("sent", lambda: observer.sent(contacts, vip, invites, full), set())
+    sent = attempt("sent", lambda: observer.sent(contacts, vip, invites, full), nothing)
     snapshot = Snapshot(
         purchases=tuple(purchases.values()),
         contacts=tuple(contacts.values()),
