@@ -319,15 +319,16 @@ class ServiceHTTP:
         write: bool,
     ) -> httpx.Response:
         route = httpx.URL(path).path if "://" in path else path
-        wait = self.limiter.reserve(method, route)
-        if wait > self.retry.max_retry_after:
-            raise RateLimited(
-                self.service,
-                f"{method} {route}: the rate-limit bucket refills in {wait:.0f}s",
-                hint="the next run continues; raise the vendor's limit if this repeats",
-                retry_after=wait,
-            )
-        if wait > 0:
+        # Wait until the bucket has a slot for us; others may take the slots
+        # of the next window first, so ask again after each wait.
+        while (wait := self.limiter.reserve(method, route)) > 0:
+            if wait > self.retry.max_retry_after:
+                raise RateLimited(
+                    self.service,
+                    f"{method} {route}: the rate-limit bucket refills in {wait:.0f}s",
+                    hint="the next run continues; raise the vendor's limit if this repeats",
+                    retry_after=wait,
+                )
             self.stats.add(self.service, waited=wait)
             self._sleep(wait)
         with self._slots:

@@ -19,6 +19,7 @@ class _Bucket:
     limit: int | None
     remaining: int
     reset_at: float  # monotonic seconds
+    window: float = 0.0  # longest reset-after seen: how long a window lasts
 
 
 class BucketLimiter:
@@ -55,15 +56,19 @@ class BucketLimiter:
             if bucket is None:
                 return wait
             if now >= bucket.reset_at:
-                # The window has rolled over: no constraint until a response
-                # tells the new state of the bucket.
-                del self._buckets[self._bucket_id(route)]
-                return wait
+                if bucket.limit is None or bucket.window <= 0:
+                    # Nothing known of the next window: no constraint until a
+                    # response tells the new state of the bucket.
+                    del self._buckets[self._bucket_id(route)]
+                    return wait
+                # Assume a fresh window of the same size, so that callers that
+                # waited for this reset do not all go at once.
+                bucket.remaining = bucket.limit
+                bucket.reset_at = now + bucket.window
             if bucket.remaining > 0:
                 bucket.remaining -= 1
                 return wait
-            wait = max(wait, bucket.reset_at - now)
-            return wait
+            return max(wait, bucket.reset_at - now)
 
     def update(self, method: str, path: str, status: int, headers: Mapping[str, str]) -> None:
         """Learn from a response's headers (any status)."""
@@ -87,10 +92,17 @@ class BucketLimiter:
             if remaining is None or reset_after is None:
                 return
             key = self._bucket_id(route)
+            reset_at = now + reset_after
+            known = self._buckets.get(key)
+            if known is not None and abs(known.reset_at - reset_at) < 0.5:
+                # Same window: answers to earlier requests may arrive late;
+                # never give back slots that were reserved meanwhile.
+                remaining = min(remaining, known.remaining)
             self._buckets[key] = _Bucket(
                 limit=int(limit) if limit is not None else None,
                 remaining=int(remaining),
-                reset_at=now + reset_after,
+                reset_at=reset_at,
+                window=max(reset_after, known.window if known else 0.0),
             )
 
 
