@@ -33,6 +33,9 @@ from syncctl.services import Services
 log = logging.getLogger(__name__)
 
 
+#: Workers per admitted call of a service: one per service a person's
+#: actions may touch.
+WORKERS_PER_SLOT = 5
 UNRESOLVED = "an earlier attempt's outcome is still unknown; resolved next run"
 
 
@@ -108,7 +111,11 @@ class Applier:
         chains: dict[str, list[Action]] = defaultdict(list)
         for action in plan.actions:
             chains[action.subject].append(action)
-        workers = max(1, self.settings.run.concurrency)
+        # Each service admits `concurrency` calls at once (ServiceHTTP); people
+        # waiting on one service's rate limit must not keep the others idle,
+        # so there are enough workers to keep every service busy.
+        concurrency = max(1, self.settings.run.concurrency)
+        workers = 1 if concurrency == 1 else min(64, concurrency * WORKERS_PER_SLOT)
         if workers == 1 or len(chains) == 1:
             results = [self._run_chain(actions) for actions in chains.values()]
         else:
