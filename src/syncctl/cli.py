@@ -40,12 +40,15 @@ from syncctl import config as config_mod
 from syncctl.errors import SyncctlError, UsageError
 
 if TYPE_CHECKING:
+    # Typer vendors click; its base Context (what Group.invoke receives) is not re-exported.
+    from typer._click import Context as ClickContext
+
     from syncctl.reconcile import RunResult
 
 err = Console(stderr=True, highlight=False)
 
 
-def _print_error(ctx: typer.Context, text: str) -> None:
+def _print_error(ctx: ClickContext, text: str) -> None:
     state = ctx.find_object(AppState)
     if state is not None and state.log_format == "json":
         logs.event(logs.LOGGER, logging.ERROR, text)
@@ -56,7 +59,7 @@ def _print_error(ctx: typer.Context, text: str) -> None:
 class _Group(typer.core.TyperGroup):
     """Maps library errors to one clean line and an exit code."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: ClickContext) -> Any:
         try:
             return super().invoke(ctx)
         except SyncctlError as exc:

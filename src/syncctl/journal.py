@@ -344,10 +344,10 @@ class Journal:
     @classmethod
     def _open_readonly(cls, path: Path) -> sqlite3.Connection:
         if not path.exists():
-            conn = cls._connect(":memory:")
-            _migrate(conn, path)
-            return conn
-        conn = None
+            empty = cls._connect(":memory:")
+            _migrate(empty, path)
+            return empty
+        conn: sqlite3.Connection | None = None
         try:
             conn = cls._connect(f"file:{quote(str(path))}?mode=ro", uri=True)
             version = _read_version(conn, path)

@@ -364,8 +364,11 @@ class EspoClient(VendorClient):
             if len(records) < size or not records:
                 return
             # -2: no more records; a real total (X-No-Total ignored) ends too.
-            numeric = isinstance(total, int | float) and not isinstance(total, bool)
-            if numeric and (total == -2 or (total >= 0 and offset >= total)):
+            if (
+                isinstance(total, int | float)
+                and not isinstance(total, bool)
+                and (total == -2 or (total >= 0 and offset >= total))
+            ):
                 return
 
 

@@ -593,13 +593,13 @@ def _parse_promotion(item: dict[str, Any]) -> Promotion:
     if not isinstance(pid, str) or not pid:
         raise BadResponse(SERVICE, "promotion: 'id' missing or not a string")
     flags: dict[str, bool] = {}
-    for name in ("active", "useCodes", "useIndividualCodes"):
-        value = item.get(name)
+    for flag in ("active", "useCodes", "useIndividualCodes"):
+        value = item.get(flag)
         if not isinstance(value, bool):
             raise BadResponse(
-                SERVICE, f"promotion: '{name}' missing or not a boolean ({value!r:.20})"
+                SERVICE, f"promotion: '{flag}' missing or not a boolean ({value!r:.20})"
             )
-        flags[name] = value
+        flags[flag] = value
     name = item.get("name")
     if not isinstance(name, str):
         # Unset in the API language: Shopware falls back in `translated`.

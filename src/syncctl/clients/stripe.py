@@ -23,7 +23,7 @@ import io
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import stripe
@@ -41,6 +41,10 @@ from syncctl.errors import (
 )
 from syncctl.http import CallStats, RetryPolicy, ServiceHTTP
 
+if TYPE_CHECKING:
+    from stripe.params import EventListParams
+    from stripe.params.checkout import SessionLineItemListParams, SessionListParams
+
 SERVICE = "stripe"
 DEFAULT_EVENT_TYPES = (
     "checkout.session.completed",
@@ -51,6 +55,10 @@ FULFILLABLE_PAYMENT_STATUSES = frozenset({"paid", "no_payment_required"})
 MAX_PAGE_SIZE = 100
 
 T = TypeVar("T")
+#: The params of the list endpoints `_iter_list` pages through (all take `starting_after`).
+ListParams = TypeVar(
+    "ListParams", "SessionListParams", "EventListParams", "SessionLineItemListParams"
+)
 
 # Secret/restricted/publishable keys, and the masked form Stripe echoes in 401/403s.
 _KEY_PATTERN = re.compile(r"\b(?:sk|rk|pk)_[A-Za-z0-9_*]+|\*{4,}[A-Za-z0-9]*")
@@ -126,12 +134,14 @@ class _ServiceHTTPClient(stripe.HTTPClient):
         super().__init__()
         self._http = http
 
-    def request(
+    def request(  # type: ignore[override]  # stripe types the body as str; it is bytes
         self,
         method: str,
         url: str,
         headers: Mapping[str, str] | None,
         post_data: Any = None,
+        *,
+        _usage: list[str] | None = None,
     ) -> tuple[bytes, int, Mapping[str, str]]:
         content = post_data.encode() if isinstance(post_data, str) else post_data
         # Returns the final response of any status (the SDK classifies errors);
@@ -145,6 +155,8 @@ class _ServiceHTTPClient(stripe.HTTPClient):
         url: str,
         headers: Mapping[str, str] | None,
         post_data: Any = None,
+        *,
+        _usage: list[str] | None = None,
     ) -> tuple[Any, int, Mapping[str, str]]:
         content, status, headers_out = self.request(method, url, headers, post_data)
         return io.BytesIO(content), status, headers_out
@@ -314,7 +326,7 @@ class StripeAPI(VendorClient):
         Includes complete-but-unpaid ones (check `is_paid`). Line items are
         complete: an embedded list with `has_more` is paged to its end.
         """
-        params: dict[str, Any] = {
+        params: SessionListParams = {
             "status": "complete",
             "limit": max(1, min(MAX_PAGE_SIZE, page_size)),
             "expand": ["data.line_items"],
@@ -341,7 +353,7 @@ class StripeAPI(VendorClient):
         wanted = email.strip()
         if not wanted:
             raise InvalidRequest(SERVICE, "an email address is required")
-        params: dict[str, Any] = {
+        params: SessionListParams = {
             "status": "complete",
             "customer_details": {"email": wanted},
             "limit": max(1, min(MAX_PAGE_SIZE, page_size)),
@@ -386,7 +398,7 @@ class StripeAPI(VendorClient):
         for name in wanted:
             if not name.startswith("checkout.session."):
                 raise ValueError(f"not a checkout session event type: {name}")
-        params: dict[str, Any] = {
+        params: EventListParams = {
             "types": wanted,
             "created": {"gte": int(created_gte)},
             "limit": max(1, min(MAX_PAGE_SIZE, page_size)),
@@ -474,7 +486,7 @@ class StripeAPI(VendorClient):
                 raise BadResponse(SERVICE, f"{what}: field 'line_items.has_more' is missing")
             if not has_more:
                 return tuple(items)
-        params: dict[str, Any] = {"limit": MAX_PAGE_SIZE}
+        params: SessionLineItemListParams = {"limit": MAX_PAGE_SIZE}
         if items:
             params["starting_after"] = items[-1].id
         for raw in self._iter_list(
@@ -488,14 +500,14 @@ class StripeAPI(VendorClient):
     def _iter_list(
         self,
         what: str,
-        fetch: Callable[[dict[str, Any]], Any],
-        params: dict[str, Any],
+        fetch: Callable[[ListParams], Any],
+        params: ListParams,
     ) -> Iterator[dict[str, Any]]:
         """Objects of a Stripe list, one page at a time (cursor: the last id)."""
-        params = dict(params)
+        params = params.copy()
         seen_cursor: str | None = params.get("starting_after")
         while True:
-            page = _as_dict(self._call(what, lambda: fetch(dict(params))), what)
+            page = _as_dict(self._call(what, lambda: fetch(params.copy())), what)
             data = page.get("data")
             has_more = page.get("has_more")
             if not isinstance(data, list):

@@ -47,7 +47,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from syncctl.sandbox.server import Emulator, Request, Response, route
 
@@ -235,6 +235,10 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
+@overload
+def _sql(value: datetime) -> str: ...
+@overload
+def _sql(value: None) -> None: ...
 def _sql(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).strftime(SQL_FORMAT)
 
@@ -1503,7 +1507,7 @@ class MauticEmulator(Emulator):
             if col == "id":
                 rows.sort(key=lambda s: s.id, reverse=desc)
             else:
-                rows.sort(key=lambda s, c=col: _null_first(s.row()[c]), reverse=desc)
+                rows.sort(key=lambda s: _null_first(s.row()[col]), reverse=desc)
         return rows
 
     def _parse_stat_order(self, raw: Any) -> list[tuple[str, bool]]:

@@ -624,11 +624,11 @@ class ShopwareEmulator(Emulator):
                     )
                     continue
                 if action == "delete":
-                    rid = str(record.get("id", "")).lower()
-                    if staged_codes.pop(rid, None) is not None:
-                        deleted.append(rid)
+                    del_id = str(record.get("id", "")).lower()
+                    if staged_codes.pop(del_id, None) is not None:
+                        deleted.append(del_id)
                     else:
-                        not_found.append(rid)
+                        not_found.append(del_id)
                     continue
                 rid = record.get("id")
                 if rid is not None and (not isinstance(rid, str) or not _HEX32.match(rid)):

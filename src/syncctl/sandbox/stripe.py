@@ -383,6 +383,14 @@ class StripeEmulator(Emulator):
     name = "stripe"
     prefix = "/v1"
 
+    # The knobs: set (and restored by `reset`) from `_options` in `_clear_state`.
+    now: Callable[[], float]
+    monotonic: Callable[[], float]
+    retry_after: float | None
+    embedded_line_items: int
+    event_retention_days: int
+    account_api_version: str
+
     def __init__(
         self,
         *,
