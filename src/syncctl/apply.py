@@ -78,7 +78,7 @@ class _Failed(Exception):
 
 
 @dataclass
-class _Chain:
+class Chain:
     """What earlier actions of the same person produced in this run."""
 
     outcomes: dict[str, Outcome] = field(default_factory=dict)
@@ -125,7 +125,7 @@ class Applier:
         return [by_key[a.key] for a in plan.actions]
 
     def _run_chain(self, actions: Iterable[Action]) -> list[Outcome]:
-        chain = _Chain()
+        chain = Chain()
         done: list[Outcome] = []
         for action in actions:
             outcome = self._run_one(action, chain)
@@ -135,7 +135,7 @@ class Applier:
                 self.on_outcome(outcome)
         return done
 
-    def _run_one(self, action: Action, chain: _Chain) -> Outcome:
+    def _run_one(self, action: Action, chain: Chain) -> Outcome:
         for dep in action.depends_on:
             before = chain.outcomes.get(dep)
             if before is not None and before.status is not Status.DONE:
@@ -206,7 +206,7 @@ class Applier:
 
     # -- Shopware -----------------------------------------------------------------
 
-    def _do_coupon(self, action: Action, chain: _Chain) -> Outcome:
+    def _do_coupon(self, action: Action, chain: Chain) -> Outcome:
         p = action.params
         entry = self._start(action.key, action, {"session_id": p["session_id"], "code": p["code"]})
         row, created = self._guard(
@@ -222,7 +222,7 @@ class Applier:
     def _alias(self, name: str) -> str:
         return getattr(self.fields, name)
 
-    def _do_contact_create(self, action: Action, chain: _Chain) -> Outcome:
+    def _do_contact_create(self, action: Action, chain: Chain) -> Outcome:
         p = action.params
         entry = self._start(action.key, action, _purchase_detail(p))
         body = {
@@ -241,7 +241,7 @@ class Applier:
             raise _Failed(self._not_stored("vip_status/promo_code"))
         return self._done(action, entry, action.key, str(contact.id))
 
-    def _do_contact_update(self, action: Action, chain: _Chain) -> Outcome:
+    def _do_contact_update(self, action: Action, chain: Chain) -> Outcome:
         p = action.params
         changes = {self._alias(name): value for name, value in p["changes"].items()}
         entry = self._start(action.key, action, _purchase_detail(p))
@@ -259,7 +259,7 @@ class Applier:
             "that alias? (check [mautic.fields] and the field list in Mautic)"
         )
 
-    def _do_unset_link(self, action: Action, chain: _Chain) -> Outcome:
+    def _do_unset_link(self, action: Action, chain: Chain) -> Outcome:
         p = action.params
         alias = self.link_alias(Tier(p["tier"]))
         current = self.sv.mautic.get(p["contact_id"]).text(alias).strip()
@@ -279,7 +279,7 @@ class Applier:
 
     # -- Discord ------------------------------------------------------------------
 
-    def _do_revoke(self, action: Action, chain: _Chain) -> Outcome:
+    def _do_revoke(self, action: Action, chain: Chain) -> Outcome:
         code = action.params["code"]
         entry = self._start(action.key, action, {"reason": action.reason})
         existed = self._guard(
@@ -287,7 +287,7 @@ class Applier:
         )
         return self._done(action, entry, action.key, code, existed=existed)
 
-    def _do_invite(self, action: Action, chain: _Chain) -> Outcome:
+    def _do_invite(self, action: Action, chain: Chain) -> Outcome:
         """Rules 8-10: re-read, mint, store, read back; never two live links."""
         p = action.params
         tier = Tier(p["tier"])
@@ -324,7 +324,7 @@ class Applier:
         return self.store_invite(action, entry, cid, tier, invite.code, chain)
 
     def store_invite(
-        self, action: Action, entry: int, cid: int, tier: Tier, code: str, chain: _Chain
+        self, action: Action, entry: int, cid: int, tier: Tier, code: str, chain: Chain
     ) -> Outcome:
         """Store a minted invite and verify it (also used by `recover`)."""
         alias = self.link_alias(tier)
@@ -353,7 +353,7 @@ class Applier:
 
     # -- mail ---------------------------------------------------------------------
 
-    def _do_mail(self, action: Action, chain: _Chain) -> Outcome:
+    def _do_mail(self, action: Action, chain: Chain) -> Outcome:
         p = action.params
         cid = p["contact_id"]
         if cid == NEW:
@@ -385,7 +385,7 @@ class Applier:
 
     # -- EspoCRM ------------------------------------------------------------------
 
-    def _do_lead(self, action: Action, chain: _Chain) -> Outcome:
+    def _do_lead(self, action: Action, chain: Chain) -> Outcome:
         p = action.params
         entry = self._start(action.key, action, {"email": p["email"]})
         result = self._guard(

@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 
-from syncctl.apply import Applier, _Chain
+from syncctl.apply import Applier, Chain
 from syncctl.codes import invite_code
 from syncctl.errors import ServiceError, SyncctlError
 from syncctl.journal import Entry, EntryState, Journal
@@ -128,7 +128,7 @@ class Recovery:
             "store the invite minted before a crash",
             params={"contact_id": cid, "tier": str(tier)},
         )
-        outcome = self.applier.store_invite(action, entry.id, cid, tier, code, _Chain())
+        outcome = self.applier.store_invite(action, entry.id, cid, tier, code, Chain())
         self._note(
             entry, "done", f"stored invite {code} minted by an interrupted run ({outcome.status})"
         )
