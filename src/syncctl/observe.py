@@ -31,9 +31,11 @@ from syncctl.services import Services
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: Incremental Mautic reads start this long before the cursor: same-second
-#: edits and small clock differences are re-read (and deduplicated), not lost.
-MAUTIC_OVERLAP = timedelta(minutes=2)
+#: Incremental Mautic reads start this long before the cursor (the newest
+#: dateModified seen, in Mautic's own clock): an edit whose transaction
+#: committed a little after its timestamp is re-read (and deduplicated), not
+#: lost. Longer would re-read the previous run's own writes every time.
+MAUTIC_OVERLAP = timedelta(seconds=15)
 #: Incremental Stripe event reads start this long before the cursor.
 EVENTS_OVERLAP = 300
 #: Stripe keeps events 30 days; an older cursor falls back to listing sessions.
