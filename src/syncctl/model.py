@@ -40,7 +40,7 @@ class Tier(StrEnum):
         return Tier.BASIC if self is Tier.VIP else Tier.VIP
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Purchase:
     """A Stripe Checkout Session, reduced to what the rules look at."""
 
@@ -57,7 +57,7 @@ class Purchase:
         return self.vip and self.paid and self.email is not None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Contact:
     """A Mautic contact, with the custom fields resolved from their aliases."""
 
@@ -76,7 +76,7 @@ class Contact:
         return self.link_vip if tier is Tier.VIP else self.link_basic
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Invite:
     """A live Discord invite in one of the campaign channels."""
 
@@ -88,7 +88,7 @@ class Invite:
     max_uses: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """What one run observed, plus what the journal knows was done.
 
@@ -143,7 +143,7 @@ SYSTEM_OF = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Action:
     """One change to one system, keyed stably across runs.
 
@@ -177,7 +177,7 @@ class Action:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Note:
     """Something the plan could not act on, that an operator should know."""
 
@@ -188,7 +188,7 @@ class Note:
         return {"subject": self.subject, "message": self.message}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Plan:
     actions: tuple[Action, ...] = ()
     notes: tuple[Note, ...] = ()
