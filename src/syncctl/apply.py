@@ -26,7 +26,7 @@ from syncctl.codes import invite_code, invite_url
 from syncctl.config import Settings
 from syncctl.errors import AuthRejected, OutcomeUnknown, ServiceError, SyncctlError
 from syncctl.journal import EntryState, Journal
-from syncctl.model import Action, Plan, Tier
+from syncctl.model import Action, ActionKind, Plan, Tier
 from syncctl.plan import NEW, mail_key
 from syncctl.services import Services
 
@@ -116,11 +116,12 @@ class Applier:
         # so there are enough workers to keep every service busy.
         concurrency = max(1, self.settings.run.concurrency)
         workers = 1 if concurrency == 1 else min(64, concurrency * WORKERS_PER_SLOT)
+        ordered = _interleave(list(chains.values()))
         if workers == 1 or len(chains) == 1:
-            results = [self._run_chain(actions) for actions in chains.values()]
+            results = [self._run_chain(actions) for actions in ordered]
         else:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apply") as pool:
-                results = list(pool.map(self._run_chain, chains.values()))
+                results = list(pool.map(self._run_chain, ordered))
         by_key = {o.action.key: o for chain in results for o in chain}
         return [by_key[a.key] for a in plan.actions]
 
@@ -398,6 +399,24 @@ class Applier:
             ),
         )
         return self._done(action, entry, action.key, result.lead.id, created=result.created)
+
+
+def _interleave(chains: list[list[Action]]) -> list[list[Action]]:
+    """People taken in turns by the Discord channel they need an invite in.
+
+    Discord limits invite creation per channel: with the people of one
+    channel first, every worker would wait on that channel's bucket while
+    the other channel's stays unused. Taking them in turns keeps both busy.
+    """
+    lanes: dict[str, list[list[Action]]] = defaultdict(list)
+    for chain in chains:
+        lane = next((str(a.params["channel_id"]) for a in chain if a.kind is ActionKind.INVITE), "")
+        lanes[lane].append(chain)
+    ordered: list[list[Action]] = []
+    queues = list(lanes.values())
+    for turn in range(max(map(len, queues), default=0)):
+        ordered.extend(queue[turn] for queue in queues if turn < len(queue))
+    return ordered
 
 
 def _purchase_detail(params: dict[str, Any] | Any) -> dict[str, Any]:

@@ -25,8 +25,9 @@ from syncctl.services import Services
 
 log = logging.getLogger(__name__)
 
-#: Invites created this long before an in-flight row started are not its own.
-MINT_SKEW = timedelta(seconds=60)
+#: Invites created more than this before an in-flight row started are not
+#: its own (Discord's clock against ours).
+MINT_SKEW = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Recovery:
         self.sv = services
         self.journal = journal
         self.applier = applier
+        self.settings = applier.settings.mautic
         self.results: list[Resolution] = []
 
     def run(self) -> list[Resolution]:
@@ -153,6 +155,17 @@ class Recovery:
             and inv.created_at is not None
             and inv.created_at >= earliest
         ]
+        try:
+            # A link someone holds is not ours to adopt or revoke, whoever minted it.
+            fields = self.settings.fields
+            aliases = (fields.invite_link_vip, fields.invite_link_basic)
+            candidates = [
+                inv for inv in candidates if not self.sv.mautic.find_holding(aliases, inv.code)
+            ]
+        except ServiceError as exc:
+            for entry in rows:
+                self._note(entry, "unresolved", f"{exc}; tried again next run")
+            return
         if len(rows) == 1 and len(candidates) == 1:
             entry = rows[0]
             self.journal.mark(entry.id, EntryState.MINTED, ref=candidates[0].code)

@@ -248,3 +248,30 @@ def test_unusable_state_dir_fails_before_any_call(sandbox, config, tmp_path) -> 
     with pytest.raises(StateError):
         reconcile(broken)
     assert sandbox.call_count() == 0
+
+
+def test_recovery_never_adopts_an_invite_another_contact_holds(sandbox, config) -> None:
+    """An invite POST that never reached Discord leaves a row in flight; the only
+    fresh unclaimed-looking invite is one a contact already holds in Mautic."""
+    from syncctl.journal import Journal
+
+    grace = sandbox.mautic.find("grace.hopper@example.com")[0]
+    with Journal.open(config.settings.run.state_path) as journal:
+        journal.start(
+            f"invite:{grace}:basic",
+            "issue_invite",
+            "grace.hopper@example.com",
+            run_id=None,
+            detail={
+                "contact_id": grace,
+                "tier": "basic",
+                "channel_id": config.settings.discord.basic_channel_id,
+            },
+        )
+        journal.set_meta("discord.bot_user_id", sandbox.discord.bot_user_id)
+    katherine = sandbox.mautic.find("katherine.johnson@example.com")[0]
+    held = sandbox.mautic.contact(katherine)["discord_invite_link_basic"]
+    result = reconcile(config)
+    assert [r.result for r in result.recovered] == ["aborted"]
+    assert sandbox.mautic.contact(grace)["discord_invite_link_basic"] != held
+    assert violations(sandbox, config) == []

@@ -29,7 +29,7 @@ from __future__ import annotations
 import heapq
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -262,6 +262,21 @@ class MauticClient(VendorClient):
             where = ("email", "eq", target)
         found = [c for c in self._scan([where], 200) if (c.email or "").lower() == wanted]
         return sorted(found, key=lambda c: c.id)
+
+    def find_holding(self, aliases: Iterable[str], fragment: str) -> list[Contact]:
+        """Contacts whose text field `alias` (any of `aliases`) contains `fragment`.
+
+        For finding who holds an invite code: one LIKE scan per field,
+        re-checked client-side. `fragment` must not contain LIKE wildcards.
+        """
+        if not fragment or any(ch in fragment for ch in "%_"):
+            raise ValueError(f"cannot search for {fragment!r} with LIKE")
+        found: dict[int, Contact] = {}
+        for alias in aliases:
+            for contact in self._scan([(alias, "like", f"%{fragment}%")], 200):
+                if fragment in contact.text(alias):
+                    found[contact.id] = contact
+        return sorted(found.values(), key=_by_id)
 
     def check_access(self) -> int:
         """One cheap authenticated read; returns the number of contacts.
