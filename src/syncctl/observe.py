@@ -11,12 +11,14 @@ a lost state directory never repeats a side effect.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from syncctl.clients.mautic import Contact as MauticContact
 from syncctl.clients.stripe import CheckoutSession
@@ -117,7 +119,48 @@ class _Observer:
         self._live: dict[str, Invite] | None = None
         #: Pending retries whose item no longer exists (kind, ref).
         self.gone: list[tuple[str, str]] = []
+        #: Bulk reads a full run started at once, in parallel (name -> future).
+        self.prefetched: dict[str, Future[Any]] = {}
         self.scanned: dict[str, int] = defaultdict(int)
+
+    def bulk(self, name: str, read: Callable[[], T]) -> T:
+        """A bulk read, from its prefetch when a full run started it early."""
+        future = self.prefetched.get(name)
+        return future.result() if future is not None else read()
+
+    def prefetch(self, pool: ThreadPoolExecutor) -> None:
+        """Start the full run's independent bulk reads, one per service call chain."""
+        m = self.settings.mautic
+        readers: dict[str, Callable[[], Any]] = {
+            "codes": self._read_codes,
+            "leads": self._read_lead_emails,
+            "invites": self._read_invites,
+        }
+        for email_id in (m.coupon_email, m.invite_email_vip, m.invite_email_basic):
+            readers[f"stats:{email_id}"] = functools.partial(self._read_stats, email_id)
+        for name, read in readers.items():
+            self.prefetched[name] = pool.submit(read)
+
+    def _read_codes(self) -> set[str]:
+        self.progress("reading the VIP promotion's codes")
+        promotion = self.settings.shopware.vip_promotion_id
+        return {code.code for code in self.sv.shopware.iter_codes(promotion)}
+
+    def _read_lead_emails(self) -> set[str]:
+        self.progress("reading every EspoCRM lead")
+        with_lead: set[str] = set()
+        for lead in self.sv.espocrm.iter_leads():
+            for address in lead.email_addresses or ((lead.email,) if lead.email else ()):
+                with_lead.add(address.lower())
+        return with_lead
+
+    def _read_stats(self, email_id: int) -> dict[int, list[datetime]]:
+        self.progress(f"reading Mautic's send log of email {email_id}")
+        dates: dict[int, list[datetime]] = defaultdict(list)
+        for stat in self.sv.mautic.iter_email_stats(email_id):
+            if not stat.is_failed and stat.date_sent and stat.lead_id is not None:
+                dates[stat.lead_id].append(stat.date_sent)
+        return dates
 
     # -- purchases ----------------------------------------------------------------
 
@@ -217,8 +260,7 @@ class _Observer:
         promotion = self.settings.shopware.vip_promotion_id
         shopware = self.sv.shopware
         if full or len(unknown) > BULK_THRESHOLD:
-            self.progress("reading the VIP promotion's codes")
-            return known | {code.code for code in shopware.iter_codes(promotion)}
+            return known | self.bulk("codes", self._read_codes)
         for p in unknown:
             found = shopware.find_code(p.code)
             if found is not None and found.promotion_id == promotion:
@@ -276,12 +318,7 @@ class _Observer:
             return known
         espo = self.sv.espocrm
         if full or len(unknown) > BULK_THRESHOLD:
-            self.progress("reading every EspoCRM lead")
-            with_lead: set[str] = set()
-            for lead in espo.iter_leads():
-                for address in lead.email_addresses or ((lead.email,) if lead.email else ()):
-                    with_lead.add(address.lower())
-            return known | (unknown & with_lead)
+            return known | (unknown & self.bulk("leads", self._read_lead_emails))
         for email in sorted(unknown):
             if espo.find_leads_by_email(email):
                 known.add(email)
@@ -346,12 +383,13 @@ class _Observer:
         dates: dict[tuple[int, int], list[datetime]] = defaultdict(list)
         mautic = self.sv.mautic
         if full or len(pairs) > BULK_THRESHOLD:
-            wanted = {cid for cid, _ in pairs}
             for email_id in sorted({eid for _, eid in pairs}):
-                self.progress(f"reading Mautic's send log of email {email_id}")
-                for stat in mautic.iter_email_stats(email_id):
-                    if stat.lead_id in wanted and not stat.is_failed and stat.date_sent:
-                        dates[(stat.lead_id, email_id)].append(stat.date_sent)
+                sends = self.bulk(
+                    f"stats:{email_id}", functools.partial(self._read_stats, email_id)
+                )
+                for cid, _ in pairs:
+                    if cid in sends:
+                        dates[(cid, email_id)] = sends[cid]
             return dates
         for cid, email_id in sorted(pairs):
             for stat in mautic.email_stats(cid, email_id):
@@ -370,6 +408,9 @@ class _Observer:
 
     def invites(self) -> dict[str, Invite]:
         """Live invites of syncctl's bot in the two campaign channels."""
+        return self.bulk("invites", self._read_invites)
+
+    def _read_invites(self) -> dict[str, Invite]:
         bot = self.journal.get_meta("discord.bot_user_id")
         if bot is None:
             bot = self.sv.discord.current_user_id()
@@ -432,6 +473,43 @@ class _Observer:
         return latest
 
 
+def _facts(
+    observer: _Observer,
+    attempt: Callable[[str, Callable[[], Any], Any], Any],
+    unknown: set[str],
+    purchases: dict[str, Purchase],
+    contacts: dict[int, Contact],
+    full: bool,
+) -> Snapshot:
+    """Everything the planner needs to know about the run's purchases and contacts."""
+    vip = [p for p in purchases.values() if p.is_vip_purchase]
+    purchase_emails = {p.email for p in vip if p.email}
+    if not full:
+        purchases = observer.recorded_codes(purchases)
+        vip = [p for p in purchases.values() if p.is_vip_purchase]
+    nothing: set[str] = set()
+    codes = attempt("codes", lambda: observer.existing_codes(vip, full), nothing)
+    if full and "codes" not in unknown:
+        purchases = observer.legacy_codes(purchases, contacts, codes)
+        vip = [p for p in purchases.values() if p.is_vip_purchase]
+    opted_in = {c.email for c in contacts.values() if c.opt_in and c.email}
+    leads = attempt("leads", lambda: observer.leads(opted_in, full), nothing)
+    invites = attempt("invites", observer.invites, None) if full else None
+    sent = attempt("sent", lambda: observer.sent(contacts, vip, invites, full), nothing)
+    return Snapshot(
+        purchases=tuple(purchases.values()),
+        contacts=tuple(contacts.values()),
+        existing_codes=frozenset(codes),
+        leads=frozenset(leads),
+        sent=frozenset(sent),
+        issued=observer.issued(set(contacts)),
+        latest_purchase=observer.latest_known(purchase_emails) if not full else {},
+        invites=invites,
+        full=full,
+        unknown=frozenset(unknown),
+    )
+
+
 def observe(
     services: Services,
     journal: Journal,
@@ -465,36 +543,26 @@ def observe(
             return default
 
     no_purchases: dict[str, Purchase] = {}
-    purchases = attempt("purchases", lambda: observer.sessions(full), no_purchases)
-    if "purchases" in unknown:
-        observer.cursors.pop(CURSOR_STRIPE, None)
-    vip = [p for p in purchases.values() if p.is_vip_purchase]
-    purchase_emails = {p.email for p in vip if p.email}
-    contacts = observer.contacts(full, purchase_emails)
-    if not full:
-        purchases = observer.recorded_codes(purchases)
+    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="observe") as pool:
+        if full:
+            # A full read needs nothing from one service to ask another: read
+            # them side by side (the largest pages each allows, one after the
+            # other within a service), rather than one service after another.
+            observer.prefetch(pool)
+            reading = pool.submit(
+                attempt, "purchases", lambda: observer.sessions(full), no_purchases
+            )
+            contacts = observer.contacts(full, set())
+            purchases = reading.result()
+        else:
+            purchases = attempt("purchases", lambda: observer.sessions(full), no_purchases)
+        if "purchases" in unknown:
+            observer.cursors.pop(CURSOR_STRIPE, None)
         vip = [p for p in purchases.values() if p.is_vip_purchase]
-    nothing: set[str] = set()
-    codes = attempt("codes", lambda: observer.existing_codes(vip, full), nothing)
-    if full and "codes" not in unknown:
-        purchases = observer.legacy_codes(purchases, contacts, codes)
-        vip = [p for p in purchases.values() if p.is_vip_purchase]
-    opted_in = {c.email for c in contacts.values() if c.opt_in and c.email}
-    leads = attempt("leads", lambda: observer.leads(opted_in, full), nothing)
-    invites = attempt("invites", observer.invites, None) if full else None
-    sent = attempt("sent", lambda: observer.sent(contacts, vip, invites, full), nothing)
-    snapshot = Snapshot(
-        purchases=tuple(purchases.values()),
-        contacts=tuple(contacts.values()),
-        existing_codes=frozenset(codes),
-        leads=frozenset(leads),
-        sent=frozenset(sent),
-        issued=observer.issued(set(contacts)),
-        latest_purchase=observer.latest_known(purchase_emails) if not full else {},
-        invites=invites,
-        full=full,
-        unknown=frozenset(unknown),
-    )
+        purchase_emails = {p.email for p in vip if p.email}
+        if not full:
+            contacts = observer.contacts(full, purchase_emails)
+        snapshot = _facts(observer, attempt, unknown, purchases, contacts, full)
     mode = "full" if full else "incremental"
     if first_run and full:
         mode = "full (first run)"
