@@ -149,6 +149,7 @@ def run_benchmark(
     phases: Sequence[str] = PHASES,
     phase_timeout: float | None = None,
     profile_dir: Path | None = None,
+    code_rev: str | None = None,
     log: Callable[[str], None] = _log,
 ) -> dict[str, Any]:
     """Run the phases against a fresh sandbox of `n` contacts; the result document."""
@@ -175,12 +176,8 @@ def run_benchmark(
         # The reconciler runs from a copy of src/ taken now: code edited while
         # the benchmark runs does not mix into its phases.
         code_dir = Path(tmp) / "code"
-        result["code"] = _code_version()
-        shutil.copytree(
-            ROOT / "src" / "syncctl",
-            code_dir / "syncctl",
-            ignore=shutil.ignore_patterns("__pycache__"),
-        )
+        result["code"] = _code_version(code_rev)
+        _copy_code(code_dir, code_rev)
         sandbox = Sandbox(latency=latency, emulator_options=limits.emulator_options())
         started = time.monotonic()
         campaign = seed_campaign(sandbox, n, shape=shape, seed=seed, now=time.time())
@@ -252,21 +249,50 @@ def run_benchmark(
     return result
 
 
-def _code_version() -> dict[str, Any]:
-    """The commit measured, and whether src/ had uncommitted changes (a hash of them)."""
-    import hashlib
+def _git(*args: str) -> str:
     import subprocess
 
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
-        return done.stdout.strip()
+    done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+    return done.stdout.strip()
 
-    diff = git("diff", "HEAD", "--", "src")
+
+def _code_version(rev: str | None) -> dict[str, Any]:
+    """The code measured: a commit, or the working tree (and whether src/ differs from HEAD)."""
+    import hashlib
+
+    if rev is not None:
+        return {"commit": _git("rev-parse", "--short", rev) or rev, "src_dirty": False}
+    diff = _git("diff", "HEAD", "--", "src")
     return {
-        "commit": git("rev-parse", "--short", "HEAD") or None,
+        "commit": _git("rev-parse", "--short", "HEAD") or None,
         "src_dirty": bool(diff),
         "src_diff_sha": hashlib.sha256(diff.encode()).hexdigest()[:12] if diff else None,
     }
+
+
+def _copy_code(into: Path, rev: str | None) -> None:
+    """`src/syncctl` of the working tree, or of commit `rev`, as `into/syncctl`."""
+    if rev is None:
+        shutil.copytree(
+            ROOT / "src" / "syncctl", into / "syncctl", ignore=shutil.ignore_patterns("__pycache__")
+        )
+        return
+    import io
+    import subprocess
+    import tarfile
+
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", rev, "src/syncctl"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        members = []
+        for member in tar.getmembers():
+            member.name = member.name.removeprefix("src/")
+            members.append(member)
+        tar.extractall(into, members=members, filter="data")
 
 
 def _machine() -> dict[str, Any]:
@@ -303,6 +329,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tag", default="", help="suffix of the result file names")
     parser.add_argument("--profile-dir", type=Path, help="cProfile each run into this directory")
     parser.add_argument(
+        "--code",
+        metavar="REV",
+        help="run the reconciler of this commit (git archive) instead of the working tree",
+    )
+    parser.add_argument(
         "--update-doc",
         type=Path,
         nargs="?",
@@ -335,6 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             phases=phases,
             phase_timeout=args.phase_timeout,
             profile_dir=args.profile_dir,
+            code_rev=args.code,
         )
         result["command"] = command
         path = args.out_dir / f"N{n}{args.tag}.json"
