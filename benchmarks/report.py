@@ -58,9 +58,15 @@ def _label(result: dict[str, Any]) -> str:
     if p.get("latency") != 0.02:
         notes.append(f"{p['latency'] * 1000:g} ms")
     standard = Limits().to_dict()
-    changed = [f"{k}={v}" for k, v in p.get("limits", {}).items() if standard.get(k) != v]
-    if changed:
-        notes.append("limits: " + ", ".join(changed))
+    limits = p.get("limits", {})
+    changed = {k for k, v in limits.items() if standard.get(k) != v}
+    if changed & {"discord_invite_limit", "discord_invite_window"}:
+        notes.append(
+            f"Discord invites {limits['discord_invite_limit']} per "
+            f"{limits['discord_invite_window']:g} s"
+        )
+    for key in sorted(changed - {"discord_invite_limit", "discord_invite_window"}):
+        notes.append(f"{key}={limits[key]}")
     return _n(result["n"]) + (f" ({'; '.join(notes)})" if notes else "")
 
 

@@ -71,7 +71,7 @@ def test_report_renders_every_section(result, tmp_path) -> None:
     assert "prose" in text and "after" in text and "old" not in text
     for heading in ("Targets of issue 6", "Every run", "against its floor", "n8n"):
         assert heading in text
-    assert "| steady state: <= 5 calls, 0 writes, at every N | 200 (0 ms; limits: " in text
+    assert "| steady state: <= 5 calls, 0 writes, at every N | 200 (0 ms; Discord invites " in text
 
 
 def test_command_line_rejects_unknown_phases(capsys) -> None:
