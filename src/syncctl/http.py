@@ -334,52 +334,66 @@ class ServiceHTTP:
         with self._slots:
             self.stats.record(self.service, write=write, route=f"{method} {_route_shape(route)}")
             try:
-                response = self._client.request(
-                    method,
-                    path,
-                    params=params,
-                    json=json_body,
-                    content=content,
-                    headers=headers,
+                response = self._request(
+                    method, path, params, json_body, content, headers, idempotent
                 )
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                # Never reached the service: safe to retry any method.
-                error = Unavailable(
-                    self.service,
-                    f"cannot connect to {self.base_url} ({type(exc).__name__})",
-                    hint="check the base URL in the config and that the service is up",
-                )
-                raise _Retry(error, None) from None
-            except httpx.UnsupportedProtocol:
-                raise Unavailable(
-                    self.service,
-                    f"cannot send {method} {route}: the base URL's scheme is not http(s)",
-                    hint="check the base URL in the config",
-                ) from None
-            except httpx.LocalProtocolError:
-                # Never quote the exception: h11 cites the offending header value,
-                # which is usually a credential with a stray character in it.
-                raise Unavailable(
-                    self.service,
-                    f"cannot send {method} {route}: a header value is not valid HTTP",
-                    hint=f"check the {self.service} credentials for stray spaces or newlines",
-                ) from None
-            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "lost"
-                if idempotent:
-                    raise _Retry(
-                        Unavailable(self.service, f"{method} {route}: connection {kind}"), None
-                    ) from None
-                raise OutcomeUnknown(
-                    self.service,
-                    f"{method} {route}: connection {kind} after sending; the write may have "
-                    "happened",
-                    hint="it is verified against the service before any retry",
-                ) from None
+            except BaseException:
+                self.limiter.unanswered(method, route)
+                raise
         self.limiter.update(method, route, response.status_code, response.headers)
         if response.status_code == 429:
             self.stats.add(self.service, throttled=1)
         return response
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        params: Any,
+        json_body: Any,
+        content: bytes | None,
+        headers: Mapping[str, str] | None,
+        idempotent: bool,
+    ) -> httpx.Response:
+        """One HTTP exchange, its transport failures mapped to what may be retried."""
+        route = httpx.URL(path).path if "://" in path else path
+        try:
+            return self._client.request(
+                method, path, params=params, json=json_body, content=content, headers=headers
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # Never reached the service: safe to retry any method.
+            error = Unavailable(
+                self.service,
+                f"cannot connect to {self.base_url} ({type(exc).__name__})",
+                hint="check the base URL in the config and that the service is up",
+            )
+            raise _Retry(error, None) from None
+        except httpx.UnsupportedProtocol:
+            raise Unavailable(
+                self.service,
+                f"cannot send {method} {route}: the base URL's scheme is not http(s)",
+                hint="check the base URL in the config",
+            ) from None
+        except httpx.LocalProtocolError:
+            # Never quote the exception: h11 cites the offending header value,
+            # which is usually a credential with a stray character in it.
+            raise Unavailable(
+                self.service,
+                f"cannot send {method} {route}: a header value is not valid HTTP",
+                hint=f"check the {self.service} credentials for stray spaces or newlines",
+            ) from None
+        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "lost"
+            if idempotent:
+                raise _Retry(
+                    Unavailable(self.service, f"{method} {route}: connection {kind}"), None
+                ) from None
+            raise OutcomeUnknown(
+                self.service,
+                f"{method} {route}: connection {kind} after sending; the write may have happened",
+                hint="it is verified against the service before any retry",
+            ) from None
 
     def _error_for(self, response: httpx.Response) -> ServiceError:
         status = response.status_code

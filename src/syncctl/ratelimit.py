@@ -4,6 +4,11 @@ Discord (and Mautic with its rate limiter on) announce their limits in
 `X-RateLimit-*` headers. Waiting *before* a bucket is empty costs a sleep;
 hitting it costs a 429, and Discord bans IPs that collect too many. So every
 response updates a bucket and every request reserves a slot in it first.
+
+Before the first answer nothing is known of a bucket: with `probe=True`
+one request goes first and the others of its route wait for its headers
+(as discord.py does), instead of a burst of `concurrency` requests into a
+bucket that may hold fewer.
 """
 
 from __future__ import annotations
@@ -30,10 +35,14 @@ class BucketLimiter:
     bucket (`X-RateLimit-Bucket`) a route belongs to.
     """
 
+    #: How often a caller held back by a probe looks again (seconds).
+    PROBE_POLL = 0.01
+
     def __init__(
         self,
         route_key: Callable[[str, str], str] | None = None,
         *,
+        probe: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._route_key = route_key or (lambda method, path: f"{method} {path}")
@@ -42,6 +51,9 @@ class BucketLimiter:
         self._route_to_bucket: dict[str, str] = {}
         self._buckets: dict[str, _Bucket] = {}
         self._global_until = 0.0
+        self._probe = probe
+        self._probing: set[str] = set()  # routes whose first request is out
+        self._unlimited: set[str] = set()  # routes answered without bucket headers
 
     def _bucket_id(self, route: str) -> str:
         return self._route_to_bucket.get(route, route)
@@ -54,6 +66,11 @@ class BucketLimiter:
             wait = max(0.0, self._global_until - now)
             bucket = self._buckets.get(self._bucket_id(route))
             if bucket is None:
+                if not self._probe or route in self._unlimited:
+                    return wait
+                if route in self._probing:
+                    return max(wait, self.PROBE_POLL)
+                self._probing.add(route)
                 return wait
             if now >= bucket.reset_at:
                 if bucket.limit is None or bucket.window <= 0:
@@ -83,6 +100,7 @@ class BucketLimiter:
         limit = _number(headers.get("x-ratelimit-limit"))
         bucket_name = headers.get("x-ratelimit-bucket")
         with self._lock:
+            self._probing.discard(route)
             now = self._clock()
             if status == 429 and headers.get("x-ratelimit-global", "").lower() == "true":
                 retry_after = _number(headers.get("retry-after")) or 1.0
@@ -90,6 +108,8 @@ class BucketLimiter:
             if bucket_name:
                 self._route_to_bucket[route] = bucket_name
             if remaining is None or reset_after is None:
+                if self._probe and self._bucket_id(route) not in self._buckets:
+                    self._unlimited.add(route)
                 return
             key = self._bucket_id(route)
             reset_at = now + reset_after
@@ -104,6 +124,12 @@ class BucketLimiter:
                 reset_at=reset_at,
                 window=max(reset_after, known.window if known else 0.0),
             )
+
+    def unanswered(self, method: str, path: str) -> None:
+        """A request got no answer: the next one of its route may probe."""
+        route = self._route_key(method, path)
+        with self._lock:
+            self._probing.discard(route)
 
 
 def _number(value: str | None) -> float | None:

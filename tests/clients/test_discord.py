@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -443,6 +444,18 @@ def test_buckets_are_separate_per_channel():
         assert client.stats.service("discord").waited == 0
         assert [e.status for e in rig.emulator.log] == [200] * 3
         assert client.limiter.reserve("POST", f"/channels/{VIP_CHANNEL}/invites") > 25
+
+
+def test_concurrent_first_requests_into_an_unknown_bucket_get_no_429():
+    # Before any answer the bucket's size is unknown: one request probes it and
+    # the others wait for its headers instead of bursting past its limit.
+    with discord_rig(invite_bucket_limit=3, invite_bucket_window=0.5, latency=0.02) as rig:
+        client = rig.client(max_concurrency=4)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda _: client.create_invite(VIP_CHANNEL, max_age=0), range(8)))
+
+        assert [e.status for e in rig.emulator.log] == [200] * 8
+        assert client.stats.service("discord").throttled == 0
 
 
 def test_429_is_retried_after_retry_after():

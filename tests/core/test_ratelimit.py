@@ -61,3 +61,38 @@ def test_routes_sharing_a_bucket_share_its_counter(limiter) -> None:
 def test_global_429_holds_every_route(limiter) -> None:
     limiter.update("GET", "/x", 429, {"x-ratelimit-global": "true", "retry-after": "3"})
     assert limiter.reserve("DELETE", "/other") == pytest.approx(3.0)
+
+
+@pytest.fixture
+def prober(clock: list[float]) -> BucketLimiter:
+    return BucketLimiter(probe=True, clock=lambda: clock[0])
+
+
+def test_probing_limiter_sends_one_request_first_into_an_unknown_bucket(prober) -> None:
+    assert prober.reserve("POST", "/x") == 0
+    assert prober.reserve("POST", "/x") == pytest.approx(BucketLimiter.PROBE_POLL)
+
+
+def test_probing_limiter_lets_others_go_once_the_first_answer_tells_the_bucket(prober) -> None:
+    prober.reserve("POST", "/x")
+    prober.update("POST", "/x", 200, headers(5, 4, 5.0))
+    assert [prober.reserve("POST", "/x") for _ in range(4)] == [0, 0, 0, 0]
+    assert prober.reserve("POST", "/x") == pytest.approx(5.0)
+
+
+def test_probing_limiter_stops_probing_a_route_answered_without_headers(prober) -> None:
+    prober.reserve("GET", "/y")
+    prober.update("GET", "/y", 200, {})
+    assert [prober.reserve("GET", "/y") for _ in range(3)] == [0, 0, 0]
+
+
+def test_probe_without_an_answer_lets_the_next_request_probe(prober) -> None:
+    prober.reserve("POST", "/x")
+    prober.unanswered("POST", "/x")
+    assert prober.reserve("POST", "/x") == 0
+    assert prober.reserve("POST", "/x") == pytest.approx(BucketLimiter.PROBE_POLL)
+
+
+def test_probing_one_route_does_not_hold_back_another(prober) -> None:
+    prober.reserve("POST", "/x")
+    assert prober.reserve("POST", "/z") == 0

@@ -165,7 +165,7 @@ class DiscordLimiter(BucketLimiter):
     """
 
     def __init__(self) -> None:
-        super().__init__(discord_route_key)
+        super().__init__(discord_route_key, probe=True)
 
     def update(self, method: str, path: str, status: int, headers: Mapping[str, str]) -> None:
         scoped = {k.lower(): v for k, v in headers.items()}

@@ -157,7 +157,7 @@ class _ApiLimiter(BucketLimiter):
     """
 
     def __init__(self, max_wait: float) -> None:
-        super().__init__(route_key=lambda method, path: "api")
+        super().__init__(route_key=lambda method, path: "api", probe=True)
         self._max_wait = max_wait
 
     def reserve(self, method: str, path: str) -> float:
