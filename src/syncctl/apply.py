@@ -8,7 +8,9 @@ of the next run; nothing is retried blindly.
 
 Actions of one person run in plan order (their dependencies are within the
 person); different people run concurrently, bounded by `[run] concurrency`.
-One person's failure skips only that person's dependent actions.
+One person's failure skips only that person's dependent actions. Their
+Mautic contact reads and edits, though, travel together: requests made
+within a moment of each other go out as one batch call (`batching`).
 """
 
 from __future__ import annotations
@@ -16,15 +18,18 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from syncctl.batching import Coalescer
+from syncctl.clients.mautic import BATCH_MAX
+from syncctl.clients.mautic import Contact as MauticContact
 from syncctl.codes import invite_code, invite_url
 from syncctl.config import Settings
-from syncctl.errors import AuthRejected, OutcomeUnknown, ServiceError, SyncctlError
+from syncctl.errors import AuthRejected, NotFound, OutcomeUnknown, ServiceError, SyncctlError
 from syncctl.journal import EntryState, Journal
 from syncctl.model import Action, ActionKind, Plan, Tier
 from syncctl.plan import NEW, mail_key
@@ -104,6 +109,10 @@ class Applier:
         self.fields = settings.mautic.fields
         self._down: dict[str, str] = {}  # service -> why it is not used any more this run
         self._lock = threading.Lock()
+        self._reads: Coalescer[int, MauticContact] = Coalescer(self._read_many, max_size=BATCH_MAX)
+        self._edits: Coalescer[tuple[int, Mapping[str, Any]], MauticContact] = Coalescer(
+            services.mautic.update_many, max_size=BATCH_MAX
+        )
 
     # -- driving ------------------------------------------------------------------
 
@@ -205,6 +214,24 @@ class Applier:
         self.journal.mark(entry, EntryState.DONE, ref=ref, detail=detail or None)
         return Outcome(action, Status.DONE, key, ref=ref)
 
+    # -- Mautic contact reads and edits, batched across people -------------------
+
+    def read_contact(self, contact_id: int) -> MauticContact:
+        """The contact as Mautic has it now (NotFound when it is gone)."""
+        return self._reads.submit(contact_id)
+
+    def edit_contact(self, contact_id: int, changes: Mapping[str, Any]) -> MauticContact:
+        """`MauticClient.update`, sent in a batch with other people's edits."""
+        return self._edits.submit((contact_id, changes))
+
+    def _read_many(self, ids: list[int]) -> list[MauticContact | ServiceError]:
+        found = self.sv.mautic.get_many(ids)
+        return [
+            found.get(cid)
+            or NotFound("mautic", f"contact {cid} does not exist (deleted or merged)", status=404)
+            for cid in ids
+        ]
+
     # -- Shopware -----------------------------------------------------------------
 
     def _do_coupon(self, action: Action, chain: Chain) -> Outcome:
@@ -246,7 +273,7 @@ class Applier:
         p = action.params
         changes = {self._alias(name): value for name, value in p["changes"].items()}
         entry = self._start(action.key, action, _purchase_detail(p))
-        contact = self._guard(entry, lambda: self.sv.mautic.update(p["contact_id"], changes))
+        contact = self._guard(entry, lambda: self.edit_contact(p["contact_id"], changes))
         for alias, value in changes.items():
             stored = contact.flag(alias) if isinstance(value, bool) else contact.text(alias)
             if stored != value:
@@ -263,13 +290,13 @@ class Applier:
     def _do_unset_link(self, action: Action, chain: Chain) -> Outcome:
         p = action.params
         alias = self.link_alias(Tier(p["tier"]))
-        current = self.sv.mautic.get(p["contact_id"]).text(alias).strip()
+        current = self.read_contact(p["contact_id"]).text(alias).strip()
         if not current:
             return Outcome(action, Status.DONE, action.key, message="already empty")
         if current != p["expected"]:
             raise _Failed(f"mautic: {alias} changed since it was read ({current!r}); next run")
         entry = self._start(action.key, action, {"cleared": current})
-        contact = self._guard(entry, lambda: self.sv.mautic.update(p["contact_id"], {alias: ""}))
+        contact = self._guard(entry, lambda: self.edit_contact(p["contact_id"], {alias: ""}))
         if contact.text(alias).strip():
             self.journal.mark(entry, EntryState.FAILED, error="field not cleared")
             raise _Failed(f"mautic: {alias} could not be cleared")
@@ -294,8 +321,7 @@ class Applier:
         tier = Tier(p["tier"])
         cid = p["contact_id"]
         alias = self.link_alias(tier)
-        mautic = self.sv.mautic
-        current = mautic.get(cid).text(alias).strip()  # rule 9: check right before minting
+        current = self.read_contact(cid).text(alias).strip()  # rule 9: check before minting
         if current:
             return Outcome(
                 action,
@@ -331,14 +357,14 @@ class Applier:
         alias = self.link_alias(tier)
         url = invite_url(code)
         try:
-            self.sv.mautic.update(cid, {alias: url})
+            self.edit_contact(cid, {alias: url})
         except OutcomeUnknown:
             raise  # stays minted: the next run stores or revokes it
         except ServiceError as exc:
             self.revoke_quietly(code, "could not be stored in Mautic")
             self.journal.mark(entry, EntryState.FAILED, error=str(exc))
             raise
-        stored = self.sv.mautic.get(cid).text(alias).strip()  # rule 10: read back
+        stored = self.read_contact(cid).text(alias).strip()  # rule 10: read back
         if invite_code(stored) != code:
             self.revoke_quietly(code, "another value was stored meanwhile")
             self.journal.mark(entry, EntryState.FAILED, error=f"conflict: field holds {stored!r}")

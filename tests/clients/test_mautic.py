@@ -577,6 +577,131 @@ def test_update_missing_contact_raises_not_found(client: MauticClient) -> None:
         client.update(999, {"promo_code": "X"})
 
 
+# -- batches -------------------------------------------------------------------------------------
+
+
+def test_emulator_batch_edit_answers_a_status_per_item_and_errors_by_position(
+    emulator: MauticEmulator, raw: httpx.Client
+) -> None:
+    cid = emulator.add_contact("ann@example.com")
+    body = raw.patch(
+        "/api/contacts/batch/edit",
+        json=[{"id": 999, "promo_code": "X"}, {"id": cid, "promo_code": "Y"}],
+    ).json()
+    assert body["statusCodes"] == [404, 200]
+    assert body["errors"]["0"]["code"] == 404
+    assert list(body["contacts"]) == ["1"]  # a gap at 0: a PHP array with keys 1.. is an object
+    assert emulator.contact(cid)["promo_code"] == "Y"
+
+
+def test_emulator_batch_edit_refuses_more_than_the_batch_limit(raw: httpx.Client) -> None:
+    answer = raw.patch("/api/contacts/batch/edit", json=[{"id": i} for i in range(201)])
+    assert answer.status_code == 400
+    assert "max of 200" in answer.json()["errors"][0]["message"]
+
+
+def test_get_many_reads_contacts_by_id_in_one_call(
+    emulator: MauticEmulator, client: MauticClient
+) -> None:
+    ids = [emulator.add_contact(f"u{i}@example.com") for i in range(5)]
+    found = client.get_many([*ids, 999])
+    assert sorted(found) == ids
+    assert found[ids[2]].email == "u2@example.com"
+    assert len(emulator.exchanges("GET")) == 1
+
+
+def test_get_many_splits_ids_into_batches_of_200(
+    emulator: MauticEmulator, client: MauticClient
+) -> None:
+    ids = [emulator.add_contact(f"u{i}@example.com") for i in range(450)]
+    assert len(client.get_many(ids)) == 450
+    assert len(emulator.exchanges("GET")) == 3
+
+
+def test_update_many_patches_several_contacts_in_one_call(
+    emulator: MauticEmulator, client: MauticClient
+) -> None:
+    a = emulator.add_contact("a@example.com")
+    b = emulator.add_contact("b@example.com", promo_code="OLD")
+    saved = client.update_many([(a, {"vip_status": True}), (b, {"promo_code": None})])
+    assert isinstance(saved[0], Contact) and saved[0].flag("vip_status")
+    assert isinstance(saved[1], Contact) and saved[1].text("promo_code") == ""
+    (patch,) = emulator.exchanges("PATCH")
+    assert patch.body == [
+        {"id": a, "vip_status": True},
+        {"id": b, "promo_code": None, "overwriteWithBlank": True},
+    ]
+
+
+def test_update_many_reports_a_missing_contact_alone(
+    emulator: MauticEmulator, client: MauticClient
+) -> None:
+    a = emulator.add_contact("a@example.com")
+    saved = client.update_many([(999, {"promo_code": "X"}), (a, {"promo_code": "Y"})])
+    assert isinstance(saved[0], NotFound)
+    assert isinstance(saved[1], Contact) and saved[1].text("promo_code") == "Y"
+
+
+def test_update_many_refuses_an_unsafe_change_without_sending_it(
+    emulator: MauticEmulator, client: MauticClient
+) -> None:
+    a = emulator.add_contact("a@example.com")
+    b = emulator.add_contact("b@example.com")
+    saved = client.update_many([(a, {"email": "x@example.com"}), (b, {"promo_code": "Y"})])
+    assert isinstance(saved[0], InvalidRequest)
+    (patch,) = emulator.exchanges("PATCH")
+    assert patch.body == [{"id": b, "promo_code": "Y"}]
+
+
+def test_update_many_reports_an_alias_mautic_ignored(
+    emulator: MauticEmulator, client: MauticClient
+) -> None:
+    a = emulator.add_contact("a@example.com")
+    (saved,) = client.update_many([(a, {"promocode": "X"})])
+    assert isinstance(saved, InvalidRequest) and "promocode" in str(saved)
+
+
+def test_update_many_tolerates_list_and_object_answers() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        contact = {
+            "id": 7,
+            "dateAdded": "2024-05-01T12:00:00+00:00",
+            "dateModified": "2024-05-01T12:00:01+00:00",
+            "fields": {"all": {"id": 7, "email": "a@example.com", "promo_code": "Y"}},
+        }
+        return httpx.Response(
+            200,
+            json={
+                "contacts": {"1": contact},
+                "statusCodes": {"0": "404", "1": "200"},
+                "errors": [{"code": 404, "message": "Item was not found."}],
+            },
+        )
+
+    with MauticClient(
+        "https://mautic.test", USER, PASSWORD, transport=httpx.MockTransport(handler)
+    ) as c:
+        saved = c.update_many([(5, {"promo_code": "X"}), (7, {"promo_code": "Y"})])
+    assert isinstance(saved[0], NotFound)
+    assert isinstance(saved[1], Contact) and saved[1].id == 7
+
+
+def test_find_by_emails_reads_plain_addresses_in_one_call_and_encoded_ones_alone(
+    emulator: MauticEmulator, client: MauticClient
+) -> None:
+    ann = emulator.add_contact("Ann@Example.com")
+    bob = emulator.add_contact("bob@example.com")
+    odd = emulator.add_contact("o'neil@example.com")
+    found = client.find_by_emails(
+        ["ann@example.com", "BOB@example.com", "o'neil@example.com", "x@y.io"]
+    )
+    assert [c.id for c in found["ann@example.com"]] == [ann]
+    assert [c.id for c in found["bob@example.com"]] == [bob]
+    assert [c.id for c in found["o'neil@example.com"]] == [odd]
+    assert found["x@y.io"] == []
+    assert len(emulator.exchanges("GET")) == 2
+
+
 # -- sends and stats ----------------------------------------------------------------------------
 
 

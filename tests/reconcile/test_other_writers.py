@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import httpx
 
@@ -13,6 +14,32 @@ from .wiring import Hook, build_services
 
 GRACE = "grace.hopper@example.com"
 SOMEONE = "424242424242424242"  # a moderator handing out an invite by hand
+
+
+def reads_contact(request: httpx.Request, cid: int) -> bool:
+    """A read of contact `cid` (alone, or in a batch query `id in (...)`)."""
+    if request.method != "GET":
+        return False
+    if request.url.path == f"/api/contacts/{cid}":
+        return True
+    params = request.url.params
+    return (
+        request.url.path == "/api/contacts"
+        and params.get("where[0][col]") == "id"
+        and params.get("where[0][expr]") == "in"
+        and str(cid) in params.get("where[0][val]", "").split(",")
+    )
+
+
+def edits_contact(request: httpx.Request, cid: int) -> bool:
+    """A PATCH of contact `cid` (alone, or in a batch edit)."""
+    if request.method != "PATCH":
+        return False
+    if request.url.path == f"/api/contacts/{cid}/edit":
+        return True
+    if request.url.path != "/api/contacts/batch/edit":
+        return False
+    return any(item.get("id") == cid for item in json.loads(request.content))
 
 
 def sequential(config):
@@ -33,7 +60,7 @@ def test_link_appearing_before_the_mint_is_kept_and_nothing_minted(sandbox, conf
             sandbox.mautic.set_fields(cid, discord_invite_link_basic=f"https://discord.gg/{theirs}")
 
     def is_reread(request: httpx.Request) -> bool:
-        return request.method == "GET" and request.url.path == f"/api/contacts/{cid}"
+        return reads_contact(request, cid)
 
     services = build_services(
         config, lambda s: Hook(is_reread, before=other_writer) if s == "mautic" else None
@@ -54,7 +81,7 @@ def test_conflicting_value_after_store_is_reported_revoked_and_not_emailed(sandb
     )
 
     def is_store(request: httpx.Request) -> bool:
-        return request.method == "PATCH" and request.url.path == f"/api/contacts/{cid}/edit"
+        return edits_contact(request, cid)
 
     def overwrite(request: httpx.Request) -> None:
         if b"discord_invite_link_basic" in request.content:

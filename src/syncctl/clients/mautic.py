@@ -18,6 +18,10 @@ Why the calls look the way they do (api-notes.md section 2):
   contacts); blanks and boolean `false` need `overwriteWithBlank`; numeric 0
   is silently dropped by Mautic, so it is refused here instead; the answer is
   checked to make sure Mautic did not ignore the change.
+- Batches: `get_many` is one list query `id in (...)` and `update_many` one
+  `PATCH /api/contacts/batch/edit`, up to `api_batch_max_limit` (200)
+  contacts each; the batch answer carries a status per contact, so one bad
+  contact fails alone.
 - Sends answer 200 even when nothing was sent: the body decides.
 - The hourly rate limit (if an admin enabled it) covers the whole API: one
   bucket for every route, and an exhausted hour fails fast as RateLimited
@@ -38,7 +42,14 @@ from typing import Any
 import httpx
 
 from syncctl.clients import VendorClient
-from syncctl.errors import AuthRejected, BadResponse, InvalidRequest, RateLimited
+from syncctl.errors import (
+    AuthRejected,
+    BadResponse,
+    InvalidRequest,
+    NotFound,
+    RateLimited,
+    ServiceError,
+)
 from syncctl.http import CallStats, RetryPolicy, ServiceHTTP, expect_dict, parse_json
 from syncctl.ratelimit import BucketLimiter
 
@@ -51,6 +62,11 @@ _NUMERIC = re.compile(r"^[ \t\n\r\v\f]*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?[ 
 _SQL_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 Where = tuple[str, str, Any]  # (column, expression, value or None)
+
+#: Mautic's `api_batch_max_limit` default: the most contacts one batch call may carry.
+BATCH_MAX = 200
+#: Characters of `in (...)` values per query, so the URL stays far below servers' 8 KB.
+_IN_BUDGET = 3000
 
 
 # -- results -----------------------------------------------------------------------
@@ -212,6 +228,19 @@ class MauticClient(VendorClient):
         body = self._get(f"/api/contacts/{_id(contact_id)}")
         return _contact(body.get("contact"), f"GET /api/contacts/{contact_id}: contact")
 
+    def get_many(self, contact_ids: Iterable[int]) -> dict[int, Contact]:
+        """Contacts by id, one list query per BATCH_MAX ids; ids that do not exist are absent."""
+        ids = sorted({_id(cid) for cid in contact_ids})
+        found: dict[int, Contact] = {}
+        for start in range(0, len(ids), BATCH_MAX):
+            chunk = ids[start : start + BATCH_MAX]
+            wanted = set(chunk)
+            where: list[Where] = [("id", "in", ",".join(map(str, chunk)))]
+            for contact in self._list(where, "id", len(chunk)):
+                if contact.id in wanted:
+                    found[contact.id] = contact
+        return found
+
     def iter_modified_since(
         self, since: datetime, *, page_size: int = 200, include_unmodified: bool = True
     ) -> Iterator[Contact]:
@@ -262,6 +291,25 @@ class MauticClient(VendorClient):
             where = ("email", "eq", target)
         found = [c for c in self._scan([where], 200) if (c.email or "").lower() == wanted]
         return sorted(found, key=lambda c: c.id)
+
+    def find_by_emails(self, emails: Iterable[str]) -> dict[str, list[Contact]]:
+        """`find_by_email` for many addresses; keys are the addresses lower-cased.
+
+        Plain addresses go together into `email in (...)` queries (a few
+        kilobytes of URL each); addresses with a character Mautic encodes, or
+        a comma (which splits `in` values), are looked up one by one.
+        """
+        wanted = {e.strip().lower() for e in emails if e.strip()}
+        found: dict[str, list[Contact]] = {e: [] for e in wanted}
+        plain = sorted(e for e in wanted if not any(ch in _HTML_SPECIAL + "," for ch in e))
+        for chunk in _chunks_by_length(plain, _IN_BUDGET):
+            for contact in self._scan([("email", "in", ",".join(chunk))], BATCH_MAX):
+                key = (contact.email or "").lower()
+                if key in found:
+                    found[key].append(contact)
+        for email in sorted(wanted.difference(plain)):
+            found[email] = self.find_by_email(email)
+        return {e: sorted(cs, key=_by_id) for e, cs in found.items()}
 
     def find_holding(self, aliases: Iterable[str], fragment: str) -> list[Contact]:
         """Contacts whose text field `alias` (any of `aliases`) contains `fragment`.
@@ -326,24 +374,7 @@ class MauticClient(VendorClient):
         """
         if not changes:
             return self.get(contact_id)
-        body: dict[str, Any] = {}
-        blanking = False
-        for alias, value in changes.items():
-            if alias.lower() == "email":
-                raise InvalidRequest(
-                    SERVICE,
-                    f"refusing to PATCH email on contact {contact_id}",
-                    hint="Mautic merges the contact that holds that address into this one",
-                )
-            if alias == "overwriteWithBlank":
-                raise InvalidRequest(SERVICE, "overwriteWithBlank is set by the client itself")
-            if value is None or value == "" or value is False:
-                blanking = True
-            else:
-                _check_value(alias, value)
-            body[alias] = value
-        if blanking:
-            body["overwriteWithBlank"] = True
+        body = _patch_body(contact_id, changes)
         path = f"/api/contacts/{_id(contact_id)}/edit"
         # Setting absolute values: repeating the PATCH is harmless, so it may be retried.
         response = self._http.request("PATCH", path, json_body=body, idempotent=True)
@@ -351,6 +382,37 @@ class MauticClient(VendorClient):
         contact = _contact(data.get("contact"), f"PATCH {path}: contact")
         _verify_update(contact, changes)
         return contact
+
+    def update_many(
+        self, edits: list[tuple[int, Mapping[str, Any]]]
+    ) -> list[Contact | ServiceError]:
+        """`update` for several contacts: one batch PATCH per BATCH_MAX of them.
+
+        Returns, in the order of `edits`, each contact as Mautic saved it or
+        the error for that contact alone (refused here, or reported by Mautic
+        in the batch answer). A failure of the call itself raises.
+        """
+        results: list[Contact | ServiceError | None] = [None] * len(edits)
+        sendable: list[tuple[int, int, Mapping[str, Any], dict[str, Any]]] = []
+        for index, (contact_id, changes) in enumerate(edits):
+            try:
+                sendable.append((index, contact_id, changes, _patch_body(contact_id, changes)))
+            except InvalidRequest as exc:
+                results[index] = exc
+        path = "/api/contacts/batch/edit"
+        for start in range(0, len(sendable), BATCH_MAX):
+            chunk = sendable[start : start + BATCH_MAX]
+            body = [{"id": _id(cid), **fields} for _, cid, _, fields in chunk]
+            response = self._http.request("PATCH", path, json_body=body, idempotent=True)
+            data = expect_dict(SERVICE, parse_json(SERVICE, response), f"PATCH {path}")
+            saved = _by_position(data.get("contacts"))
+            codes = _by_position(data.get("statusCodes"))
+            errors = _by_position(data.get("errors"))
+            for position, (index, cid, changes, _) in enumerate(chunk):
+                results[index] = _batch_item(
+                    cid, changes, codes.get(position), saved.get(position), errors.get(position)
+                )
+        return [r if r is not None else BadResponse(SERVICE, "no answer") for r in results]
 
     # -- emails ---------------------------------------------------------------------------
 
@@ -610,6 +672,91 @@ def _check_value(alias: str, value: Any) -> None:
             f"{alias}={value!r}: Mautic silently drops numeric zero values on POST/PATCH",
             hint="store something other than 0 (mautic/mautic#15030)",
         )
+
+
+def _chunks_by_length(values: list[str], budget: int) -> Iterator[list[str]]:
+    """`values` in runs whose comma-joined length stays within `budget`."""
+    chunk: list[str] = []
+    used = 0
+    for value in values:
+        if chunk and (used + len(value) + 1 > budget or len(chunk) >= BATCH_MAX):
+            yield chunk
+            chunk, used = [], 0
+        chunk.append(value)
+        used += len(value) + 1
+    if chunk:
+        yield chunk
+
+
+def _patch_body(contact_id: int, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The PATCH body for `changes`; InvalidRequest for what Mautic would mishandle."""
+    body: dict[str, Any] = {}
+    blanking = False
+    for alias, value in changes.items():
+        if alias.lower() == "email":
+            raise InvalidRequest(
+                SERVICE,
+                f"refusing to PATCH email on contact {contact_id}",
+                hint="Mautic merges the contact that holds that address into this one",
+            )
+        if alias == "overwriteWithBlank":
+            raise InvalidRequest(SERVICE, "overwriteWithBlank is set by the client itself")
+        if value is None or value == "" or value is False:
+            blanking = True
+        else:
+            _check_value(alias, value)
+        body[alias] = value
+    if blanking:
+        body["overwriteWithBlank"] = True
+    return body
+
+
+def _by_position(value: Any) -> dict[int, Any]:
+    """A PHP array keyed 0..n-1 as JSON: a list, or an object when keys have gaps."""
+    if isinstance(value, list):
+        return dict(enumerate(value))
+    if isinstance(value, dict):
+        out: dict[int, Any] = {}
+        for key, item in value.items():
+            try:
+                out[int(key)] = item
+            except (TypeError, ValueError):
+                continue
+        return out
+    return {}
+
+
+def _batch_item(
+    contact_id: int, changes: Mapping[str, Any], status: Any, saved: Any, error: Any
+) -> Contact | ServiceError:
+    """One contact's result in a batch edit answer."""
+    what = f"PATCH /api/contacts/batch/edit: contact {contact_id}"
+    code = _int_or_none(status)
+    message = ""
+    if isinstance(error, dict):
+        message = " ".join(str(error.get("message", "")).split())[:200]
+        code = code or _int_or_none(error.get("code"))
+    if code == 404:
+        return NotFound(SERVICE, f"{what}: not found", status=404)
+    if code in (400, 422):
+        return InvalidRequest(SERVICE, f"{what}: {message or 'refused'}", status=code)
+    if code in (401, 403):
+        return AuthRejected(
+            SERVICE,
+            f"{what}: {message or 'access denied'}",
+            hint="give the Mautic API user the permission to edit contacts",
+            status=code,
+        )
+    if code not in (200, 201, None) or error:
+        return BadResponse(SERVICE, f"{what}: status {status!r} {message}".strip())
+    try:
+        contact = _contact(saved, what)
+        if contact.id != contact_id:
+            return BadResponse(SERVICE, f"{what}: the answer is for contact {contact.id}")
+        _verify_update(contact, changes)
+    except ServiceError as exc:
+        return exc
+    return contact
 
 
 def _verify_update(contact: Contact, changes: Mapping[str, Any]) -> None:

@@ -500,8 +500,10 @@ class MauticEmulator(Emulator):
         custom_fields: bool = True,
         clock: Callable[[], datetime] | None = None,
         default_page_limit: int = 30,
+        batch_max_limit: int = 200,
     ) -> None:
         super().__init__(latency=latency)
+        self.batch_max_limit = batch_max_limit
         self._username = username
         self._password = password
         self.api_enabled = api_enabled
@@ -829,6 +831,64 @@ class MauticEmulator(Emulator):
         body = _json_object(request)
         if isinstance(body, Response):
             return body
+        refused = self._patch(contact, body)
+        if refused is not None:
+            return refused
+        return Response(200, {"contact": self._contact_json(contact)})
+
+    @route("PATCH", "/contacts/batch/edit")
+    def batch_edit_contacts(self, request: Request) -> Response:
+        """`CommonApiController::editEntitiesAction` for PATCH: a status per item.
+
+        Items that fail are left out of `contacts` (so its keys have gaps and
+        it becomes a JSON object) and described in `errors`, keyed by position.
+        """
+        try:
+            items = request.json() if request.body else []
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, "Request body is not valid JSON.")
+        if isinstance(items, dict):
+            items = list(items.values())
+        if not isinstance(items, list):
+            return _error(400, "Request body must be an array of contacts.")
+        if len(items) > self.batch_max_limit:
+            return _error(400, f"A max of {self.batch_max_limit} entities are supported at a time.")
+        saved: dict[int, dict[str, Any]] = {}
+        codes: list[int] = []
+        errors: dict[str, dict[str, Any]] = {}
+        for key, item in enumerate(items):
+            contact = None
+            if isinstance(item, dict):
+                contact = self._lookup(str(item.get("id", "")))
+            if contact is None:
+                errors[str(key)] = {"message": NOT_FOUND_MESSAGE, "code": 404, "type": "api"}
+                codes.append(404)
+                continue
+            body = {k: v for k, v in item.items() if k != "id"}
+            refused = self._patch(contact, body)
+            if refused is not None:
+                first = refused.body.get("errors", [{}])[0] if refused.body else {}
+                errors[str(key)] = {
+                    "message": first.get("message", "error"),
+                    "code": refused.status,
+                    "type": "api",
+                }
+                codes.append(refused.status)
+                continue
+            saved[key] = self._contact_json(contact)
+            codes.append(200)
+        contacts: Any = (
+            [saved[k] for k in range(len(items))]
+            if len(saved) == len(items)
+            else {str(k): v for k, v in saved.items()}
+        )
+        payload: dict[str, Any] = {"contacts": contacts, "statusCodes": codes}
+        if errors:
+            payload["errors"] = errors
+        return Response(200, payload)
+
+    def _patch(self, contact: _Contact, body: dict[str, Any]) -> Response | None:
+        """Apply a PATCH body to a contact; the error response when Mautic refuses it."""
         overwrite = not _php_empty(body.pop("overwriteWithBlank", None))
         values = self._submitted_values(body, drop_zero=True)
         invalid = self._validate(values)
@@ -840,7 +900,7 @@ class MauticEmulator(Emulator):
             changed = self._merge(winner=contact, loser=other)
         if self._apply(contact, values, overwrite=overwrite) or changed:
             self._touch(contact)
-        return Response(200, {"contact": self._contact_json(contact)})
+        return None
 
     @route("PUT", "/contacts/{contact_id}/edit")
     def put_contact(self, request: Request, contact_id: str) -> Response:
@@ -1395,6 +1455,9 @@ class MauticEmulator(Emulator):
             if clause.col == "email" and clause.expr == "eq" and isinstance(clause.val, str):
                 ids = sorted(self._by_email.get(clause.val.lower(), ()))
                 candidate = _Plan({i}, "id", [(cid, cid) for cid in ids], 0, len(ids))
+            elif clause.col in ("id", "email") and clause.expr == "in":
+                ids = sorted(self._ids_in(clause.col, clause.val))
+                candidate = _Plan({i}, "id", [(cid, cid) for cid in ids], 0, len(ids))
             elif clause.col in self._index and clause.expr in ("eq", "gt", "gte", "lt", "lte"):
                 key = _index_key(clause.col, clause.val)
                 if key is None:
@@ -1414,6 +1477,17 @@ class MauticEmulator(Emulator):
             items = self._index["id"].items
             best = _Plan(set(), "id", items, 0, len(items))
         return best
+
+    def _ids_in(self, col: str, val: Any) -> set[int]:
+        """Contacts an `in` clause on the primary key or the email index selects."""
+        items = val if isinstance(val, list) else next(csv.reader([str(val)]), [])
+        if col == "id":
+            ids = (_int_or_none(item) for item in items)
+            return {cid for cid in ids if cid is not None and cid in self._contacts}
+        found: set[int] = set()
+        for item in items:
+            found |= self._by_email.get(str(item).strip().lower(), set())
+        return found
 
     def _predicate(self, clause: _Clause) -> Callable[[_Contact], bool]:
         """A where clause as a test on one contact (compiled once per query)."""

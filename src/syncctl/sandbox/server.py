@@ -173,6 +173,9 @@ class Emulator:
             static = inspect.getattr_static(self, attr)
             for method, pattern in getattr(static, "__sandbox_routes__", []):
                 self._routes.append((method, _compile(self.prefix + pattern), getattr(self, attr)))
+        # Literal paths win over placeholders (`/contacts/batch/edit` is not contact
+        # "batch"), as the vendors' routers declare or constrain them.
+        self._routes.sort(key=lambda r: r[1].pattern.count("(?P<"))
 
     # -- hooks for vendors ------------------------------------------------
 
