@@ -152,6 +152,56 @@ def test_find_confirms_a_secondary_match_by_reading_the_record() -> None:
     assert emulator.exchanges("GET", rf"/Lead/{lead_id}$")
 
 
+def test_emails_with_leads_asks_for_many_addresses_in_one_query(
+    client: EspoClient, emulator: EspoEmulator
+) -> None:
+    emulator.add_lead("Grace", "Hopper", "Grace@Example.com")
+    emulator.add_lead("Alan", "Turing", "alan@work.example", other_emails=["at@home.example"])
+    emulator.add_lead("Ada", "Lovelace", "ada@example.com")
+
+    found = client.emails_with_leads(["grace@example.com", "AT@home.example", "nobody@x.io"])
+
+    assert found == {"grace@example.com", "at@home.example"}
+    [exchange] = emulator.exchanges("GET", r"/Lead$")
+    q = query(exchange)
+    assert q["where[0][type]"] == "or"
+    assert q["where[0][value][2][type]"] == "equals"
+    assert q["where[0][value][2][attribute]"] == "emailAddress"
+
+
+def test_emails_with_leads_queries_25_addresses_at_a_time(
+    client: EspoClient, emulator: EspoEmulator
+) -> None:
+    emails = [f"u{i}@example.com" for i in range(60)]
+    for email in emails[::7]:
+        emulator.add_lead("U", email, email)
+
+    assert client.emails_with_leads(emails) == set(emails[::7])
+    assert len(emulator.exchanges("GET", r"/Lead$")) == 3
+
+
+def test_emails_with_leads_confirms_secondary_matches_the_list_does_not_show() -> None:
+    emulator = EspoEmulator(api_key=API_KEY, list_email_data=False)
+    emulator.add_lead("Alan", "Turing", "alan@work.example", other_emails=["at@home.example"])
+    with serve(emulator) as client:
+        assert client.emails_with_leads(["at@home.example", "bob@x.io"]) == {"at@home.example"}
+
+
+def test_emails_with_leads_refuses_an_answer_that_ignored_the_filter(
+    client: EspoClient, emulator: EspoEmulator
+) -> None:
+    stranger = {
+        "id": "a1",
+        "emailAddress": "x@example.com",
+        "emailAddressData": [{"emailAddress": "x@example.com", "primary": True}],
+    }
+    emulator.inject(
+        method="GET", path=r"/Lead$", status=200, body={"total": -2, "list": [stranger]}
+    )
+    with pytest.raises(BadResponse, match="ignored the email filter"):
+        client.emails_with_leads(["ada@example.com"])
+
+
 # -- create --------------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from syncctl.clients.shopware import IndividualCode, ShopwareClient, code_id
+from syncctl.clients.shopware import IndividualCode, ShopwareClient, code_id, code_key
 from syncctl.errors import (
     AuthRejected,
     BadResponse,
@@ -254,6 +254,27 @@ def test_find_code_with_missing_field_is_bad_response_naming_it(client, emulator
     emulator.inject(method="POST", path=SEARCH, status=200, body={"total": 1, "data": [broken]})
     with pytest.raises(BadResponse, match="promotionId"):
         client.find_code("VIP-A")
+
+
+def test_find_codes_looks_up_many_codes_in_one_search(client, emulator, promotion_id):
+    emulator.add_code(promotion_id, "VIP-A")
+    emulator.add_code(promotion_id, "VIP-bb")
+
+    found = client.find_codes(["VIP-A", "VIP-BB", "VIP-NOPE"])
+
+    assert {k: row.code for k, row in found.items()} == {
+        code_key("VIP-A"): "VIP-A",
+        code_key("VIP-BB"): "VIP-bb",
+    }
+    [search] = emulator.exchanges("POST", SEARCH)
+    assert search.body["filter"][0]["type"] == "equalsAny"
+
+
+def test_find_codes_refuses_an_answer_for_a_code_not_asked_for(client, emulator, promotion_id):
+    stray = {"id": "a" * 32, "promotionId": promotion_id, "code": "OTHER", "payload": None}
+    emulator.inject(method="POST", path=SEARCH, status=200, body={"total": 1, "data": [stray]})
+    with pytest.raises(BadResponse, match="filter was ignored"):
+        client.find_codes(["VIP-A", "VIP-B"])
 
 
 def test_client_reads_jsonapi_answers_when_a_proxy_drops_accept(server, emulator, promotion_id):

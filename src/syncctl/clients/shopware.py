@@ -35,7 +35,7 @@ import re
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -333,6 +333,44 @@ class ShopwareClient(VendorClient):
                 "the filter was ignored",
                 hint="check that the base URL points at Shopware itself",
             )
+        return found
+
+    def find_codes(self, codes: Iterable[str]) -> dict[str, IndividualCode]:
+        """`find_code` for many codes: one `equalsAny` search per MAX_PAGE_SIZE codes.
+
+        Keyed by `code_key`; codes that do not exist are absent.
+        """
+        asked = list(codes)
+        for code in asked:
+            _check_code(code)
+        by_key = {code_key(c): c for c in asked}
+        wanted = sorted(by_key)
+        found: dict[str, IndividualCode] = {}
+        for start in range(0, len(wanted), MAX_PAGE_SIZE):
+            chunk = [by_key[k] for k in wanted[start : start + MAX_PAGE_SIZE]]
+            response = self._call(
+                "POST",
+                CODE_SEARCH_PATH,
+                json_body={
+                    "filter": [{"type": "equalsAny", "field": "code", "value": chunk}],
+                    "limit": len(chunk),
+                    "total-count-mode": "none",
+                },
+                idempotent=True,
+                write=False,
+            )
+            _total, rows = self._parse_search(response)
+            keys = set(wanted[start : start + MAX_PAGE_SIZE])
+            for row in rows:
+                key = code_key(row.code)
+                if key not in keys:
+                    raise BadResponse(
+                        SERVICE,
+                        f"a search for {len(chunk)} codes answered another code "
+                        f"({row.code!r}); the filter was ignored",
+                        hint="check that the base URL points at Shopware itself",
+                    )
+                found[key] = row
         return found
 
     def iter_codes(
