@@ -280,6 +280,39 @@ def test_each_event_session_is_fetched_once(api, emulator):
     assert len(emulator.exchanges("GET", r"^/v1/checkout/sessions/cs_[^/]+$")) == 1
 
 
+def test_many_event_sessions_are_read_from_one_list_page(api, emulator):
+    for i in range(5):
+        emulator.add_session(f"b{i}@x.io", line_items=VIP, created=NOW - 600 + i)
+
+    events = list(api.iter_session_events(NOW - 3600))
+
+    assert all(e.session.line_items[0].price_id == VIP_PRICE for e in events)
+    assert len(events) == 5
+    assert list_calls(emulator) == 1
+    assert not emulator.exchanges("GET", r"^/v1/checkout/sessions/cs_[^/]+$")
+
+
+def test_event_sessions_the_list_does_not_reach_are_read_one_by_one(api, emulator):
+    # An old delayed payment settles today: listing back to its creation would
+    # take many pages, so after its page budget the list gives way to a read.
+    old = emulator.add_session(
+        "old@x.io", line_items=VIP, payment_status="unpaid", created=NOW - 20 * 86400
+    )
+    for i in range(150):
+        emulator.add_session(f"m{i}@x.io", line_items=VIP, created=NOW - 10 * 86400 + i)
+    recent = [
+        emulator.add_session(f"r{i}@x.io", line_items=VIP, created=NOW - 600 + i) for i in range(3)
+    ]
+    emulator.mark_paid(old["id"])
+
+    events = list(api.iter_session_events(NOW - 3600))
+
+    assert {e.session.id for e in events} == {old["id"], *(r["id"] for r in recent)}
+    assert next(e for e in events if e.session.id == old["id"]).session.is_paid
+    assert list_calls(emulator) == 1
+    assert len(emulator.exchanges("GET", r"^/v1/checkout/sessions/cs_[^/]+$")) == 1
+
+
 def test_events_older_than_30_days_are_not_listed(api, emulator):
     emulator.add_session("ancient@x.io", line_items=VIP, created=NOW - 31 * 86400)
     recent = emulator.add_session("recent@x.io", line_items=VIP, created=NOW - 86400)

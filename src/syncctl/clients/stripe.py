@@ -53,6 +53,8 @@ DEFAULT_EVENT_TYPES = (
 #: Payment states in which Stripe says the order may be fulfilled.
 FULFILLABLE_PAYMENT_STATUSES = frozenset({"paid", "no_payment_required"})
 MAX_PAGE_SIZE = 100
+#: From this many sessions to read on, `sessions_by_id` tries the list first.
+LIST_FOR_SESSIONS = 3
 
 T = TypeVar("T")
 #: The params of the list endpoints `_iter_list` pages through (all take `starting_after`).
@@ -387,12 +389,12 @@ class StripeAPI(VendorClient):
         *,
         page_size: int = MAX_PAGE_SIZE,
     ) -> Iterator[Event]:
-        """Checkout events since `created_gte`, newest first, lazily.
+        """Checkout events since `created_gte`, newest first.
 
         Stripe keeps events for 30 days only: older windows come back empty,
-        so use `iter_completed_sessions` for a full refresh. Each event's
-        session is fetched (once per session) with its line items, because
-        event payloads never include them.
+        so use `iter_completed_sessions` for a full refresh. Event payloads
+        never include line items, so each event's session is read again with
+        them (`sessions_by_id`: a few list pages rather than one call each).
         """
         wanted = list(types)
         for name in wanted:
@@ -403,7 +405,9 @@ class StripeAPI(VendorClient):
             "created": {"gte": int(created_gte)},
             "limit": max(1, min(MAX_PAGE_SIZE, page_size)),
         }
-        fetched: dict[str, CheckoutSession] = {}
+        events: list[tuple[str, str, int, str]] = []
+        sessions: dict[str, CheckoutSession] = {}
+        missing: dict[str, int | None] = {}  # session id -> its `created`, when the event says
         for raw in self._iter_list(
             "listing events", lambda p: self._sdk.v1.events.list(params=p), params
         ):
@@ -414,18 +418,41 @@ class StripeAPI(VendorClient):
             if not isinstance(obj, dict) or obj.get("object") != "checkout.session":
                 raise BadResponse(SERVICE, f"{what}: 'data.object' is not a checkout.session")
             session_id = _str(obj, "id", f"{what}, data.object")
+            events.append(
+                (event_id, _str(raw, "type", what), _int(raw, "created", what), session_id)
+            )
             embedded = obj.get("line_items")
             if isinstance(embedded, dict) and embedded.get("has_more") is False:
-                session = self._session_from(obj, f"{what}, data.object")
-            else:
-                session = fetched.get(session_id) or self.get_session(session_id)
-            fetched[session_id] = session
-            yield Event(
-                id=event_id,
-                type=_str(raw, "type", what),
-                created=_int(raw, "created", what),
-                session=session,
-            )
+                sessions[session_id] = self._session_from(obj, f"{what}, data.object")
+            elif session_id not in sessions:
+                created = obj.get("created")
+                missing[session_id] = created if isinstance(created, int) else None
+        sessions.update(self.sessions_by_id(missing))
+        for event_id, kind, created, session_id in events:
+            yield Event(id=event_id, type=kind, created=created, session=sessions[session_id])
+
+    def sessions_by_id(self, created: Mapping[str, int | None]) -> dict[str, CheckoutSession]:
+        """Sessions with their line items, given their ids and (if known) creation times.
+
+        Sessions created close together are most cheaply read from the list of
+        completed sessions since the oldest of them (100 a page, line items
+        expanded). The list is read for at most a quarter as many pages as
+        there are sessions, so it never costs more than reading them one by
+        one would; whatever it did not reach is read one by one.
+        """
+        found: dict[str, CheckoutSession] = {}
+        times = [t for t in created.values() if t is not None]
+        if len(created) >= LIST_FOR_SESSIONS and times:
+            budget = max(1, len(created) // 4) * MAX_PAGE_SIZE
+            for listed, session in enumerate(self.iter_completed_sessions(min(times)), 1):
+                if session.id in created:
+                    found[session.id] = session
+                if len(found) == len(created) or listed >= budget:
+                    break
+        for session_id in created:
+            if session_id not in found:
+                found[session_id] = self.get_session(session_id)
+        return found
 
     def get_price(self, price_id: str) -> Price:
         """A price (for `doctor`: do the configured VIP ids exist, are they active?)."""
