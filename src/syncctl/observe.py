@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from syncctl.clients.mautic import Contact as MauticContact
+from syncctl.clients.shopware import code_key
 from syncctl.clients.stripe import CheckoutSession
 from syncctl.codes import coupon_code, invite_code
 from syncctl.config import Settings
@@ -48,6 +49,9 @@ EVENTS_HORIZON = 29 * 86400
 #: Above this many unknown facts of one kind, one paged bulk read is cheaper
 #: than one lookup each.
 BULK_THRESHOLD = 25
+#: Above this many emails of unknown lead state, reading every lead (200 a
+#: page) is cheaper than batched lookups (25 addresses a query) would be.
+LEAD_LOOKUPS_MAX = 1000
 #: A send logged this long before its journal row started still counts (clock skew).
 SEND_SKEW = timedelta(minutes=5)
 
@@ -233,17 +237,17 @@ class _Observer:
         else:
             since = datetime.fromisoformat(cursor) - MAUTIC_OVERLAP
             take(mautic.iter_modified_since(since, page_size=MAUTIC_PAGE))
-            for item in self.journal.pending("contact"):
-                if int(item.ref) in found:
-                    continue
-                try:
-                    take([mautic.get(int(item.ref))])
-                except NotFound:  # deleted or merged away: nothing left to retry
-                    self.gone.append(("contact", item.ref))
-                    continue
+            pending = {int(item.ref) for item in self.journal.pending("contact")} - set(found)
+            if pending:
+                again = mautic.get_many(pending)
+                take(again.values())
+                # deleted or merged away: nothing left to retry
+                self.gone.extend(("contact", str(cid)) for cid in sorted(pending - set(again)))
             known = {c.email for c in found.values() if c.email}
-            for email in sorted(purchase_emails - known):
-                take(mautic.find_by_email(email))
+            missing = purchase_emails - known
+            if missing:
+                for matches in mautic.find_by_emails(missing).values():
+                    take(matches)
         if newest is not None:
             self.cursors[CURSOR_MAUTIC] = newest.astimezone(UTC).isoformat()
         return found
@@ -262,12 +266,12 @@ class _Observer:
         if not unknown:
             return known
         promotion = self.settings.shopware.vip_promotion_id
-        shopware = self.sv.shopware
-        if full or len(unknown) > BULK_THRESHOLD:
+        if full:
             return known | self.bulk("codes", self._read_codes)
+        found = self.sv.shopware.find_codes(p.code for p in unknown)
         for p in unknown:
-            found = shopware.find_code(p.code)
-            if found is not None and found.promotion_id == promotion:
+            row = found.get(code_key(p.code))
+            if row is not None and row.promotion_id == promotion:
                 known.add(p.code)
         return known
 
@@ -320,13 +324,10 @@ class _Observer:
         unknown = emails - done
         if not unknown:
             return known
-        espo = self.sv.espocrm
-        if full or len(unknown) > BULK_THRESHOLD:
+        if full or len(unknown) > LEAD_LOOKUPS_MAX:
             return known | (unknown & self.bulk("leads", self._read_lead_emails))
-        for email in sorted(unknown):
-            if espo.find_leads_by_email(email):
-                known.add(email)
-        return known
+        with_lead = self.sv.espocrm.emails_with_leads(unknown)
+        return known | {e for e in unknown if e.lower() in with_lead}
 
     def sent(
         self,
