@@ -239,7 +239,7 @@ class Applier:
         entry = self._start(action.key, action, {"session_id": p["session_id"], "code": p["code"]})
         row, created = self._guard(
             entry,
-            lambda: self.sv.shopware.ensure_code(
+            lambda: self.sv.shopware.create_code(
                 p["promotion_id"], p["code"], payload={"stripe_session": p["session_id"]}
             ),
         )

@@ -303,6 +303,21 @@ def test_add_code_twice_returns_the_existing_code(client, emulator, promotion_id
     assert [e.status for e in emulator.exchanges("POST", CREATE)] == [200, 400]
 
 
+def test_create_code_sends_one_create_and_no_lookup(client, emulator, promotion_id):
+    row, created = client.create_code(promotion_id, "VIP-A")
+    assert created and row.code == "VIP-A"
+    assert [e.path for e in emulator.log if "oauth" not in e.path] == [
+        "/api/promotion-individual-code"
+    ]
+
+
+def test_create_code_that_exists_reports_it_not_created(client, emulator, promotion_id):
+    emulator.add_code(promotion_id, "VIP-A", code_id=code_id("VIP-A"))
+    row, created = client.create_code(promotion_id, "VIP-A")
+    assert not created and row.id == code_id("VIP-A")
+    assert len(emulator.codes(promotion_id)) == 1
+
+
 def test_add_code_taken_under_another_id_in_the_promotion_returns_it(
     client, emulator, promotion_id
 ):

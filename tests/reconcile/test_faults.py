@@ -87,7 +87,7 @@ def test_429_storm_is_waited_out_within_the_run(
 
 
 def test_empty_discord_bucket_is_waited_for_not_hit(tmp_path: Path) -> None:
-    options = {"discord": {"invite_bucket_limit": 1, "invite_bucket_window": 0.3}}
+    options = {"discord": {"invite_bucket_limit": 1, "invite_bucket_window": 1.0}}
     with Sandbox(emulator_options=options) as sandbox:
         seed_demo(sandbox)
         config_path, env_path = sandbox.write_files(tmp_path)

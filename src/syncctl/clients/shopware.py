@@ -436,6 +436,17 @@ class ShopwareClient(VendorClient):
         """
         return self._add(promotion_id, code, payload)[0]
 
+    def create_code(
+        self, promotion_id: str, code: str, payload: Mapping[str, Any] | None = None
+    ) -> tuple[IndividualCode, bool]:
+        """Create without looking first, for a caller that just saw the code missing.
+
+        Shopware refuses a duplicate (500, SQLSTATE 1062), and only then is
+        the existing row read: (row, created). One call where `ensure_code`
+        makes two.
+        """
+        return self._add(promotion_id, code, payload)
+
     def ensure_code(
         self, promotion_id: str, code: str, payload: Mapping[str, Any] | None = None
     ) -> tuple[IndividualCode, bool]:
