@@ -198,7 +198,14 @@ def run_benchmark(
             with config.open("a") as f:  # [run] is the file's last table
                 f.write(f"concurrency = {concurrency}\n")
 
+            last_end = [0.0]
+            # A timer runs syncctl minutes apart, never inside the rate-limit
+            # windows its previous run opened: without this pause the phases,
+            # run back to back, would start with a bucket the last one emptied.
+            quiet = max(limits.discord_invite_window, 1.0)
+
             def run(name: str, *, full: bool = False) -> dict[str, Any]:
+                time.sleep(max(0.0, last_end[0] + quiet - time.monotonic()))
                 snapshot(logs, sandbox)  # drop whatever came before
                 profile = profile_dir / f"N{n}-{name}.prof" if profile_dir else None
                 began = time.time()
@@ -211,6 +218,7 @@ def run_benchmark(
                     profile=profile,
                     pythonpath=code_dir,
                 )
+                last_end[0] = time.monotonic()
                 phase = _phase_result(name, out, snapshot(logs, sandbox, began), n)
                 done = resource.getrusage(resource.RUSAGE_SELF)
                 phase["sandbox_cpu_seconds"] = round(
