@@ -235,6 +235,31 @@ def churn_table(result: dict[str, Any]) -> str:
     )
 
 
+#: Planned actions that are a side effect of their own: each costs one call
+#: whatever the design (Mautic sends one email per call, Discord mints one
+#: invite, Espo creates one lead...). Contact edits are not among them: they
+#: go to Mautic in batches.
+SIDE_EFFECT_KINDS = frozenset(
+    {
+        "create_coupon",
+        "create_contact",
+        "send_email",
+        "issue_invite",
+        "revoke_invite",
+        "create_lead",
+    }
+)
+
+
+def side_effects(phase: dict[str, Any]) -> int:
+    """How many one-call side effects a run planned: the fewest calls it could make."""
+    return sum(
+        count
+        for kind, count in phase.get("planned_kinds", {}).items()
+        if kind.split(":", 1)[0] in SIDE_EFFECT_KINDS
+    )
+
+
 def comparison(result: dict[str, Any]) -> dict[str, Any] | None:
     churn = result.get("churn")
     p = result["phases"].get("churn")
@@ -253,6 +278,7 @@ def comparison(result: dict[str, Any]) -> dict[str, Any] | None:
     }
     return {
         "changes": changes,
+        "side_effects": side_effects(p),
         "n8n_flat": N8N_FLAT_PER_CHANGE * changes,
         "n8n": total["api_calls"],
         "n8n_per_change": total["api_calls"] / changes if changes else 0.0,
@@ -268,6 +294,7 @@ def comparison_table(results: Sequence[dict[str, Any]]) -> str:
             continue
         churn = r["phases"]["churn"]
         writes = churn["writes"] / c["changes"] if c["changes"] else 0.0
+        least = c["side_effects"] / c["changes"] if c["changes"] else 0.0
         for label, calls in c["ours"].items():
             per = calls / c["changes"] if c["changes"] else 0.0
             ratio = c["n8n_per_change"] / per if per else float("inf")
@@ -281,6 +308,7 @@ def comparison_table(results: Sequence[dict[str, Any]]) -> str:
                     label,
                     f"{calls} ({per:.2f})",
                     f"{writes:.2f}",
+                    f"{c['side_effects']} ({least:.2f})",
                     f"{ratio:.1f}x",
                     f"{flat:.1f}x",
                 )
@@ -294,6 +322,7 @@ def comparison_table(results: Sequence[dict[str, Any]]) -> str:
             "syncctl counted",
             "syncctl calls (per change)",
             "syncctl writes per change",
+            "side effects, one call each at least (per change)",
             "fewer than derived n8n",
             f"fewer than {N8N_FLAT_PER_CHANGE}/change",
         ),
@@ -363,12 +392,15 @@ def targets(results: Sequence[dict[str, Any]]) -> list[tuple[str, str, str, str]
             per = calls / c["changes"] if c["changes"] else 0.0
             ratio = c["n8n_per_change"] / per if per else float("inf")
             flat = N8N_FLAT_PER_CHANGE / per if per else float("inf")
+            least = c["side_effects"] / c["changes"] if c["changes"] else 0.0
+            bound = c["n8n_per_change"] / least if least else float("inf")
             measured = (
-                f"{ratio:.1f}x fewer than the derived n8n cost ({per:.2f} vs "
-                f"{c['n8n_per_change']:.2f} calls per change); {flat:.1f}x fewer than "
-                f"{N8N_FLAT_PER_CHANGE} per change"
+                f"{flat:.1f}x fewer than the issue's {N8N_FLAT_PER_CHANGE} per change "
+                f"({per:.2f} calls per change); {ratio:.1f}x fewer than the derived n8n "
+                f"cost ({c['n8n_per_change']:.2f}), where one call per side effect "
+                f"({least:.2f} per change) would be {bound:.1f}x"
             )
-            add(4, r, measured, ratio >= N8N_MIN_RATIO)
+            add(4, r, measured, flat >= N8N_MIN_RATIO)
     rows.sort(key=lambda row: (row[0], row[1]))
     return [row for _, _, row in rows]
 
