@@ -16,11 +16,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from syncctl.apply import Applier, Outcome, Status
+from syncctl.codes import invite_code
 from syncctl.config import Config
 from syncctl.http import CallStats
 from syncctl.journal import EntryState, Journal
 from syncctl.lock import state_lock
-from syncctl.model import ActionKind, Plan, Snapshot
+from syncctl.model import ActionKind, Plan, Snapshot, Tier
 from syncctl.observe import Observation, observe
 from syncctl.plan import plan as make_plan
 from syncctl.recover import Recovery, Resolution
@@ -226,6 +227,7 @@ def _adopt(journal: Journal, snapshot: Snapshot) -> None:
         key = f"coupon:{p.session_id}"
         if p.code in snapshot.existing_codes and key not in coupons:
             facts[key] = (str(ActionKind.COUPON), p.email or "", p.code)
+    facts.update(_stored_invites(journal, snapshot))
     if not facts:
         return
     open_attempts = {
@@ -235,6 +237,32 @@ def _adopt(journal: Journal, snapshot: Snapshot) -> None:
         kind, subject, ref = facts[key]
         entry = journal.start(key, kind, subject, run_id=None, detail={"observed": True})
         journal.mark(entry, EntryState.DONE, ref=ref)
+
+
+def _stored_invites(journal: Journal, snapshot: Snapshot) -> dict[str, tuple[str, str, str]]:
+    """Live invites of the bot that contacts hold, not known to the journal as ours.
+
+    The old workflows minted them (or a lost state dir forgot them). Once
+    written down, an operator clearing the field later gets the old invite
+    revoked by the incremental run that reissues it (rule 13), instead of
+    leaving it to the nightly audit.
+    """
+    if snapshot.invites is None:
+        return {}
+    held: dict[str, tuple[str, str]] = {}
+    for c in snapshot.contacts:
+        for tier in Tier:
+            code = invite_code(c.link(tier))
+            if code and code in snapshot.invites:
+                held[f"invite:{c.id}:{tier}"] = (c.email or "", code)
+    if not held:
+        return {}
+    known = journal.latest_many(held)
+    return {
+        key: (str(ActionKind.INVITE), email, code)
+        for key, (email, code) in held.items()
+        if key not in known or known[key].state is not EntryState.DONE or known[key].ref != code
+    }
 
 
 def _outcome_word(result: RunResult) -> str:

@@ -8,7 +8,9 @@ import pytest
 
 from syncctl.errors import LockBusy
 from syncctl.lock import state_lock
+from syncctl.model import ActionKind
 from syncctl.reconcile import reconcile
+from syncctl.sandbox.stack import BASIC_CHANNEL_ID
 
 from .invariants import violations
 
@@ -101,6 +103,30 @@ def test_operator_clearing_a_link_gets_a_new_one_and_the_old_revoked(sandbox, co
     new = sandbox.mautic.contact(contact)["discord_invite_link_basic"]
     assert new and new != old
     assert old.rsplit("/", 1)[1] not in {i["code"] for i in sandbox.discord.invites()}
+    assert violations(sandbox, config) == []
+
+
+def test_clearing_a_link_the_old_workflow_minted_revokes_it_in_the_incremental_run(
+    sandbox, config
+) -> None:
+    legacy = sandbox.discord.seed_invite(BASIC_CHANNEL_ID)  # minted by the bot under n8n
+    cid = sandbox.mautic.add_contact(
+        "mary.jackson@example.com",
+        firstname="Mary",
+        lastname="Jackson",
+        opt_in_confirmed=True,
+        discord_invite_link_basic=f"https://discord.gg/{legacy}",
+    )
+    reconcile(config)  # the first run is a full one: it writes Mary's stored invite down
+    sandbox.mautic.set_fields(cid, discord_invite_link_basic=None)
+
+    result = reconcile(config)
+
+    assert result.mode == "incremental"
+    revokes = [o for o in result.outcomes if o.action.kind is ActionKind.REVOKE]
+    assert [o.action.params["code"] for o in revokes] == [legacy]
+    assert legacy not in {i["code"] for i in sandbox.discord.invites()}
+    assert not reconcile(config, full=True).plan.actions  # nothing left for the audit
     assert violations(sandbox, config) == []
 
 
