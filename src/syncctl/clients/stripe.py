@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 import stripe
@@ -337,7 +338,7 @@ class StripeAPI(VendorClient):
             params["created"] = {"gte": int(created_gte)}
         for raw in self._iter_list(
             "listing checkout sessions",
-            lambda p: self._sdk.v1.checkout.sessions.list(params=p),
+            lambda p: self._get("/v1/checkout/sessions", p),
             params,
         ):
             yield self._session_from(raw, "a listed checkout session")
@@ -363,7 +364,7 @@ class StripeAPI(VendorClient):
         }
         for raw in self._iter_list(
             "listing checkout sessions by email",
-            lambda p: self._sdk.v1.checkout.sessions.list(params=p),
+            lambda p: self._get("/v1/checkout/sessions", p),
             params,
         ):
             yield self._session_from(raw, "a listed checkout session")
@@ -374,8 +375,8 @@ class StripeAPI(VendorClient):
             raise InvalidRequest(SERVICE, "a checkout session id is required")
         raw = self._call(
             f"reading checkout session {session_id}",
-            lambda: self._sdk.v1.checkout.sessions.retrieve(
-                session_id, params={"expand": ["line_items"]}
+            lambda: self._get(
+                f"/v1/checkout/sessions/{quote(session_id, safe='')}", {"expand": ["line_items"]}
             ),
         )
         return self._session_from(
@@ -408,9 +409,7 @@ class StripeAPI(VendorClient):
         events: list[tuple[str, str, int, str]] = []
         sessions: dict[str, CheckoutSession] = {}
         missing: dict[str, int | None] = {}  # session id -> its `created`, when the event says
-        for raw in self._iter_list(
-            "listing events", lambda p: self._sdk.v1.events.list(params=p), params
-        ):
+        for raw in self._iter_list("listing events", lambda p: self._get("/v1/events", p), params):
             event_id = _str(raw, "id", "an event")
             what = f"event {event_id}"
             data = raw.get("data")
@@ -518,7 +517,9 @@ class StripeAPI(VendorClient):
             params["starting_after"] = items[-1].id
         for raw in self._iter_list(
             f"listing line items of {session_id}",
-            lambda p: self._sdk.v1.checkout.sessions.line_items.list(session_id, params=p),
+            lambda p: self._get(
+                f"/v1/checkout/sessions/{quote(session_id, safe='')}/line_items", p
+            ),
             params,
         ):
             items.append(_parse_line_item(raw, what))
@@ -553,6 +554,16 @@ class StripeAPI(VendorClient):
                     SERVICE, f"{what}: 'has_more' is true but the page has no new cursor"
                 )
             params["starting_after"] = seen_cursor = cursor
+
+    def _get(self, path: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """A GET through the SDK (auth, version, errors), answered as plain JSON.
+
+        The typed methods build a StripeObject tree for every answer: for a
+        page of 100 sessions with line items that costs ~200 ms of CPU, most
+        of a full read's time. The data is the same.
+        """
+        response = self._sdk.raw_request("get", path, **params)
+        return _as_dict(response.data, f"GET {path}")
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         """Run an SDK call; map its exceptions onto syncctl's."""
