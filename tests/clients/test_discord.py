@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from syncctl import __version__
+from syncctl.clients import discord as discord_module
 from syncctl.clients.discord import (
     DiscordClient,
     DiscordLimiter,
@@ -458,6 +459,27 @@ def test_concurrent_first_requests_into_an_unknown_bucket_get_no_429():
         assert client.stats.service("discord").throttled == 0
 
 
+def test_limiter_keeps_under_the_global_50_requests_per_second() -> None:
+    clock = [0.0]
+    limiter = DiscordLimiter(clock=lambda: clock[0])
+    waits = [limiter.reserve("GET", f"/channels/{i}/invites") for i in range(50)]
+    assert waits == [0] * 50
+    assert limiter.reserve("GET", "/channels/99/invites") == pytest.approx(1.1)
+    clock[0] += 1.1
+    assert limiter.reserve("GET", "/channels/99/invites") == 0
+
+
+def test_a_burst_across_many_routes_draws_no_global_429():
+    with discord_rig(invite_bucket_limit=1000, latency=0.005) as rig:
+        client = rig.client(max_concurrency=16)
+        channels = [VIP_CHANNEL, BASIC_CHANNEL]
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(lambda i: client.create_invite(channels[i % 2], max_age=0), range(70)))
+
+        assert rig.emulator.rate_limited["global"] == 0
+        assert len(rig.emulator.log) == 70
+
+
 def test_429_is_retried_after_retry_after():
     with discord_rig(invite_bucket_limit=1, invite_bucket_window=0.2) as rig:
         rig.emulator.exhaust_bucket("create_channel_invite", VIP_CHANNEL)
@@ -598,3 +620,21 @@ def test_emulator_counts_invalid_requests(rig):
 
     assert rig.emulator.invalid_requests == 2
     assert dict(rig.emulator.invalid_by_status) == {401: 1, 403: 1}
+
+
+def test_invite_lists_keep_only_the_ids_of_guild_and_inviter(rig, client):
+    rig.emulator.seed_invite(VIP_CHANNEL)
+    seen: list[Any] = []
+    original = discord_module.parse_json
+
+    def spy(service: str, response: httpx.Response, hook: Any = None) -> Any:
+        body = original(service, response, hook)
+        seen.append(body)
+        return body
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(discord_module, "parse_json", spy)
+        (invite,) = client.list_channel_invites(VIP_CHANNEL)
+    (raw,) = seen[0]
+    assert set(raw["guild"]) == {"id"} and set(raw["inviter"]) == {"id"}
+    assert invite.inviter_id == raw["inviter"]["id"]

@@ -11,7 +11,10 @@ Facts and sources: ../shared/api-notes.md section 3.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -164,8 +167,28 @@ class DiscordLimiter(BucketLimiter):
     answer overwrite channel A's exhausted bucket (and cause 429s).
     """
 
-    def __init__(self) -> None:
-        super().__init__(discord_route_key, probe=True)
+    #: "All bots can make up to 50 requests per second to our API", announced
+    #: by no header until a global 429: counted here over a sliding window a
+    #: little longer than a second, so jitter cannot put 51 into Discord's.
+    GLOBAL_LIMIT = 50
+    GLOBAL_WINDOW = 1.1
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(discord_route_key, probe=True, clock=clock)
+        self._sent: deque[float] = deque()
+        self._global_lock = threading.Lock()
+
+    def reserve(self, method: str, path: str) -> float:
+        with self._global_lock:
+            now = self._clock()
+            while self._sent and self._sent[0] <= now - self.GLOBAL_WINDOW:
+                self._sent.popleft()
+            if len(self._sent) >= self.GLOBAL_LIMIT:
+                return self._sent[0] + self.GLOBAL_WINDOW - now
+            wait = super().reserve(method, path)
+            if wait <= 0:
+                self._sent.append(now)
+            return wait
 
     def update(self, method: str, path: str, status: int, headers: Mapping[str, str]) -> None:
         scoped = {k.lower(): v for k, v in headers.items()}
@@ -307,7 +330,7 @@ class DiscordClient(VendorClient):
         path = f"/channels/{channel_id}/invites"
         response = self._http.request("GET", path, ok=(403, 404))
         self._check_channel_answer(response, channel_id, "MANAGE_CHANNELS")
-        body = parse_json(SERVICE, response)
+        body = parse_json(SERVICE, response, _slim_invite)
         if body is None:
             return []
         if not isinstance(body, list):
@@ -573,6 +596,20 @@ def _apply_overwrites(
         bits &= ~_bits(member.get("deny"), what)
         bits |= _bits(member.get("allow"), what)
     return bits
+
+
+def _slim_invite(obj: dict[str, Any]) -> dict[str, Any]:
+    """A json object_hook for invite lists: an invite's guild and inviter keep only their id.
+
+    A channel's list holds every live invite, each with a full guild and user
+    object; `_parse_invite` reads only their ids.
+    """
+    if "code" in obj:
+        for key in ("guild", "inviter"):
+            value = obj.get(key)
+            if isinstance(value, dict):
+                obj[key] = {"id": value["id"]} if "id" in value else {}
+    return obj
 
 
 def _parse_invite(body: Mapping[str, Any], channel_id: str | None) -> Invite:
