@@ -368,8 +368,28 @@ def reconcile(
         )
     _report_run(state, result, outcomes_logged=True)
     if json_out:
-        typer.echo(json.dumps(result.to_json(), indent=2))
+        _echo_json(result.to_json())
     raise typer.Exit(result.exit_code(detailed_exitcode))
+
+
+def _echo_json(document: Any) -> None:
+    """`typer.echo(json.dumps(document, indent=2))`, written in pieces as it is encoded.
+
+    The same text, without building it whole first: at 100k contacts a
+    first run's document is tens of megabytes, and `json.dumps` with an
+    indent holds every small piece of it in a list before joining them.
+    """
+    buffer: list[str] = []
+    size = 0
+    for chunk in json.JSONEncoder(indent=2).iterencode(document):
+        buffer.append(chunk)
+        size += len(chunk)
+        if size >= 1 << 16:
+            typer.echo("".join(buffer), nl=False)
+            buffer.clear()
+            size = 0
+    buffer.append("\n")
+    typer.echo("".join(buffer), nl=False)
 
 
 def _debug(message: str) -> None:
@@ -450,7 +470,7 @@ def reissue_invite(
             logs.log_outcome(outcome)
         _report_run(state, result, outcomes_logged=True)
     if json_out:
-        typer.echo(json.dumps(result.to_json(), indent=2))
+        _echo_json(result.to_json())
     raise typer.Exit(result.exit_code(False))
 
 

@@ -494,10 +494,17 @@ def _generic_error_message(response: httpx.Response) -> str:
     return " ".join(str(message).split())[:200]
 
 
-def parse_json(service: str, response: httpx.Response) -> Any:
-    """The response's JSON body, or `BadResponse` naming what came instead."""
+def parse_json(
+    service: str,
+    response: httpx.Response,
+    object_hook: Callable[[dict[str, Any]], Any] | None = None,
+) -> Any:
+    """The response's JSON body, or `BadResponse` naming what came instead.
+
+    `object_hook` (json.loads') may shrink objects as they are decoded.
+    """
     try:
-        return response.json()
+        return response.json(object_hook=object_hook)
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
         kind = response.headers.get("content-type", "no content type").split(";")[0]
         raise BadResponse(

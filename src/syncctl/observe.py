@@ -256,6 +256,8 @@ class _Observer:
 
     def existing_codes(self, purchases: list[Purchase], full: bool) -> set[str]:
         """Codes that exist in the VIP promotion; a full audit asks Shopware, not the cache."""
+        if not purchases:
+            return set()  # nothing to ask about: skip loading every coupon key
         done = (
             set()
             if full
@@ -319,6 +321,8 @@ class _Observer:
 
     def leads(self, emails: set[str], full: bool) -> set[str]:
         """Emails with a lead; a full audit asks Espo, not the cache."""
+        if not emails:
+            return set()  # nothing to ask about: skip loading every lead key
         done = set() if full else {k.removeprefix("lead:") for k in self.journal.done_keys("lead:")}
         known = emails & done
         unknown = emails - done
@@ -392,8 +396,8 @@ class _Observer:
                 sends = self.bulk(
                     f"stats:{email_id}", functools.partial(self._read_stats, email_id)
                 )
-                for cid, _ in pairs:
-                    if cid in sends:
+                for cid, eid in pairs:
+                    if eid == email_id and cid in sends:
                         dates[(cid, email_id)] = sends[cid]
             return dates
         for cid, email_id in sorted(pairs):

@@ -214,26 +214,30 @@ def _adopt(journal: Journal, snapshot: Snapshot) -> None:
     """
     emails = {c.id: c.email or "" for c in snapshot.contacts}
     facts: dict[str, tuple[str, str, str | None]] = {}
+    mail, lead, coupon = str(ActionKind.MAIL), str(ActionKind.LEAD), str(ActionKind.COUPON)
     for key in snapshot.sent - journal.done_keys("mail:"):
         contact_id = key.split(":")[2]
         subject = emails.get(int(contact_id), "") if contact_id.isdigit() else ""
-        facts[key] = (str(ActionKind.MAIL), subject, None)
+        facts[key] = (mail, subject, None)
+    del emails
     leads = journal.done_keys("lead:")
     for email in snapshot.leads:
         if f"lead:{email}" not in leads:
-            facts[f"lead:{email}"] = (str(ActionKind.LEAD), email, None)
+            facts[f"lead:{email}"] = (lead, email, None)
+    del leads
     coupons = journal.done_keys("coupon:")
     for p in snapshot.purchases:
         key = f"coupon:{p.session_id}"
         if p.code in snapshot.existing_codes and key not in coupons:
-            facts[key] = (str(ActionKind.COUPON), p.email or "", p.code)
+            facts[key] = (coupon, p.email or "", p.code)
+    del coupons
     facts.update(_stored_invites(journal, snapshot))
     if not facts:
         return
-    open_attempts = {
-        key for key, entry in journal.latest_many(facts).items() if not entry.state.terminal
-    }
-    for key in sorted(set(facts) - open_attempts):  # unresolved ones are recovery's
+    # Unresolved attempts are recovery's: the journal's few in-flight rows,
+    # rather than the newest entry of every fact.
+    open_attempts = {entry.key for entry in journal.in_flight() if entry.key in facts}
+    for key in sorted(k for k in facts if k not in open_attempts):
         kind, subject, ref = facts[key]
         entry = journal.start(key, kind, subject, run_id=None, detail={"observed": True})
         journal.mark(entry, EntryState.DONE, ref=ref)

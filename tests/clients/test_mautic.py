@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from syncctl.clients import mautic as mautic_module
 from syncctl.clients.mautic import Contact, MauticClient, as_flag, as_text
 from syncctl.errors import (
     AuthRejected,
@@ -944,3 +945,21 @@ def test_contact_dates_with_offsets_and_string_ids_are_tolerated(
     assert contact.date_modified == datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
     assert contact.date_added == datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
     assert contact.flag("vip_status")
+
+
+def test_contact_pages_keep_only_what_a_contact_is_read_from(
+    emulator: MauticEmulator, client: MauticClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A page of contacts repeats every field definition per contact; decoding
+    # keeps the flat `fields.all` map only, so a page of 1000 stays small.
+    emulator.add_contact("ann@example.com", promo_code="VIP-1")
+    seen: list[Any] = []
+    original = mautic_module._contact_list
+    monkeypatch.setattr(
+        mautic_module, "_contact_list", lambda body, what: seen.append(body) or original(body, what)
+    )
+    (contact,) = client.iter_all()
+    (raw,) = seen[0]["contacts"].values()
+    assert set(raw) <= {"id", "dateAdded", "dateModified", "fields"}
+    assert list(raw["fields"]) == ["all"]
+    assert contact.text("promo_code") == "VIP-1"

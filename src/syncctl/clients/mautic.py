@@ -502,9 +502,14 @@ class MauticClient(VendorClient):
 
     # -- internals --------------------------------------------------------------------------
 
-    def _get(self, path: str, params: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    def _get(
+        self,
+        path: str,
+        params: list[tuple[str, str]] | None = None,
+        object_hook: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> dict[str, Any]:
         response = self._http.request("GET", path, params=params)
-        return expect_dict(SERVICE, parse_json(SERVICE, response), f"GET {path}")
+        return expect_dict(SERVICE, parse_json(SERVICE, response, object_hook), f"GET {path}")
 
     def _list(
         self, where: list[Where], order_by: str, limit: int, direction: str = "ASC"
@@ -516,7 +521,8 @@ class MauticClient(VendorClient):
             ("limit", str(limit)),
             ("start", "0"),
         ]
-        return _contact_list(self._get("/api/contacts", params), "GET /api/contacts")
+        body = self._get("/api/contacts", params, _slim_contact)
+        return _contact_list(body, "GET /api/contacts")
 
     def _scan(self, where: list[Where], page_size: int) -> Iterator[Contact]:
         """Contacts matching `where`, by id, keyset-paged on id."""
@@ -780,6 +786,26 @@ def _verify_update(contact: Contact, changes: Mapping[str, Any]) -> None:
                 f"contact {contact.id}: Mautic ignored setting {alias} to {value!r}",
                 hint="it still holds " + repr(contact.field(alias)),
             )
+
+
+#: What `_contact` reads of a contact object.
+_CONTACT_KEYS = ("id", "dateAdded", "dateModified")
+
+
+def _slim_contact(obj: dict[str, Any]) -> dict[str, Any]:
+    """A json object_hook for contact lists: each contact keeps only what `_contact` reads.
+
+    A page of a thousand contacts decodes to tens of megabytes, most of it
+    the field definitions Mautic repeats in every contact's field groups;
+    dropping them as each contact is decoded keeps a page to its flat
+    `fields.all` maps.
+    """
+    fields = obj.get("fields")
+    if "id" in obj and isinstance(fields, dict) and "all" in fields:
+        slim = {key: obj[key] for key in _CONTACT_KEYS if key in obj}
+        slim["fields"] = {"all": fields["all"]}
+        return slim
+    return obj
 
 
 def _contact_list(body: dict[str, Any], what: str) -> list[Contact]:
