@@ -342,10 +342,10 @@ class _Observer:
     ) -> set[str]:
         """Mail keys already sent: the journal's, else derived from Mautic's stats."""
         sent = set(self.journal.done_keys("mail:"))
-        by_email: dict[str, list[Contact]] = defaultdict(list)
-        for c in sorted(contacts.values(), key=lambda c: c.id):
-            if c.email:
-                by_email[c.email].append(c)
+        holder: dict[str, int] = {}  # email -> the oldest contact's id: the one mailed
+        for c in contacts.values():
+            if c.email and (c.email not in holder or c.id < holder[c.email]):
+                holder[c.email] = c.id
         coupon_email = self.settings.mautic.coupon_email
         # (contact, email id) -> what we must decide about it
         invite_questions: dict[tuple[int, int], str] = {}
@@ -359,8 +359,8 @@ class _Observer:
                 if code and mail_key(email_id, c.id, code) not in sent:
                     invite_questions[(c.id, email_id)] = code
         for p in purchases:
-            if p.email and p.email in by_email:
-                cid = by_email[p.email][0].id
+            if p.email and p.email in holder:
+                cid = holder[p.email]
                 if mail_key(coupon_email, cid, p.code) not in sent:
                     coupon_questions[cid].append(p)
         pairs = set(invite_questions) | {(cid, coupon_email) for cid in coupon_questions}
