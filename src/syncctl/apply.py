@@ -15,6 +15,8 @@ within a moment of each other go out as one batch call (`batching`).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
 from collections import defaultdict
@@ -29,8 +31,16 @@ from syncctl.clients.mautic import BATCH_MAX
 from syncctl.clients.mautic import Contact as MauticContact
 from syncctl.codes import invite_code, invite_url
 from syncctl.config import Settings
-from syncctl.errors import AuthRejected, NotFound, OutcomeUnknown, ServiceError, SyncctlError
-from syncctl.journal import EntryState, Journal
+from syncctl.errors import (
+    AuthRejected,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    OutcomeUnknown,
+    ServiceError,
+    SyncctlError,
+)
+from syncctl.journal import Entry, EntryState, Journal
 from syncctl.model import Action, ActionKind, Plan, Tier
 from syncctl.plan import NEW, mail_key
 from syncctl.services import Services
@@ -100,8 +110,10 @@ class Applier:
         run_id: int | None,
         *,
         on_outcome: Callable[[Outcome], None] | None = None,
+        retry_refused: bool = False,
     ) -> None:
         self.sv = services
+        self.retry_refused = retry_refused
         self.journal = journal
         self.settings = settings
         self.run_id = run_id
@@ -150,13 +162,21 @@ class Applier:
             before = chain.outcomes.get(dep)
             if before is not None and before.status is not Status.DONE:
                 return Outcome(
-                    action, Status.SKIPPED, action.key, message=f"waits for {dep}", retry=True
+                    action,
+                    Status.SKIPPED,
+                    action.key,
+                    message=f"waits for {dep}",
+                    retry=before.retry,
                 )
         down = self._down.get(action.system)
         if down:
             return Outcome(action, Status.SKIPPED, action.key, message=down, retry=True)
-        if self._unresolved(action.key):
+        latest = self.journal.latest(action.key)
+        if latest is not None and latest.state in (EntryState.IN_FLIGHT, EntryState.MINTED):
             return Outcome(action, Status.SKIPPED, action.key, message=UNRESOLVED, retry=True)
+        refused = self._refused_before(action, latest)
+        if refused is not None:
+            return refused
         handler = getattr(self, f"_do_{action.kind.name.lower()}")
         try:
             return handler(action, chain)
@@ -181,21 +201,36 @@ class Applier:
                 action.key,
                 message=str(exc),
                 transient=exc.transient,
-                retry=True,
+                retry=not refusal(exc),
             )
         except SyncctlError as exc:
             return Outcome(action, Status.FAILED, action.key, message=str(exc), retry=True)
 
     # -- journal helpers ----------------------------------------------------------
 
-    def _unresolved(self, key: str) -> bool:
-        """An earlier attempt whose outcome is still unknown blocks a new one."""
-        latest = self.journal.latest(key)
-        return latest is not None and latest.state in (EntryState.IN_FLIGHT, EntryState.MINTED)
+    def _refused_before(self, action: Action, latest: Entry | None) -> Outcome | None:
+        """Skip what the vendor refused with these very inputs (until they change).
+
+        A validation error is not cured by asking again: the item is reported
+        and left alone until its inputs change (a fixed name, another config
+        value) or the operator asks with `--retry-refused`.
+        """
+        if self.retry_refused or latest is None or latest.state is not EntryState.FAILED:
+            return None
+        if not latest.detail.get("refused") or latest.detail.get("inputs") != inputs_of(action):
+            return None
+        return Outcome(
+            action,
+            Status.SKIPPED,
+            latest.key,
+            message=f"refused before with the same inputs ({latest.error}); fix them or run "
+            "with --retry-refused",
+        )
 
     def _start(self, key: str, action: Action, detail: dict[str, Any] | None = None) -> int:
+        detail = {**(detail or {}), "inputs": inputs_of(action)}
         return self.journal.start(
-            key, str(action.kind), action.subject, run_id=self.run_id, detail=detail or {}
+            key, str(action.kind), action.subject, run_id=self.run_id, detail=detail
         )
 
     def _guard(self, entry: int, call: Callable[[], Any]) -> Any:
@@ -205,7 +240,8 @@ class Applier:
         except OutcomeUnknown:
             raise  # the row stays in flight; `recover` resolves it next run
         except ServiceError as exc:
-            self.journal.mark(entry, EntryState.FAILED, error=str(exc))
+            detail = {"refused": True} if refusal(exc) else None
+            self.journal.mark(entry, EntryState.FAILED, error=str(exc), detail=detail)
             raise
 
     def _done(
@@ -396,8 +432,11 @@ class Applier:
         latest = self.journal.latest(key)
         if latest is not None and latest.state is EntryState.DONE:
             return Outcome(action, Status.SKIPPED, key, message="already sent")
-        if self._unresolved(key):
+        if latest is not None and latest.state in (EntryState.IN_FLIGHT, EntryState.MINTED):
             return Outcome(action, Status.SKIPPED, key, message=UNRESOLVED, retry=True)
+        refused = self._refused_before(action, latest)
+        if refused is not None:
+            return refused
         entry = self._start(
             key, action, {"email_id": p["email_id"], "contact_id": cid, "purpose": p["purpose"]}
         )
@@ -425,6 +464,17 @@ class Applier:
             ),
         )
         return self._done(action, entry, action.key, result.lead.id, created=result.created)
+
+
+def refusal(exc: ServiceError) -> bool:
+    """Did the vendor refuse the request itself (asking again with it cannot help)?"""
+    return isinstance(exc, InvalidRequest | Conflict) and not exc.transient
+
+
+def inputs_of(action: Action) -> str:
+    """A fingerprint of what an action sends: when it changes, a refusal is retried."""
+    text = json.dumps([str(action.kind), action.params], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _interleave(chains: list[list[Action]]) -> list[list[Action]]:

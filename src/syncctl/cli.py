@@ -339,6 +339,13 @@ def reconcile(
     wait: Annotated[
         bool, typer.Option("--wait", help="Queue behind a running syncctl instead of exiting.")
     ] = False,
+    retry_refused: Annotated[
+        bool,
+        typer.Option(
+            "--retry-refused",
+            help="Also retry what a service refused before with the same inputs.",
+        ),
+    ] = False,
 ) -> None:
     """Bring every service to the desired state; apply only what is missing.
 
@@ -363,6 +370,7 @@ def reconcile(
             full=full,
             max_actions=max_actions,
             wait=wait,
+            retry_refused=retry_refused,
             progress=shown.phase,
             on_outcome=on_outcome,
         )

@@ -113,6 +113,7 @@ def reconcile(
     full: bool = False,
     max_actions: int | None = None,
     wait: bool = False,
+    retry_refused: bool = False,
     progress: Callable[[str], None] | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
     services: Services | None = None,
@@ -137,7 +138,9 @@ def reconcile(
             mode="", dry_run=dry_run, plan=Plan(), stats=sv.stats, max_actions=limit, run_id=run_id
         )
         try:
-            applier = Applier(sv, journal, settings, run_id, on_outcome=on_outcome)
+            applier = Applier(
+                sv, journal, settings, run_id, on_outcome=on_outcome, retry_refused=retry_refused
+            )
             if dry_run:
                 result.unresolved_before = len(journal.in_flight())
             else:
