@@ -1555,28 +1555,34 @@ class MauticEmulator(Emulator):
         return True
 
     def _select_stats(self, where: list[_Clause], order: list[tuple[str, bool]]) -> list[_Stat]:
+        """Rows matching `where`, ordered; an index and an id range answer the common query.
+
+        Like the database's indexes: an `eq` on email_id or lead_id picks that
+        index, an id range is cut by bisection (rows are kept in id order),
+        and only the clauses left over are tested row by row.
+        """
         pool: list[_Stat] = self._stats
-        for clause in where:
+        used: set[int] = set()
+        for i, clause in enumerate(where):
             if clause.expr == "eq" and clause.col in ("email_id", "lead_id"):
                 key = _int_or_none(clause.val)
                 index = self._stats_by_email if clause.col == "email_id" else self._stats_by_lead
                 found = index.get(key, []) if key is not None else []
-                if len(found) < len(pool):
+                if len(found) <= len(pool):
                     pool = found
-        for clause in where:  # rows are in id order: cut an id range by bisection
+                    used = {i}
+        for i, clause in enumerate(where):
             if clause.col == "id" and clause.expr in ("gt", "gte"):
                 key = _int_or_none(clause.val)
                 if key is not None:
-                    ids = [s.id for s in pool]
-                    cut = (bisect.bisect_right if clause.expr == "gt" else bisect.bisect_left)(
-                        ids, key
-                    )
-                    pool = pool[cut:]
-        rows = []
-        for stat in pool:
-            row = stat.row()
-            if all(_compare_stat(row, clause) for clause in where):
-                rows.append(stat)
+                    bisector = bisect.bisect_right if clause.expr == "gt" else bisect.bisect_left
+                    pool = pool[bisector(pool, key, key=lambda s: s.id) :]
+                    used.add(i)
+        rest = [clause for i, clause in enumerate(where) if i not in used]
+        rows = [s for s in pool if all(_compare_stat(s.row(), c) for c in rest)] if rest else pool
+        if order in ([], [("id", False)]):
+            return rows  # already in id order
+        rows = list(rows)
         for col, desc in reversed(order):
             if col == "id":
                 rows.sort(key=lambda s: s.id, reverse=desc)
