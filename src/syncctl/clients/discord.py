@@ -171,7 +171,7 @@ class DiscordLimiter(BucketLimiter):
     #: by no header until a global 429: counted here over a sliding window a
     #: little longer than a second, so jitter cannot put 51 into Discord's.
     GLOBAL_LIMIT = 50
-    GLOBAL_WINDOW = 1.1
+    GLOBAL_WINDOW = 1.05
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(discord_route_key, probe=True, clock=clock)
