@@ -33,8 +33,6 @@ from syncctl.codes import invite_code, invite_url
 from syncctl.config import Settings
 from syncctl.errors import (
     AuthRejected,
-    Conflict,
-    InvalidRequest,
     NotFound,
     OutcomeUnknown,
     ServiceError,
@@ -468,7 +466,7 @@ class Applier:
 
 def refusal(exc: ServiceError) -> bool:
     """Did the vendor refuse the request itself (asking again with it cannot help)?"""
-    return isinstance(exc, InvalidRequest | Conflict) and not exc.transient
+    return exc.refusal and not exc.transient
 
 
 def inputs_of(action: Action) -> str:

@@ -50,6 +50,9 @@ class ServiceError(SyncctlError):
 
     #: True when running the same call again later may succeed.
     transient = False
+    #: True when the service refused the request itself: the same request
+    #: will be refused again, so it waits until its inputs change.
+    refusal = False
 
     def __init__(
         self,
@@ -75,6 +78,8 @@ class NotFound(ServiceError):
 class Conflict(ServiceError):
     """409 or an equivalent: the write collides with existing data."""
 
+    refusal = True
+
     def __init__(
         self,
         service: str,
@@ -90,6 +95,18 @@ class Conflict(ServiceError):
 
 class InvalidRequest(ServiceError):
     """400/422: the service refused the request's content. Retrying will not help."""
+
+    refusal = True
+
+
+class NotSent(InvalidRequest):
+    """Mautic answered a send with `success: false` or `failed`.
+
+    An unpublished email, a contact without an address or a failing mail
+    transport all look the same, and the last one passes: tried again.
+    """
+
+    refusal = False
 
 
 class RateLimited(ServiceError):

@@ -47,6 +47,7 @@ from syncctl.errors import (
     BadResponse,
     InvalidRequest,
     NotFound,
+    NotSent,
     RateLimited,
     ServiceError,
 )
@@ -436,7 +437,7 @@ class MauticClient(VendorClient):
         if errors:
             raise InvalidRequest(SERVICE, f"POST {path}: {_first_message(errors)}")
         if "failed" in data and data["failed"] not in (None, False, [], {}):
-            raise InvalidRequest(
+            raise NotSent(
                 SERVICE,
                 f"Mautic did not send email {email_id} to contact {contact_id}: "
                 f"{_summary(data['failed'])}",
@@ -446,7 +447,7 @@ class MauticClient(VendorClient):
         if success is True or success == 1 or success == "1":
             return
         if "success" in data:
-            raise InvalidRequest(
+            raise NotSent(
                 SERVICE,
                 f"Mautic did not send email {email_id} to contact {contact_id} (success=false)",
                 hint="the email may be unpublished, or the contact may have no email address",
