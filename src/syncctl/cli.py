@@ -782,4 +782,7 @@ def demo(
 
 def main() -> None:
     """Console-script entry point."""
+    from syncctl.malloc import release_big_buffers
+
+    release_big_buffers()
     app()
