@@ -39,9 +39,10 @@ T = TypeVar("T")
 #: committed a little after its timestamp is re-read (and deduplicated), not
 #: lost. Longer would re-read the previous run's own writes every time.
 MAUTIC_OVERLAP = timedelta(seconds=15)
-#: Contacts per Mautic page. Mautic sets no maximum; a thousand keeps a page
-#: to a few megabytes while a full read of 100k contacts takes 100 calls.
-MAUTIC_PAGE = 1000
+#: Contacts per Mautic page. Mautic sets no maximum; 500 keeps a decoded page
+#: near 15 MB (the field definitions repeat in every contact) while a full
+#: read of 100k contacts takes 200 calls.
+MAUTIC_PAGE = 500
 #: Incremental Stripe event reads start this long before the cursor.
 EVENTS_OVERLAP = 300
 #: Stripe keeps events 30 days; an older cursor falls back to listing sessions.

@@ -215,35 +215,46 @@ def _adopt(journal: Journal, snapshot: Snapshot) -> None:
     derives these facts from the services; writing them down keeps the next
     incremental runs at a handful of calls.
     """
+    # Unresolved attempts are recovery's: the journal's few in-flight rows.
+    open_attempts = {entry.key for entry in journal.in_flight()}
+
+    def record(facts: dict[str, tuple[str, str, str | None]]) -> None:
+        # One kind at a time: at 100k contacts the facts of all kinds together
+        # would be the largest thing the run ever holds.
+        for key in sorted(k for k in facts if k not in open_attempts):
+            kind, subject, ref = facts[key]
+            entry = journal.start(key, kind, subject, run_id=None, detail={"observed": True})
+            journal.mark(entry, EntryState.DONE, ref=ref)
+
     emails = {c.id: c.email or "" for c in snapshot.contacts}
-    facts: dict[str, tuple[str, str, str | None]] = {}
-    mail, lead, coupon = str(ActionKind.MAIL), str(ActionKind.LEAD), str(ActionKind.COUPON)
+    mail = str(ActionKind.MAIL)
+    sent: dict[str, tuple[str, str, str | None]] = {}
     for key in snapshot.sent - journal.done_keys("mail:"):
         contact_id = key.split(":")[2]
         subject = emails.get(int(contact_id), "") if contact_id.isdigit() else ""
-        facts[key] = (mail, subject, None)
+        sent[key] = (mail, subject, None)
     del emails
-    leads = journal.done_keys("lead:")
-    for email in snapshot.leads:
-        if f"lead:{email}" not in leads:
-            facts[f"lead:{email}"] = (lead, email, None)
+    record(sent)
+    del sent
+    lead, leads = str(ActionKind.LEAD), journal.done_keys("lead:")
+    record(
+        {
+            f"lead:{email}": (lead, email, None)
+            for email in snapshot.leads
+            if f"lead:{email}" not in leads
+        }
+    )
     del leads
-    coupons = journal.done_keys("coupon:")
-    for p in snapshot.purchases:
-        key = f"coupon:{p.session_id}"
-        if p.code in snapshot.existing_codes and key not in coupons:
-            facts[key] = (coupon, p.email or "", p.code)
+    coupon, coupons = str(ActionKind.COUPON), journal.done_keys("coupon:")
+    record(
+        {
+            f"coupon:{p.session_id}": (coupon, p.email or "", p.code)
+            for p in snapshot.purchases
+            if p.code in snapshot.existing_codes and f"coupon:{p.session_id}" not in coupons
+        }
+    )
     del coupons
-    facts.update(_stored_invites(journal, snapshot))
-    if not facts:
-        return
-    # Unresolved attempts are recovery's: the journal's few in-flight rows,
-    # rather than the newest entry of every fact.
-    open_attempts = {entry.key for entry in journal.in_flight() if entry.key in facts}
-    for key in sorted(k for k in facts if k not in open_attempts):
-        kind, subject, ref = facts[key]
-        entry = journal.start(key, kind, subject, run_id=None, detail={"observed": True})
-        journal.mark(entry, EntryState.DONE, ref=ref)
+    record(dict(_stored_invites(journal, snapshot)))
 
 
 def _stored_invites(journal: Journal, snapshot: Snapshot) -> dict[str, tuple[str, str, str]]:
