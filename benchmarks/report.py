@@ -75,6 +75,21 @@ def _standard(result: dict[str, Any]) -> bool:
     return _label(result) == _n(result["n"])
 
 
+#: Limits that only pace invite creation: a run that relaxed nothing else is
+#: still judged on what they cannot change (a --full audit mints nothing).
+_INVITE_PACE = frozenset({"discord_invite_limit", "discord_invite_window"})
+
+
+def _standard_but_invite_pace(result: dict[str, Any]) -> bool:
+    """Standard, except (perhaps) Discord's invite bucket."""
+    from benchmarks.floor import Limits
+
+    p = result["parameters"]
+    standard = Limits().to_dict()
+    changed = {k for k, v in p.get("limits", {}).items() if standard.get(k) != v}
+    return p.get("latency") == 0.02 and p.get("concurrency", 4) == 4 and changed <= _INVITE_PACE
+
+
 def _s(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -342,13 +357,18 @@ TARGETS = (
 def targets(results: Sequence[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
     """(target, N, measured, verdict) for every target of issue 6 and every run.
 
-    Verdicts are given for runs with the standard parameters only; the
-    others are shown for reference.
+    Verdicts are given for runs with the standard parameters; the others
+    are shown for reference, except that a run which only relaxed Discord's
+    invite bucket is judged on the --full audit and on memory, which that
+    bucket cannot change.
     """
     rows: list[tuple[int, int, tuple[str, str, str, str]]] = []
 
-    def add(target: int, r: dict[str, Any], measured: str, ok: bool | None) -> None:
-        if not _standard(r):
+    def add(
+        target: int, r: dict[str, Any], measured: str, ok: bool | None, *, pace_free: bool = False
+    ) -> None:
+        judged = _standard(r) or (pace_free and _standard_but_invite_pace(r))
+        if not judged:
             word = "(for reference)"
         elif ok is None:
             word = "n/a"
@@ -371,7 +391,7 @@ def targets(results: Sequence[dict[str, Any]]) -> list[tuple[str, str, str, str]
             ok = full["writes"] == 0
             if n >= 100_000:
                 ok = ok and full["wall_seconds"] < FULL_MAX_SECONDS_100K
-            add(1, r, measured, ok)
+            add(1, r, measured, ok, pace_free=True)
         first, f = ph.get("first"), r.get("floor")
         if first and f and f["seconds"]:
             ratio = first["wall_seconds"] / f["seconds"]
@@ -385,7 +405,7 @@ def targets(results: Sequence[dict[str, Any]]) -> list[tuple[str, str, str, str]
         if ph:
             name, peak = max(((k, p["peak_rss_mb"]) for k, p in ph.items()), key=lambda kv: kv[1])
             ok = peak < RSS_MAX_MB_100K if n >= 100_000 else None
-            add(3, r, f"{peak:.0f} MB ({name} run)", ok)
+            add(3, r, f"{peak:.0f} MB ({name} run)", ok, pace_free=True)
         c = comparison(r)
         if c is not None:
             calls = c["ours"]["churn runs only"]
