@@ -661,6 +661,27 @@ class Journal:
             ).fetchall()
         return {row[0] for row in rows}
 
+    def not_done(self, keys: Iterable[str]) -> list[str]:
+        """Those of `keys` whose newest entry is not done (chunked IN queries, in order).
+
+        For checking many keys without loading every done key of a kind.
+        """
+        wanted = list(dict.fromkeys(keys))
+        missing: list[str] = []
+        with self._read() as conn:
+            for start in range(0, len(wanted), _CHUNK):
+                chunk = wanted[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                done = {
+                    row[0]
+                    for row in conn.execute(
+                        f"SELECT key FROM current WHERE state = ? AND key IN ({marks})",
+                        (EntryState.DONE.value, *chunk),
+                    )
+                }
+                missing.extend(k for k in chunk if k not in done)
+        return missing
+
     def latest_by_prefix(self, prefix: str) -> dict[str, Entry]:
         """The newest entry of every key starting with `prefix` (e.g. "invite:")."""
         clause, params = self._prefix_clause("c.key", prefix)

@@ -226,34 +226,28 @@ def _adopt(journal: Journal, snapshot: Snapshot) -> None:
             entry = journal.start(key, kind, subject, run_id=None, detail={"observed": True})
             journal.mark(entry, EntryState.DONE, ref=ref)
 
-    emails = {c.id: c.email or "" for c in snapshot.contacts}
-    mail = str(ActionKind.MAIL)
-    sent: dict[str, tuple[str, str, str | None]] = {}
-    for key in snapshot.sent - journal.done_keys("mail:"):
-        contact_id = key.split(":")[2]
-        subject = emails.get(int(contact_id), "") if contact_id.isdigit() else ""
-        sent[key] = (mail, subject, None)
-    del emails
-    record(sent)
-    del sent
-    lead, leads = str(ActionKind.LEAD), journal.done_keys("lead:")
+    mail, lead, coupon = str(ActionKind.MAIL), str(ActionKind.LEAD), str(ActionKind.COUPON)
+    unsent = journal.not_done(snapshot.sent)
+    if unsent:
+        emails = {c.id: c.email or "" for c in snapshot.contacts}
+        sent: dict[str, tuple[str, str, str | None]] = {}
+        for key in unsent:
+            contact_id = key.split(":")[2]
+            subject = emails.get(int(contact_id), "") if contact_id.isdigit() else ""
+            sent[key] = (mail, subject, None)
+        record(sent)
     record(
         {
-            f"lead:{email}": (lead, email, None)
-            for email in snapshot.leads
-            if f"lead:{email}" not in leads
+            key: (lead, key.removeprefix("lead:"), None)
+            for key in journal.not_done(f"lead:{email}" for email in snapshot.leads)
         }
     )
-    del leads
-    coupon, coupons = str(ActionKind.COUPON), journal.done_keys("coupon:")
+    codes = {
+        f"coupon:{p.session_id}": p for p in snapshot.purchases if p.code in snapshot.existing_codes
+    }
     record(
-        {
-            f"coupon:{p.session_id}": (coupon, p.email or "", p.code)
-            for p in snapshot.purchases
-            if p.code in snapshot.existing_codes and f"coupon:{p.session_id}" not in coupons
-        }
+        {key: (coupon, codes[key].email or "", codes[key].code) for key in journal.not_done(codes)}
     )
-    del coupons
     record(dict(_stored_invites(journal, snapshot)))
 
 

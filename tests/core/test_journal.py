@@ -344,6 +344,19 @@ def test_done_keys_lists_keys_whose_latest_is_done(journal: Journal) -> None:
     assert journal.done_keys() == {"invite:c1:vip", "lead:a@example.org"}
 
 
+def test_not_done_keeps_the_keys_whose_latest_is_not_done_in_order(journal: Journal) -> None:
+    done(journal, "lead:a@example.org")
+    failed(journal, "lead:b@example.org")
+    keys = ["lead:c@example.org", "lead:a@example.org", "lead:b@example.org"]
+    assert journal.not_done(keys) == ["lead:c@example.org", "lead:b@example.org"]
+
+
+def test_not_done_checks_more_keys_than_one_query_takes(journal: Journal) -> None:
+    done(journal, "lead:k999@example.org")
+    keys = [f"lead:k{i}@example.org" for i in range(2500)]
+    assert len(journal.not_done(keys)) == 2499
+
+
 def test_done_keys_filters_by_prefix(journal: Journal) -> None:
     done(journal, "invite:c1:vip")
     done(journal, "invitation:x")
