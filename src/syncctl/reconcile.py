@@ -9,8 +9,9 @@ cursors move only once the work they cover is done, and never in a dry run.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -237,37 +238,41 @@ def _adopt(journal: Journal, snapshot: Snapshot) -> None:
     # Unresolved attempts are recovery's: the journal's few in-flight rows.
     open_attempts = {entry.key for entry in journal.in_flight()}
 
-    def record(facts: dict[str, tuple[str, str, str | None]]) -> None:
-        # One kind at a time: at 100k contacts the facts of all kinds together
-        # would be the largest thing the run ever holds.
-        for key in sorted(k for k in facts if k not in open_attempts):
-            kind, subject, ref = facts[key]
-            entry = journal.start(key, kind, subject, run_id=None, detail={"observed": True})
-            journal.mark(entry, EntryState.DONE, ref=ref)
+    def record(facts: Iterable[tuple[str, str, str, str | None]]) -> None:
+        """Write (key, kind, subject, ref) facts the journal lacks, a chunk at a time.
+
+        A first run over 100k contacts observes some 150k facts: held all at
+        once beside the snapshot, they would set the run's peak memory.
+        """
+        items = iter(facts)
+        while chunk := list(itertools.islice(items, _ADOPT_CHUNK)):
+            todo = set(journal.not_done(key for key, *_ in chunk)) - open_attempts
+            for key, kind, subject, ref in sorted(f for f in chunk if f[0] in todo):
+                entry = journal.start(key, kind, subject, run_id=None, detail={"observed": True})
+                journal.mark(entry, EntryState.DONE, ref=ref)
 
     mail, lead, coupon = str(ActionKind.MAIL), str(ActionKind.LEAD), str(ActionKind.COUPON)
-    unsent = journal.not_done(snapshot.sent)
-    if unsent:
-        emails = {c.id: c.email or "" for c in snapshot.contacts}
-        sent: dict[str, tuple[str, str, str | None]] = {}
-        for key in unsent:
-            contact_id = key.split(":")[2]
-            subject = emails.get(int(contact_id), "") if contact_id.isdigit() else ""
-            sent[key] = (mail, subject, None)
-        record(sent)
+    emails = {c.id: c.email or "" for c in snapshot.contacts}
+
+    def subject_of(mail_key: str) -> str:
+        contact_id = mail_key.split(":")[2]
+        return emails.get(int(contact_id), "") if contact_id.isdigit() else ""
+
+    record((key, mail, subject_of(key), None) for key in snapshot.sent)
+    record((f"lead:{email}", lead, email, None) for email in snapshot.leads)
     record(
-        {
-            key: (lead, key.removeprefix("lead:"), None)
-            for key in journal.not_done(f"lead:{email}" for email in snapshot.leads)
-        }
+        (f"coupon:{p.session_id}", coupon, p.email or "", p.code)
+        for p in snapshot.purchases
+        if p.code in snapshot.existing_codes
     )
-    codes = {
-        f"coupon:{p.session_id}": p for p in snapshot.purchases if p.code in snapshot.existing_codes
-    }
     record(
-        {key: (coupon, codes[key].email or "", codes[key].code) for key in journal.not_done(codes)}
+        (key, kind, subject, ref)
+        for key, (kind, subject, ref) in _stored_invites(journal, snapshot).items()
     )
-    record(dict(_stored_invites(journal, snapshot)))
+
+
+#: Facts checked against the journal and written per chunk.
+_ADOPT_CHUNK = 5000
 
 
 def _stored_invites(journal: Journal, snapshot: Snapshot) -> dict[str, tuple[str, str, str]]:
