@@ -661,6 +661,27 @@ class Journal:
             ).fetchall()
         return {row[0] for row in rows}
 
+    def done_refs(self, keys: Iterable[str]) -> dict[str, str]:
+        """The external ref of each of `keys` whose newest entry is done with one.
+
+        Only (key, ref) pairs are read: cheaper than `latest_many` when the
+        entries' details are not needed.
+        """
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, str] = {}
+        with self._read() as conn:
+            for start in range(0, len(wanted), _CHUNK):
+                chunk = wanted[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for key, ref in conn.execute(
+                    "SELECT c.key, e.ref FROM current c JOIN entries e ON e.id = c.entry_id"
+                    f" WHERE c.state = ? AND c.key IN ({marks})",
+                    (EntryState.DONE.value, *chunk),
+                ):
+                    if ref:
+                        found[key] = ref
+        return found
+
     def not_done(self, keys: Iterable[str]) -> list[str]:
         """Those of `keys` whose newest entry is not done (chunked IN queries, in order).
 

@@ -444,13 +444,20 @@ class _Observer:
                 )
         return found
 
-    def issued(self, contact_ids: set[int]) -> dict[tuple[int, Tier], str]:
-        issued: dict[tuple[int, Tier], str] = {}
-        for key, entry in self.journal.latest_by_prefix("invite:").items():
-            _, cid, tier = key.split(":")
-            if int(cid) in contact_ids and entry.state is EntryState.DONE and entry.ref:
-                issued[(int(cid), Tier(tier))] = entry.ref
-        return issued
+    def issued(self, contacts: Iterable[Contact]) -> dict[tuple[int, Tier], str]:
+        """The invite syncctl last stored for each opted-in contact whose link is empty.
+
+        Only those can need it (to revoke it when an operator cleared the
+        field, rule 13), so only their keys are looked up.
+        """
+        wanted = {
+            f"invite:{c.id}:{tier}": (c.id, tier)
+            for c in contacts
+            if c.opt_in
+            for tier in Tier
+            if not c.link(tier)
+        }
+        return {wanted[key]: ref for key, ref in self.journal.done_refs(wanted).items()}
 
     def latest_known(self, emails: set[str]) -> dict[str, Purchase]:
         """The newest VIP purchase the journal stored into each buyer's contact."""
@@ -512,7 +519,7 @@ def _facts(
         existing_codes=frozenset(codes),
         leads=frozenset(leads),
         sent=frozenset(sent),
-        issued=observer.issued(set(contacts)),
+        issued=observer.issued(contacts.values()),
         latest_purchase=observer.latest_known(purchase_emails) if not full else {},
         invites=invites,
         full=full,

@@ -352,7 +352,7 @@ class _Collector:
             existing_codes=frozenset(existing),
             leads=frozenset(leads),
             sent=frozenset(observer.sent(contacts, vip, self.live_invites, False)),
-            issued=observer.issued(set(contacts)),
+            issued=observer.issued(contacts.values()),
             latest_purchase=observer.latest_known({self.wanted}),
             invites=None,
             full=False,

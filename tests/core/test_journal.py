@@ -575,3 +575,11 @@ def test_start_and_mark_stay_fast_at_100k_keys(big_journal: Journal) -> None:
         for i in range(300):
             done(big_journal, f"lead:{i}")
     assert time.perf_counter() - started < 1.0  # about 20 ms; a scan per write takes seconds
+
+
+def test_done_refs_reads_the_ref_of_done_keys_only(journal: Journal) -> None:
+    done(journal, "invite:1:basic", ref="CODE1")
+    failed(journal, "invite:2:basic")
+    assert journal.done_refs(["invite:1:basic", "invite:2:basic", "invite:3:vip"]) == {
+        "invite:1:basic": "CODE1"
+    }
