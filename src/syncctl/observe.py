@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -91,19 +92,25 @@ def to_purchase(session: CheckoutSession, settings: Settings, secret: str) -> Pu
     )
 
 
-def to_contact(contact: MauticContact, settings: Settings) -> Contact:
+def to_contact(contact: MauticContact, settings: Settings, *, dated: bool = True) -> Contact:
+    """The planner's view of a contact.
+
+    Names are interned (campaigns repeat them a lot); `dated=False` leaves
+    out the modification time, which planning never reads: at 100k contacts
+    both keep a run's snapshot some 10 MB smaller.
+    """
     f = settings.mautic.fields
     return Contact(
         id=contact.id,
         email=normalize_email(contact.email),
-        firstname=contact.firstname or "",
-        lastname=contact.lastname or "",
+        firstname=sys.intern(contact.firstname or ""),
+        lastname=sys.intern(contact.lastname or ""),
         vip=contact.flag(f.vip_status),
         promo_code=contact.text(f.promo_code).strip(),
         link_vip=contact.text(f.invite_link_vip).strip(),
         link_basic=contact.text(f.invite_link_basic).strip(),
         opt_in=contact.flag(f.opt_in_confirmed),
-        date_modified=contact.date_modified,
+        date_modified=contact.date_modified if dated else None,
     )
 
 
@@ -132,8 +139,12 @@ class _Observer:
         self.scanned: dict[str, int] = defaultdict(int)
 
     def bulk(self, name: str, read: Callable[[], T]) -> T:
-        """A bulk read, from its prefetch when a full run started it early."""
-        future = self.prefetched.get(name)
+        """A bulk read, from its prefetch when a full run started it early.
+
+        Each is asked for once; the prefetch lets go of it, so that what its
+        consumer drops (a set of every lead's email) is freed at once.
+        """
+        future = self.prefetched.pop(name, None)
         return future.result() if future is not None else read()
 
     def prefetch(self, pool: ThreadPoolExecutor) -> None:
@@ -227,10 +238,9 @@ class _Observer:
             nonlocal newest
             for raw in contacts:
                 self.scanned["contacts"] += 1
-                contact = to_contact(raw, self.settings)
-                found[contact.id] = contact
-                if contact.date_modified and (newest is None or contact.date_modified > newest):
-                    newest = contact.date_modified
+                found[raw.id] = to_contact(raw, self.settings, dated=False)
+                if raw.date_modified and (newest is None or raw.date_modified > newest):
+                    newest = raw.date_modified
 
         if full or cursor is None:
             self.progress("reading every Mautic contact")
