@@ -627,12 +627,9 @@ class Journal:
 
     def latest_many(self, keys: Iterable[str]) -> dict[str, Entry]:
         """The newest entry of each known key among `keys` (chunked IN queries)."""
-        wanted = list(dict.fromkeys(keys))
         found: dict[str, Entry] = {}
         with self._read() as conn:
-            for start in range(0, len(wanted), _CHUNK):
-                chunk = wanted[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in _in_chunks(keys):
                 for row in conn.execute(
                     f"SELECT {self._ENTRY_COLUMNS} FROM current c"
                     f" JOIN entries e ON e.id = c.entry_id WHERE c.key IN ({marks})",
@@ -667,12 +664,9 @@ class Journal:
         Only (key, ref) pairs are read: cheaper than `latest_many` when the
         entries' details are not needed.
         """
-        wanted = list(dict.fromkeys(keys))
         found: dict[str, str] = {}
         with self._read() as conn:
-            for start in range(0, len(wanted), _CHUNK):
-                chunk = wanted[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in _in_chunks(keys):
                 for key, ref in conn.execute(
                     "SELECT c.key, e.ref FROM current c JOIN entries e ON e.id = c.entry_id"
                     f" WHERE c.state = ? AND c.key IN ({marks})",
@@ -687,12 +681,9 @@ class Journal:
 
         For checking many keys without loading every done key of a kind.
         """
-        wanted = list(dict.fromkeys(keys))
         missing: list[str] = []
         with self._read() as conn:
-            for start in range(0, len(wanted), _CHUNK):
-                chunk = wanted[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in _in_chunks(keys):
                 done = {
                     row[0]
                     for row in conn.execute(
@@ -878,3 +869,11 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+def _in_chunks(keys: Iterable[str]) -> Iterator[tuple[list[str], str]]:
+    """Distinct `keys` in chunks small enough for one `IN (...)`, with their placeholders."""
+    wanted = list(dict.fromkeys(keys))
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        yield chunk, ",".join("?" * len(chunk))
