@@ -70,7 +70,8 @@ class BucketLimiter:
                     return wait
                 if route in self._probing:
                     return max(wait, self.PROBE_POLL)
-                self._probing.add(route)
+                if wait <= 0:  # only a request that goes now probes
+                    self._probing.add(route)
                 return wait
             if now >= bucket.reset_at:
                 if bucket.limit is None or bucket.window <= 0:
@@ -108,7 +109,13 @@ class BucketLimiter:
             if bucket_name:
                 self._route_to_bucket[route] = bucket_name
             if remaining is None or reset_after is None:
-                if self._probe and self._bucket_id(route) not in self._buckets:
+                # A success without bucket headers: the route is not limited.
+                # (A 429 or a proxy's 502 says nothing about that.)
+                if (
+                    self._probe
+                    and 200 <= status < 300
+                    and self._bucket_id(route) not in self._buckets
+                ):
                     self._unlimited.add(route)
                 return
             key = self._bucket_id(route)

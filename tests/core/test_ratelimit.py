@@ -96,3 +96,18 @@ def test_probe_without_an_answer_lets_the_next_request_probe(prober) -> None:
 def test_probing_one_route_does_not_hold_back_another(prober) -> None:
     prober.reserve("POST", "/x")
     assert prober.reserve("POST", "/z") == 0
+
+
+def test_a_caller_held_back_by_a_global_429_probes_when_it_wakes(prober, clock) -> None:
+    prober.update("POST", "/y", 429, {"x-ratelimit-global": "true", "retry-after": "2"})
+    assert prober.reserve("POST", "/x") == pytest.approx(2.0)
+    clock[0] += 2.0
+    assert prober.reserve("POST", "/x") == 0  # it goes now, as the probe
+    assert prober.reserve("POST", "/x") == pytest.approx(BucketLimiter.PROBE_POLL)
+
+
+def test_an_error_answer_without_headers_does_not_mark_a_route_unlimited(prober) -> None:
+    prober.reserve("POST", "/x")
+    prober.update("POST", "/x", 502, {})
+    assert prober.reserve("POST", "/x") == 0
+    assert prober.reserve("POST", "/x") == pytest.approx(BucketLimiter.PROBE_POLL)
