@@ -238,15 +238,17 @@ def _adopt(journal: Journal, snapshot: Snapshot) -> None:
     # Unresolved attempts are recovery's: the journal's few in-flight rows.
     open_attempts = {entry.key for entry in journal.in_flight()}
 
-    def record(facts: Iterable[tuple[str, str, str, str | None]]) -> None:
+    def record(facts: Iterable[tuple[str, str, str, str | None]], *, checked: bool = False) -> None:
         """Write (key, kind, subject, ref) facts the journal lacks, a chunk at a time.
 
         A first run over 100k contacts observes some 150k facts: held all at
         once beside the snapshot, they would set the run's peak memory.
+        `checked`: the facts were compared with the journal already.
         """
         items = iter(facts)
         while chunk := list(itertools.islice(items, _ADOPT_CHUNK)):
-            todo = set(journal.not_done(key for key, *_ in chunk)) - open_attempts
+            keys = [key for key, *_ in chunk]
+            todo = set(keys if checked else journal.not_done(keys)) - open_attempts
             for key, kind, subject, ref in sorted(f for f in chunk if f[0] in todo):
                 entry = journal.start(key, kind, subject, run_id=None, detail={"observed": True})
                 journal.mark(entry, EntryState.DONE, ref=ref)
@@ -265,9 +267,14 @@ def _adopt(journal: Journal, snapshot: Snapshot) -> None:
         for p in snapshot.purchases
         if p.code in snapshot.existing_codes
     )
+    # An invite the journal knows as done with another code than the contact
+    # holds is news too: compared with the journal's refs, not just its state.
     record(
-        (key, kind, subject, ref)
-        for key, (kind, subject, ref) in _stored_invites(journal, snapshot).items()
+        (
+            (key, kind, subject, ref)
+            for key, (kind, subject, ref) in _stored_invites(journal, snapshot).items()
+        ),
+        checked=True,
     )
 
 

@@ -130,6 +130,30 @@ def test_clearing_a_link_the_old_workflow_minted_revokes_it_in_the_incremental_r
     assert violations(sandbox, config) == []
 
 
+def test_a_full_run_writes_down_a_changed_stored_invite(sandbox, config) -> None:
+    first = sandbox.discord.seed_invite(BASIC_CHANNEL_ID)
+    cid = sandbox.mautic.add_contact(
+        "mary.jackson@example.com",
+        firstname="Mary",
+        lastname="Jackson",
+        opt_in_confirmed=True,
+        discord_invite_link_basic=f"https://discord.gg/{first}",
+    )
+    reconcile(config)  # writes `first` down as Mary's
+    second = sandbox.discord.seed_invite(BASIC_CHANNEL_ID)  # stored by the old workflow again
+    sandbox.mautic.set_fields(cid, discord_invite_link_basic=f"https://discord.gg/{second}")
+    reconcile(config, full=True)
+    sandbox.mautic.set_fields(cid, discord_invite_link_basic=None)
+
+    result = reconcile(config)
+
+    revoked = [
+        o.action.params["code"] for o in result.outcomes if o.action.kind is ActionKind.REVOKE
+    ]
+    assert second in revoked
+    assert second not in {i["code"] for i in sandbox.discord.invites()}
+
+
 def test_failing_purchase_leaves_others_done_and_is_retried(sandbox, config) -> None:
     sandbox.shopware.inject(
         method="POST", path="^/api/promotion-individual-code$", status=500, times=1
