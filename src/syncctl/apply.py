@@ -15,24 +15,26 @@ within a moment of each other go out as one batch call (`batching`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from syncctl.batching import Coalescer
+from syncctl.batching import LINGER, Coalescer
 from syncctl.clients.mautic import BATCH_MAX
 from syncctl.clients.mautic import Contact as MauticContact
 from syncctl.codes import invite_code, invite_url
 from syncctl.config import Settings
 from syncctl.errors import (
     AuthRejected,
+    BadResponse,
     NotFound,
     OutcomeUnknown,
     ServiceError,
@@ -68,6 +70,8 @@ class Outcome:
     transient: bool = False
     #: The item stays pending and is retried next run whatever the cursors say.
     retry: bool = False
+    #: The service refused the request itself: it waits until its inputs change.
+    refused: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -119,9 +123,13 @@ class Applier:
         self.fields = settings.mautic.fields
         self._down: dict[str, str] = {}  # service -> why it is not used any more this run
         self._lock = threading.Lock()
-        self._reads: Coalescer[int, MauticContact] = Coalescer(self._read_many, max_size=BATCH_MAX)
+        # One worker has nobody to share a batch with: no reason to wait.
+        linger = 0.0 if settings.run.concurrency <= 1 else LINGER
+        self._reads: Coalescer[int, MauticContact] = Coalescer(
+            self._read_many, max_size=BATCH_MAX, linger=linger
+        )
         self._edits: Coalescer[tuple[int, Mapping[str, Any]], MauticContact] = Coalescer(
-            services.mautic.update_many, max_size=BATCH_MAX
+            self._edit_many, max_size=BATCH_MAX, linger=linger
         )
 
     # -- driving ------------------------------------------------------------------
@@ -164,7 +172,8 @@ class Applier:
                     Status.SKIPPED,
                     action.key,
                     message=f"waits for {dep}",
-                    retry=before.retry,
+                    retry=not before.refused,
+                    refused=before.refused,
                 )
         down = self._down.get(action.system)
         if down:
@@ -193,13 +202,15 @@ class Applier:
                     self._down.setdefault(
                         exc.service, f"not attempted: {exc.service} rejected the credentials"
                     )
+            was_refused = refusal(exc)
             return Outcome(
                 action,
                 Status.FAILED,
                 action.key,
                 message=str(exc),
                 transient=exc.transient,
-                retry=not refusal(exc),
+                retry=not was_refused,
+                refused=was_refused,
             )
         except SyncctlError as exc:
             return Outcome(action, Status.FAILED, action.key, message=str(exc), retry=True)
@@ -223,6 +234,7 @@ class Applier:
             latest.key,
             message=f"refused before with the same inputs ({latest.error}); fix them or run "
             "with --retry-refused",
+            refused=True,
         )
 
     def _start(self, key: str, action: Action, detail: dict[str, Any] | None = None) -> int:
@@ -259,12 +271,19 @@ class Applier:
         return self._edits.submit((contact_id, changes))
 
     def _read_many(self, ids: list[int]) -> list[MauticContact | ServiceError]:
-        found = self.sv.mautic.get_many(ids)
+        with _whole_batch():
+            found = self.sv.mautic.get_many(ids)
         return [
             found.get(cid)
             or NotFound("mautic", f"contact {cid} does not exist (deleted or merged)", status=404)
             for cid in ids
         ]
+
+    def _edit_many(
+        self, edits: list[tuple[int, Mapping[str, Any]]]
+    ) -> list[MauticContact | ServiceError]:
+        with _whole_batch():
+            return self.sv.mautic.update_many(edits)
 
     # -- Shopware -----------------------------------------------------------------
 
@@ -395,6 +414,8 @@ class Applier:
         except OutcomeUnknown:
             raise  # stays minted: the next run stores or revokes it
         except ServiceError as exc:
+            if exc.transient:  # the edit may have landed: stays minted, recovery looks
+                raise
             self.revoke_quietly(code, "could not be stored in Mautic")
             self.journal.mark(entry, EntryState.FAILED, error=str(exc))
             raise
@@ -462,6 +483,21 @@ class Applier:
             ),
         )
         return self._done(action, entry, action.key, result.lead.id, created=result.created)
+
+
+@contextlib.contextmanager
+def _whole_batch() -> Iterator[None]:
+    """A batch call refused as a whole says nothing about each person in it.
+
+    (A proxy's 413, PATCH blocked upstream...) Its people are retried next
+    run rather than each recorded as refused.
+    """
+    try:
+        yield
+    except ServiceError as exc:
+        if not exc.refusal:
+            raise
+        raise BadResponse(exc.service, f"a batch call was refused as a whole: {exc}") from None
 
 
 def refusal(exc: ServiceError) -> bool:

@@ -76,9 +76,11 @@ class NotFound(ServiceError):
 
 
 class Conflict(ServiceError):
-    """409 or an equivalent: the write collides with existing data."""
+    """409 or an equivalent: the write collides with existing data.
 
-    refusal = True
+    Not a refusal of the request itself: the data it collides with lives in
+    the service and may change, so it is tried again every run.
+    """
 
     def __init__(
         self,

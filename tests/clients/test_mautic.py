@@ -634,6 +634,16 @@ def test_update_many_patches_several_contacts_in_one_call(
     ]
 
 
+def test_update_many_sends_two_edits_of_one_contact_in_separate_batches(
+    emulator: MauticEmulator, client: MauticClient
+) -> None:
+    a = emulator.add_contact("a@example.com")
+    saved = client.update_many([(a, {"promo_code": "X"}), (a, {"vip_status": True})])
+    assert all(isinstance(c, Contact) for c in saved)
+    assert len(emulator.exchanges("PATCH")) == 2
+    assert emulator.contact(a)["promo_code"] == "X" and emulator.contact(a)["vip_status"] == 1
+
+
 def test_update_many_reports_a_missing_contact_alone(
     emulator: MauticEmulator, client: MauticClient
 ) -> None:

@@ -84,3 +84,21 @@ def test_a_transient_failure_is_still_retried_every_run(sandbox, config) -> None
     result = reconcile(config)
 
     assert str(lead_outcome(result).status) == "done"
+
+
+def test_a_batch_call_refused_as_a_whole_refuses_nobody_in_it(sandbox, config) -> None:
+    # A proxy's 413 or a 400 on the batch itself says nothing about each contact.
+    sandbox.mautic.inject(
+        method="PATCH",
+        path="/batch/edit$",
+        status=400,
+        body={"errors": [{"code": 400, "message": "bad"}]},
+        times=1,
+    )
+    first = reconcile(config)
+    assert first.failed
+    assert not any(o.refused for o in first.outcomes)
+
+    for _ in range(2):
+        result = reconcile(config)
+    assert result.ok and violations(sandbox, config) == []

@@ -401,8 +401,7 @@ class MauticClient(VendorClient):
             except InvalidRequest as exc:
                 results[index] = exc
         path = "/api/contacts/batch/edit"
-        for start in range(0, len(sendable), BATCH_MAX):
-            chunk = sendable[start : start + BATCH_MAX]
+        for chunk in _distinct_chunks(sendable):
             body = [{"id": _id(cid), **fields} for _, cid, _, fields in chunk]
             response = self._http.request("PATCH", path, json_body=body, idempotent=True)
             data = expect_dict(SERVICE, parse_json(SERVICE, response), f"PATCH {path}")
@@ -679,6 +678,29 @@ def _check_value(alias: str, value: Any) -> None:
             f"{alias}={value!r}: Mautic silently drops numeric zero values on POST/PATCH",
             hint="store something other than 0 (mautic/mautic#15030)",
         )
+
+
+def _distinct_chunks(
+    items: list[tuple[int, int, Mapping[str, Any], dict[str, Any]]],
+) -> list[list[tuple[int, int, Mapping[str, Any], dict[str, Any]]]]:
+    """Batches of at most BATCH_MAX edits, each contact at most once per batch.
+
+    Mautic looks a batch's contacts up by id (`getBatchEntities`): a second
+    edit of the same contact in one batch would take the first one's place.
+    """
+    chunks: list[list[tuple[int, int, Mapping[str, Any], dict[str, Any]]]] = []
+    seen: list[set[int]] = []
+    for item in items:
+        cid = item[1]
+        for chunk, ids in zip(chunks, seen, strict=True):
+            if len(chunk) < BATCH_MAX and cid not in ids:
+                chunk.append(item)
+                ids.add(cid)
+                break
+        else:
+            chunks.append([item])
+            seen.append({cid})
+    return chunks
 
 
 def _chunks_by_length(values: list[str], budget: int) -> Iterator[list[str]]:

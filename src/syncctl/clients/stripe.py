@@ -436,8 +436,8 @@ class StripeAPI(VendorClient):
         Sessions created close together are most cheaply read from the list of
         completed sessions since the oldest of them (100 a page, line items
         expanded). The list is read for at most a quarter as many pages as
-        there are sessions, so it never costs more than reading them one by
-        one would; whatever it did not reach is read one by one.
+        there are sessions, and whatever it did not reach is read one by one:
+        at worst a quarter more calls than reading them all one by one.
         """
         found: dict[str, CheckoutSession] = {}
         times = [t for t in created.values() if t is not None]
