@@ -23,6 +23,7 @@ from syncctl.clients.discord import (
 from syncctl.errors import (
     AuthRejected,
     BadResponse,
+    Conflict,
     InvalidRequest,
     NotFound,
     OutcomeUnknown,
@@ -151,6 +152,18 @@ def test_invalid_form_body_raises_invalid_request_naming_the_field(client):
 
     assert "Invalid Form Body (code 50035)" in str(caught.value)
     assert "max_age: int value should be less than or equal to 604800" in str(caught.value)
+
+
+def test_a_channel_full_of_invites_is_a_conflict_not_a_refusal(rig, client):
+    rig.emulator.inject(
+        method="POST",
+        path="/invites$",
+        status=400,
+        body={"message": "Maximum number of invites reached (1000)", "code": 30016},
+    )
+    with pytest.raises(Conflict, match="30016") as caught:
+        client.create_invite(VIP_CHANNEL, max_age=0)
+    assert not caught.value.refusal
 
 
 def test_out_of_range_max_uses_is_refused_before_any_call(rig, client):

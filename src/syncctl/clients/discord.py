@@ -24,7 +24,14 @@ import httpx
 
 from syncctl import __version__
 from syncctl.clients import VendorClient, header_credential
-from syncctl.errors import AuthRejected, BadResponse, InvalidRequest, NotFound
+from syncctl.errors import (
+    AuthRejected,
+    BadResponse,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    ServiceError,
+)
 from syncctl.http import CallStats, RetryPolicy, ServiceHTTP, parse_json
 from syncctl.ratelimit import BucketLimiter
 
@@ -198,6 +205,28 @@ class DiscordLimiter(BucketLimiter):
         super().update(method, path, status, scoped)
 
 
+#: Discord's JSON error code for "Maximum number of invites reached".
+MAX_INVITES_REACHED = 30016
+
+
+def _invite_refusal(response: httpx.Response, path: str) -> ServiceError:
+    """A 400 on invite creation; a full channel is the channel's state, not our request's."""
+    text = f"POST {path} answered 400: {discord_error_message(response) or 'bad request'}"
+    try:
+        code = response.json().get("code")
+    except (ValueError, AttributeError):
+        code = None
+    if code == MAX_INVITES_REACHED:
+        return Conflict(
+            SERVICE,
+            text,
+            hint="revoke unused invites in the channel; `syncctl reconcile --full` revokes the "
+            "ones syncctl minted that no contact holds",
+            status=400,
+        )
+    return InvalidRequest(SERVICE, text, status=400)
+
+
 def discord_error_message(response: httpx.Response) -> str:
     """One line from Discord's `{"code": n, "message": ..., "errors"?: {...}}`."""
     try:
@@ -319,8 +348,10 @@ class DiscordClient(VendorClient):
             path,
             json_body=body,
             headers=_reason_header(reason),
-            ok=(403, 404),
+            ok=(400, 403, 404),
         )
+        if response.status_code == 400:
+            raise _invite_refusal(response, path)
         self._check_channel_answer(response, channel_id, "CREATE_INSTANT_INVITE")
         return _parse_invite(_expect_dict(parse_json(SERVICE, response), path), channel_id)
 
