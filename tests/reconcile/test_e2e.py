@@ -106,10 +106,9 @@ def test_operator_clearing_a_link_gets_a_new_one_and_the_old_revoked(sandbox, co
     assert violations(sandbox, config) == []
 
 
-def test_clearing_a_link_the_old_workflow_minted_revokes_it_in_the_incremental_run(
-    sandbox, config
-) -> None:
-    legacy = sandbox.discord.seed_invite(BASIC_CHANNEL_ID)  # minted by the bot under n8n
+def mary_holding_an_n8n_invite(sandbox) -> tuple[int, str]:
+    """An opted-in contact holding a live invite the bot minted under the old workflow."""
+    legacy = sandbox.discord.seed_invite(BASIC_CHANNEL_ID)
     cid = sandbox.mautic.add_contact(
         "mary.jackson@example.com",
         firstname="Mary",
@@ -117,6 +116,13 @@ def test_clearing_a_link_the_old_workflow_minted_revokes_it_in_the_incremental_r
         opt_in_confirmed=True,
         discord_invite_link_basic=f"https://discord.gg/{legacy}",
     )
+    return cid, legacy
+
+
+def test_clearing_a_link_the_old_workflow_minted_revokes_it_in_the_incremental_run(
+    sandbox, config
+) -> None:
+    cid, legacy = mary_holding_an_n8n_invite(sandbox)
     reconcile(config)  # the first run is a full one: it writes Mary's stored invite down
     sandbox.mautic.set_fields(cid, discord_invite_link_basic=None)
 
@@ -131,15 +137,8 @@ def test_clearing_a_link_the_old_workflow_minted_revokes_it_in_the_incremental_r
 
 
 def test_a_full_run_writes_down_a_changed_stored_invite(sandbox, config) -> None:
-    first = sandbox.discord.seed_invite(BASIC_CHANNEL_ID)
-    cid = sandbox.mautic.add_contact(
-        "mary.jackson@example.com",
-        firstname="Mary",
-        lastname="Jackson",
-        opt_in_confirmed=True,
-        discord_invite_link_basic=f"https://discord.gg/{first}",
-    )
-    reconcile(config)  # writes `first` down as Mary's
+    cid, _first = mary_holding_an_n8n_invite(sandbox)
+    reconcile(config)  # writes her first invite down
     second = sandbox.discord.seed_invite(BASIC_CHANNEL_ID)  # stored by the old workflow again
     sandbox.mautic.set_fields(cid, discord_invite_link_basic=f"https://discord.gg/{second}")
     reconcile(config, full=True)
