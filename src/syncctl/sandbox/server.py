@@ -16,6 +16,7 @@ import inspect
 import json
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -375,6 +376,12 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], emulator: Emulator) -> None:
         self.emulator = emulator
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
+        """A client that hung up (a timeout, a closed pool) is not worth a traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 class EmulatorServer:
