@@ -26,18 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from syncctl.config import SECRET_NAMES
+
 #: The secrets come from the campaign's .env; nothing leaks in from the caller's shell.
-_SCRUB = (
-    "STRIPE_API_KEY",
-    "MAUTIC_USERNAME",
-    "MAUTIC_PASSWORD",
-    "DISCORD_BOT_TOKEN",
-    "SHOPWARE_CLIENT_ID",
-    "SHOPWARE_CLIENT_SECRET",
-    "ESPOCRM_API_KEY",
-    "SYNCCTL_CODE_SECRET",
-    "SYNCCTL_CONFIG",
-)
+_SCRUB = (*SECRET_NAMES, "SYNCCTL_CONFIG")
 
 
 #: Runs `python -m syncctl ARGS...`; at exit, writes VmHWM (kB) to $SYNCCTL_BENCH_HWM.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,32 +100,37 @@ def _pct(share: float) -> str:
     return f"{share * 100:.2f} %"
 
 
-def phase_table(results: Sequence[dict[str, Any]]) -> str:
-    rows = []
+def _phases(results: Sequence[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], str, Any]]:
+    """(result, phase name, phase) of every run measured, phases in their order."""
     for r in results:
         for name in PHASES:
             p = r["phases"].get(name)
-            if p is None:
-                continue
-            label = name if p.get("runs", 1) == 1 else f"{name} ({p['runs']} runs)"
-            rows.append(
-                (
-                    _label(r),
-                    label,
-                    _s(p["wall_seconds"]),
-                    _s(p["run_seconds"]),
-                    _s(p.get("cpu_seconds")),
-                    _s(p.get("sandbox_cpu_seconds")),
-                    p["total_calls"],
-                    p["reads"],
-                    p["writes"],
-                    f"{p['calls_per_contact']:.4f}",
-                    f"{p['throttled']} ({_pct(p['throttled_share'])})",
-                    f"{p['peak_rss_mb']:.0f}",
-                    p["planned"],
-                    _outcomes(p),
-                )
+            if p is not None:
+                yield r, name, p
+
+
+def phase_table(results: Sequence[dict[str, Any]]) -> str:
+    rows = []
+    for r, name, p in _phases(results):
+        label = name if p.get("runs", 1) == 1 else f"{name} ({p['runs']} runs)"
+        rows.append(
+            (
+                _label(r),
+                label,
+                _s(p["wall_seconds"]),
+                _s(p["run_seconds"]),
+                _s(p.get("cpu_seconds")),
+                _s(p.get("sandbox_cpu_seconds")),
+                p["total_calls"],
+                p["reads"],
+                p["writes"],
+                f"{p['calls_per_contact']:.4f}",
+                f"{p['throttled']} ({_pct(p['throttled_share'])})",
+                f"{p['peak_rss_mb']:.0f}",
+                p["planned"],
+                _outcomes(p),
             )
+        )
     return _table(
         (
             "N",
@@ -156,19 +161,15 @@ def _outcomes(p: dict[str, Any]) -> str:
 
 def service_table(results: Sequence[dict[str, Any]]) -> str:
     rows = []
-    for r in results:
-        for name in PHASES:
-            p = r["phases"].get(name)
-            if p is None:
-                continue
-            cells = []
-            for s in SERVICES:
-                c = p["calls"].get(s, {"reads": 0, "writes": 0, "throttled": 0})
-                cell = f"{c['reads']} / {c['writes']}"
-                if c.get("throttled"):
-                    cell += f" ({c['throttled']} x 429)"
-                cells.append(cell)
-            rows.append((_label(r), name, *cells))
+    for r, name, p in _phases(results):
+        cells = []
+        for s in SERVICES:
+            c = p["calls"].get(s, {"reads": 0, "writes": 0, "throttled": 0})
+            cell = f"{c['reads']} / {c['writes']}"
+            if c.get("throttled"):
+                cell += f" ({c['throttled']} x 429)"
+            cells.append(cell)
+        rows.append((_label(r), name, *cells))
     return _table(("N", "run", *(f"{s} r / w" for s in SERVICES)), rows)
 
 

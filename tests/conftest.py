@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from syncctl import http
+from syncctl.config import SECRET_NAMES
 
 
 @pytest.fixture(autouse=True)
@@ -22,17 +23,7 @@ def _isolated_env(
     monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """No secret or config from the developer's shell leaks into a test."""
-    for name in (
-        "STRIPE_API_KEY",
-        "MAUTIC_USERNAME",
-        "MAUTIC_PASSWORD",
-        "DISCORD_BOT_TOKEN",
-        "SHOPWARE_CLIENT_ID",
-        "SHOPWARE_CLIENT_SECRET",
-        "ESPOCRM_API_KEY",
-        "SYNCCTL_CODE_SECRET",
-        "SYNCCTL_CONFIG",
-    ):
+    for name in (*SECRET_NAMES, "SYNCCTL_CONFIG"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "160")
