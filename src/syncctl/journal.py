@@ -658,6 +658,21 @@ class Journal:
             ).fetchall()
         return {row[0] for row in rows}
 
+    def done_times(self, prefix: str) -> dict[str, datetime]:
+        """When each key starting with `prefix` was last done; one indexed query.
+
+        Mautic's stats log a send's time, not its message: these times let
+        the sends syncctl recorded claim their stats (see `sends.unclaimed`).
+        """
+        clause, params = self._prefix_clause("c.key", prefix)
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT c.key, e.finished_at FROM current c JOIN entries e ON e.id = c.entry_id"
+                f" WHERE c.state = ? AND {clause}",
+                (EntryState.DONE.value, *params),
+            ).fetchall()
+        return {key: moment for key, finished in rows if (moment := _parse(finished))}
+
     def done_refs(self, keys: Iterable[str]) -> dict[str, str]:
         """The external ref of each of `keys` whose newest entry is done with one.
 

@@ -30,6 +30,7 @@ from syncctl.errors import NotFound, ServiceError
 from syncctl.journal import EntryState, Journal
 from syncctl.model import Contact, Invite, Purchase, Snapshot, Tier, normalize_email
 from syncctl.plan import invite_email_id, mail_key
+from syncctl.sends import match_sends, unclaimed
 from syncctl.services import Services
 
 log = logging.getLogger(__name__)
@@ -379,7 +380,8 @@ class _Observer:
             return sent
         stats = self._send_dates(pairs, full)
         for (cid, email_id), code in invite_questions.items():
-            dates = stats.get((cid, email_id), [])
+            # An earlier link's email (a reissue minutes after a send) is not this one's.
+            dates = unclaimed(stats.get((cid, email_id), []), self._claims(cid, email_id))
             created = self._invite_created(code, invites)
             if created is None:
                 was_sent = bool(dates)
@@ -388,14 +390,17 @@ class _Observer:
             if was_sent:
                 sent.add(mail_key(email_id, cid, code))
         for cid, bought in coupon_questions.items():
-            dates = sorted(stats.get((cid, coupon_email), []))
-            for p in sorted(bought, key=lambda p: (p.created, p.session_id)):
-                made = datetime.fromtimestamp(p.created, UTC) - SEND_SKEW
-                match = next((d for d in dates if d >= made), None)
-                if match is not None:
-                    dates.remove(match)
-                    sent.add(mail_key(coupon_email, cid, p.code))
+            # Another purchase's email, sent already, is not the one missing.
+            dates = unclaimed(stats.get((cid, coupon_email), []), self._claims(cid, coupon_email))
+            made = [(p.code, datetime.fromtimestamp(p.created, UTC)) for p in bought]
+            for code in match_sends(dates, made, SEND_SKEW):
+                sent.add(mail_key(coupon_email, cid, code))
         return sent
+
+    def _claims(self, contact_id: int, email_id: int) -> list[datetime]:
+        """When the journal recorded its sends of this email to this contact."""
+        prefix = mail_key(email_id, contact_id, "")
+        return list(self.journal.done_times(prefix).values())
 
     def _send_dates(
         self, pairs: set[tuple[int, int]], full: bool

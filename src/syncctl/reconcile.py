@@ -22,7 +22,7 @@ from syncctl.config import Config
 from syncctl.http import CallStats
 from syncctl.journal import EntryState, Journal
 from syncctl.lock import state_lock
-from syncctl.model import ActionKind, Plan, Snapshot, Tier
+from syncctl.model import ActionKind, Contact, Plan, Purchase, Snapshot, Tier
 from syncctl.observe import Observation, observe
 from syncctl.plan import plan as make_plan
 from syncctl.recover import Recovery, Resolution
@@ -238,8 +238,12 @@ def _adopt(journal: Journal, snapshot: Snapshot) -> None:
     # Unresolved attempts are recovery's: the journal's few in-flight rows.
     open_attempts = {entry.key for entry in journal.in_flight()}
 
-    def record(facts: Iterable[tuple[str, str, str, str | None]], *, checked: bool = False) -> None:
-        """Write (key, kind, subject, ref) facts the journal lacks, a chunk at a time.
+    def record(
+        facts: Iterable[tuple[str, str, str, str | None] | tuple[str, str, str, str | None, dict]],
+        *,
+        checked: bool = False,
+    ) -> None:
+        """Write (key, kind, subject, ref[, detail]) facts the journal lacks, a chunk at a time.
 
         A first run over 100k contacts observes some 150k facts: held all at
         once beside the snapshot, they would set the run's peak memory.
@@ -249,8 +253,11 @@ def _adopt(journal: Journal, snapshot: Snapshot) -> None:
         while chunk := list(itertools.islice(items, _ADOPT_CHUNK)):
             keys = [key for key, *_ in chunk]
             todo = set(keys if checked else journal.not_done(keys)) - open_attempts
-            for key, kind, subject, ref in sorted(f for f in chunk if f[0] in todo):
-                entry = journal.start(key, kind, subject, run_id=None, detail={"observed": True})
+            for key, kind, subject, ref, *extra in sorted(
+                (f for f in chunk if f[0] in todo), key=lambda f: f[0]
+            ):
+                detail = {"observed": True, **(extra[0] if extra else {})}
+                entry = journal.start(key, kind, subject, run_id=None, detail=detail)
                 journal.mark(entry, EntryState.DONE, ref=ref)
 
     mail, lead, coupon = str(ActionKind.MAIL), str(ActionKind.LEAD), str(ActionKind.COUPON)
@@ -267,6 +274,7 @@ def _adopt(journal: Journal, snapshot: Snapshot) -> None:
         for p in snapshot.purchases
         if p.code in snapshot.existing_codes
     )
+    record(_held_codes(snapshot))
     # An invite the journal knows as done with another code than the contact
     # holds is news too: compared with the journal's refs, not just its state.
     record(
@@ -280,6 +288,39 @@ def _adopt(journal: Journal, snapshot: Snapshot) -> None:
 
 #: Facts checked against the journal and written per chunk.
 _ADOPT_CHUNK = 5000
+
+
+def _held_codes(snapshot: Snapshot) -> Iterator[tuple[str, str, str, None, dict[str, Any]]]:
+    """Buyers whose contact holds their latest purchase's code, as rule 2's record.
+
+    An incremental run sees only new sessions; a delayed payment of an older
+    purchase must not replace the newer code the contact holds. Planning
+    compares with the latest purchase the journal stored; after a lost state
+    dir, this is where the full run writes it down.
+    """
+    latest: dict[str, Purchase] = {}
+    for p in snapshot.purchases:
+        if p.is_vip_purchase and p.email:
+            best = latest.get(p.email)
+            if best is None or (best.created, best.session_id) < (p.created, p.session_id):
+                latest[p.email] = p
+    if not latest:
+        return
+    holder: dict[str, Contact] = {}
+    for c in snapshot.contacts:
+        if c.email in latest and (c.email not in holder or c.id < holder[c.email].id):
+            holder[c.email] = c
+    update = str(ActionKind.CONTACT_UPDATE)
+    for email, p in sorted(latest.items()):
+        held = holder.get(email)
+        if held is not None and held.vip and held.promo_code == p.code:
+            yield (
+                f"vip:{held.id}:{p.code}",
+                update,
+                email,
+                None,
+                {"session_id": p.session_id, "created": p.created, "promo_code": p.code},
+            )
 
 
 def _stored_invites(journal: Journal, snapshot: Snapshot) -> dict[str, tuple[str, str, str]]:

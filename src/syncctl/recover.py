@@ -21,6 +21,8 @@ from syncctl.errors import ServiceError, SyncctlError
 from syncctl.journal import Entry, EntryState, Journal
 from syncctl.model import Action, ActionKind, Tier
 from syncctl.observe import SEND_SKEW
+from syncctl.plan import mail_key
+from syncctl.sends import unclaimed
 from syncctl.services import Services
 
 log = logging.getLogger(__name__)
@@ -98,9 +100,14 @@ class Recovery:
             leads = self.sv.espocrm.find_leads_by_email(entry.subject)
             self._finish(entry, bool(leads), leads[0].id if leads else None, "lead search in Espo")
         elif kind == str(ActionKind.MAIL):
-            stats = self.sv.mautic.email_stats(int(d["contact_id"]), int(d["email_id"]))
+            contact_id, email_id = int(d["contact_id"]), int(d["email_id"])
+            stats = self.sv.mautic.email_stats(contact_id, email_id)
+            logged = [s.date_sent for s in stats if s.date_sent and not s.is_failed]
+            # A send the journal holds as another message's (a second purchase's
+            # email in the same run) is not this one's.
+            claims = self.journal.done_times(mail_key(email_id, contact_id, "")).values()
             since = entry.started_at - SEND_SKEW
-            sent = any(s.date_sent and s.date_sent >= since and not s.is_failed for s in stats)
+            sent = any(date >= since for date in unclaimed(logged, claims))
             self._finish(entry, sent, f"{d['email_id']}:{d['contact_id']}", "Mautic email stats")
         elif kind == str(ActionKind.INVITE):
             self._store_minted(entry, entry.ref or "")

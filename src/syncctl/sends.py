@@ -1,0 +1,54 @@
+"""Which of Mautic's logged sends belong to which message.
+
+Mautic's email stats say when an email went to a contact, not which coupon
+code or invite link it carried. The journal knows the sends syncctl made;
+a send it does not know (after a lost state dir, an interrupted call, or
+the old workflows) is matched from the stats. Each send may count once:
+the journal's sends claim their stats first, so a second purchase's (or
+an earlier link's) email is never taken for the one still missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+K = TypeVar("K")
+
+
+def unclaimed(dates: Iterable[datetime], claims: Iterable[datetime]) -> list[datetime]:
+    """`dates` less the ones the journal's sends account for, oldest first.
+
+    Each claim (the time the journal recorded a send as done) takes the
+    logged send nearest to it; claims beyond the logged sends take nothing.
+    """
+    left = sorted(dates)
+    for claim in sorted(claims):
+        if not left:
+            break
+        nearest = min(range(len(left)), key=lambda i: abs(left[i] - claim))
+        del left[nearest]
+    return left
+
+
+def match_sends(
+    dates: Iterable[datetime],
+    items: Sequence[tuple[K, datetime]],
+    skew: timedelta,
+) -> set[K]:
+    """The items (key, made at) a logged send accounts for, one send each.
+
+    Sends are taken oldest first; each goes to the newest unmatched item made
+    before it (allowing `skew` between the clocks). Messages go out right
+    after what they announce is made, so an older item left without a send
+    is the one still missing, not the newer one.
+    """
+    waiting = sorted(items, key=lambda item: item[1])
+    matched: set[K] = set()
+    for sent in sorted(dates):
+        made_before = [i for i, (_, made) in enumerate(waiting) if made - skew <= sent]
+        if made_before:
+            key, _ = waiting.pop(made_before[-1])
+            matched.add(key)
+    return matched

@@ -1,0 +1,123 @@
+"""A buyer with several VIP purchases: one coupon email each, the newest code kept.
+
+Mautic's stats log when a coupon email went out, not which code it carried:
+another purchase's email must never count as the one still missing (rule 3),
+and a delayed payment of an older purchase must not replace the newer code
+(rule 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from syncctl import config as config_mod
+from syncctl.reconcile import reconcile
+from syncctl.sandbox.stack import COUPON_EMAIL, VIP_PRICE_ID, VIP_PRODUCT_ID, Sandbox
+
+from .invariants import violations
+
+EMAIL = "dora@example.com"
+VIP = [(VIP_PRICE_ID, VIP_PRODUCT_ID, 1)]
+
+
+@pytest.fixture
+def shop() -> Sandbox:
+    with Sandbox() as sb:
+        yield sb
+
+
+@pytest.fixture
+def config(shop: Sandbox, tmp_path: Path) -> config_mod.Config:
+    loaded = config_mod.load(*shop.write_files(tmp_path / "campaign"))
+    run = loaded.settings.run.model_copy(update={"concurrency": 1})
+    return dataclasses.replace(loaded, settings=loaded.settings.model_copy(update={"run": run}))
+
+
+def buy(shop: Sandbox, minutes_ago: int, **fields) -> str:
+    created = int(time.time()) - minutes_ago * 60
+    session = shop.stripe.add_session(
+        EMAIL, name="Dora X", line_items=VIP, created=created, **fields
+    )
+    return session["id"] if isinstance(session, dict) else session
+
+
+def coupon_codes_mailed(shop: Sandbox, contact_id: int) -> list[str]:
+    sends = shop.mautic.sent(email_id=COUPON_EMAIL, contact_id=contact_id)
+    return sorted(s["tokens"]["{promo_code}"] for s in sends if not s["failed"])
+
+
+def issued_codes(shop: Sandbox, config: config_mod.Config) -> list[str]:
+    codes = shop.shopware.codes(config.settings.shopware.vip_promotion_id)
+    return sorted(c["code"] for c in codes)
+
+
+def test_an_older_purchase_whose_coupon_failed_still_gets_its_email(shop, config) -> None:
+    cid = shop.mautic.add_contact(EMAIL, firstname="Dora", lastname="X")
+    buy(shop, 10)
+    buy(shop, 5)
+    shop.shopware.inject(
+        method="POST", path="^/api/promotion-individual-code$", status=503, times=1
+    )
+    assert not reconcile(config).ok  # the older purchase's coupon failed; the newer went out
+    reconcile(config)
+    assert coupon_codes_mailed(shop, cid) == issued_codes(shop, config)
+    assert reconcile(config, full=True).plan.is_empty
+    assert violations(shop, config) == []
+
+
+def test_a_delayed_payment_after_a_newer_purchase_gets_its_own_email(shop, config) -> None:
+    cid = shop.mautic.add_contact(EMAIL, firstname="Dora", lastname="X")
+    delayed = buy(shop, 180, payment_status="unpaid")
+    buy(shop, 120)
+    reconcile(config)
+    shop.stripe.mark_paid(delayed)
+    reconcile(config)
+    assert len(coupon_codes_mailed(shop, cid)) == 2
+    assert coupon_codes_mailed(shop, cid) == issued_codes(shop, config)
+    assert violations(shop, config) == []
+
+
+def test_recovery_does_not_take_another_purchases_send_for_a_lost_one(shop, config) -> None:
+    cid = shop.mautic.add_contact(EMAIL, firstname="Dora", lastname="X")
+    buy(shop, 10)
+    buy(shop, 5)
+    # The first coupon email's connection drops before Mautic sees it: unknown outcome.
+    shop.mautic.inject(method="POST", path=r"/send$", kind="reset", when="before", times=1)
+    reconcile(config)
+    second = reconcile(config)
+    assert [r.result for r in second.recovered] == ["aborted"]
+    assert coupon_codes_mailed(shop, cid) == issued_codes(shop, config)
+    assert violations(shop, config) == []
+
+
+def test_a_delayed_older_payment_after_lost_state_keeps_the_newer_code(shop, config) -> None:
+    delayed = buy(shop, 180, payment_status="unpaid")
+    buy(shop, 120)
+    reconcile(config)
+    cid = shop.mautic.find(EMAIL)[0]
+    newest = shop.mautic.contact(cid)["promo_code"]
+    shutil.rmtree(config.settings.run.state_path)
+    assert reconcile(config, full=True).plan.is_empty
+    shop.stripe.mark_paid(delayed)
+    reconcile(config)
+    assert shop.mautic.contact(cid)["promo_code"] == newest
+    assert reconcile(config, full=True).plan.is_empty
+
+
+def test_a_reissued_links_failed_email_is_sent_though_the_old_one_went_minutes_ago(
+    shop, config
+) -> None:
+    cid = shop.mautic.add_contact(EMAIL, firstname="Dora", lastname="X", opt_in_confirmed=True)
+    reconcile(config)
+    shop.mautic.set_fields(cid, discord_invite_link_basic="")  # the operator asks for a new link
+    shop.mautic.inject(method="POST", path=r"/send$", status=500, times=1)
+    assert not reconcile(config).ok
+    reconcile(config)
+    delivered = [s for s in shop.mautic.sent(contact_id=cid) if not s["failed"]]
+    assert len(delivered) == 2  # one email per stored link
+    assert violations(shop, config) == []
