@@ -62,6 +62,10 @@ class _Planner:
                 self.contacts_by_email[contact.email].append(contact)
         #: contact id -> key of the action making it VIP this run
         self.promoting: dict[int, str] = {}
+        #: Emails with a paid VIP purchase in the run's scope.
+        self.buyers = {p.email for p in snapshot.purchases if p.is_vip_purchase and p.email}
+        #: Contacts whose invite waits because their tier may be about to change.
+        self.tier_unsettled = 0
         self.leads_planned: set[str] = set()
 
     def add(self, action: Action) -> str:
@@ -227,6 +231,15 @@ class _Planner:
     # -- contacts: rules 7-15 -------------------------------------------------
 
     def contacts(self) -> None:
+        self._each_contact()
+        if self.tier_unsettled:
+            self.note(
+                "(stripe)",
+                f"purchases could not be read: {self.tier_unsettled} opted-in Basic contact(s)"
+                " wait for their invite, since a VIP purchase would change the tier",
+            )
+
+    def _each_contact(self) -> None:
         for contact in sorted(self.s.contacts, key=lambda c: c.id):
             if not contact.opt_in:
                 continue  # rule 15
@@ -243,13 +256,20 @@ class _Planner:
     def contact(self, c: Contact) -> None:
         assert c.email is not None
         promote = self.promoting.get(c.id)
+        if not (c.vip or promote) and self._tier_may_change(c):
+            self.lead(c)
+            return
         tier = Tier.VIP if (c.vip or promote) else Tier.BASIC
+        # Rules 4 and 8: an upgrade touches the Basic link only once the
+        # contact is VIP; a failed coupon leaves the person as they were.
         deps: list[str] = [promote] if promote else []
+        upgraded = tuple(deps)
         other = c.link(tier.other)
         if other:
             old = invite_code(other)
             if old:
-                self.add(self._revoke(old, c.email, f"{tier.other} invite replaced by {tier}"))
+                reason = f"{tier.other} invite replaced by {tier}"
+                self.add(self._revoke(old, c.email, reason, depends_on=upgraded))
             deps.append(
                 self.add(
                     Action(
@@ -260,6 +280,7 @@ class _Planner:
                         params={"contact_id": c.id, "tier": str(tier.other), "expected": other},
                         before={f"link_{tier.other}": other},
                         after={f"link_{tier.other}": ""},
+                        depends_on=upgraded,
                     )
                 )
             )
@@ -297,6 +318,21 @@ class _Planner:
             self._invite_mail(c, tier, NEW, (invite,), "a new invite link gets its email")
         self.lead(c)
 
+    def _tier_may_change(self, c: Contact) -> bool:
+        """A Basic contact whose VIP purchase could not be checked waits for its invite.
+
+        Minting Basic now would mean a second link and a second email once
+        the purchase is seen (rule 8's upgrade), for a run's delay saved.
+        """
+        assert c.email is not None
+        if "purchases" in self.s.unknown:
+            self.tier_unsettled += 1
+            return True
+        if "codes" in self.s.unknown and c.email in self.buyers:
+            self.note(c.email, "invite waits: the VIP purchase's coupon could not be checked")
+            return True
+        return False
+
     def _invite_mail(
         self, c: Contact, tier: Tier, code: str, deps: tuple[str, ...], reason: str
     ) -> None:
@@ -322,7 +358,9 @@ class _Planner:
             )
         )
 
-    def _revoke(self, code: str, subject: str, reason: str) -> Action:
+    def _revoke(
+        self, code: str, subject: str, reason: str, depends_on: tuple[str, ...] = ()
+    ) -> Action:
         return Action(
             ActionKind.REVOKE,
             f"revoke:{code}",
@@ -331,6 +369,7 @@ class _Planner:
             params={"code": code},
             before={"invite": invite_url(code)},
             after={"invite": "revoked"},
+            depends_on=depends_on,
         )
 
     def lead(self, c: Contact) -> None:

@@ -169,7 +169,10 @@ def test_truncated_json_from_stripe_fails_that_read_and_others_go_on(sandbox, co
     first = reconcile(config)
     assert "stripe" in first.observe_errors
     assert first.exit_code(False) == 1
-    assert any(str(o.action.kind) == "issue_invite" for o in first.applied)
+    applied = {str(o.action.kind) for o in first.applied}
+    assert "create_lead" in applied  # the rest went on
+    # A Basic invite now could need replacing once an unseen VIP purchase shows.
+    assert not [o for o in first.applied if o.action.key.startswith("invite:") and "basic" in o.key]
     converge(sandbox, config)
 
 

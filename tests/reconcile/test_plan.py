@@ -120,23 +120,6 @@ def test_older_purchase_seen_again_does_not_overwrite_newer_code(settings) -> No
     assert not any(a.kind is ActionKind.CONTACT_UPDATE for a in plan(snapshot, settings).actions)
 
 
-def test_buyer_email_matches_contact_case_insensitively(settings) -> None:
-    # Observe normalizes; the planner relies on equal normalized emails.
-    p = purchase(email="ada@example.com")
-    result = plan(
-        Snapshot(
-            purchases=(p,),
-            contacts=(contact(vip=True, promo_code=p.code),),
-            existing_codes=frozenset({p.code}),
-        ),
-        settings,
-    )
-    assert ActionKind.CONTACT_CREATE not in {a.kind for a in result.actions}
-
-
-# -- rules 3, 4: coupon email and order ------------------------------------------
-
-
 def test_coupon_email_carries_the_purchase_code_as_token(settings) -> None:
     p = purchase()
     result = plan(Snapshot(purchases=(p,), contacts=(contact(),)), settings)
@@ -238,6 +221,34 @@ def test_upgrade_revokes_and_clears_the_basic_link(settings) -> None:
     result = plan(Snapshot(contacts=(c,), leads=frozenset({"ada@example.com"})), settings)
     assert keys(result) == {"revoke:basic01", "unset:1:basic", "invite:1:vip", "mail:11:1:new"}
     assert "unset:1:basic" in result.by_key()["invite:1:vip"].depends_on
+
+
+def test_buyer_upgrade_touches_the_basic_link_only_after_the_vip_flag(settings) -> None:
+    p = purchase()
+    c = contact(link_basic="https://discord.gg/basic01")
+    result = plan(Snapshot(purchases=(p,), contacts=(c,)), settings).by_key()
+    assert result["revoke:basic01"].depends_on == (f"vip:1:{p.code}",)
+    assert result["unset:1:basic"].depends_on == (f"vip:1:{p.code}",)
+
+
+def test_buyers_invite_waits_while_coupon_codes_cannot_be_read(settings) -> None:
+    c = contact(link_basic="https://discord.gg/basic01")
+    snapshot = Snapshot(purchases=(purchase(),), contacts=(c,), unknown=frozenset({"codes"}))
+    result = plan(snapshot, settings)
+    assert kinds(result) == ["create_lead"]
+    assert any("invite waits" in n.message for n in result.notes)
+
+
+def test_invites_of_basic_contacts_wait_while_purchases_cannot_be_read(settings) -> None:
+    snapshot = Snapshot(contacts=(contact(),), unknown=frozenset({"purchases"}))
+    result = plan(snapshot, settings)
+    assert kinds(result) == ["create_lead"]
+    assert "1 opted-in Basic contact(s) wait" in result.notes[0].message
+
+
+def test_vip_contacts_invites_go_on_while_purchases_cannot_be_read(settings) -> None:
+    snapshot = Snapshot(contacts=(contact(vip=True),), unknown=frozenset({"purchases"}))
+    assert "invite:1:vip" in keys(plan(snapshot, settings))
 
 
 def test_stored_link_without_sent_email_gets_its_email(settings) -> None:
@@ -354,7 +365,12 @@ def test_plan_is_deterministic(settings) -> None:
         purchases=(purchase("cs_2", "b@example.com"), purchase("cs_1")),
         contacts=(contact(2, "b@example.com"), contact(1)),
     )
-    assert plan(snapshot, settings) == plan(replace(snapshot), settings)
+    reordered = replace(
+        snapshot,
+        purchases=tuple(reversed(snapshot.purchases)),
+        contacts=tuple(reversed(snapshot.contacts)),
+    )
+    assert plan(snapshot, settings) == plan(reordered, settings)
 
 
 def test_contact_with_an_invalid_address_is_noted_not_acted_on(settings) -> None:

@@ -121,3 +121,38 @@ def test_a_reissued_links_failed_email_is_sent_though_the_old_one_went_minutes_a
     delivered = [s for s in shop.mautic.sent(contact_id=cid) if not s["failed"]]
     assert len(delivered) == 2  # one email per stored link
     assert violations(shop, config) == []
+
+
+def test_a_buyer_typing_their_address_in_other_capitals_is_the_same_contact(shop, config) -> None:
+    cid = shop.mautic.add_contact(EMAIL, firstname="Dora", lastname="X")
+    shop.stripe.add_session(
+        "Dora@Example.COM", name="Dora X", line_items=VIP, created=int(time.time()) - 60
+    )
+    reconcile(config)
+    assert shop.mautic.find(EMAIL) == [cid]
+    assert shop.mautic.contact(cid)["vip_status"] in (True, 1, "1")
+    assert len(coupon_codes_mailed(shop, cid)) == 1
+
+
+def test_an_upgrade_whose_coupon_fails_keeps_the_basic_invite(shop, config) -> None:
+    cid = shop.mautic.add_contact(EMAIL, firstname="Dora", lastname="X", opt_in_confirmed=True)
+    reconcile(config)
+    basic = shop.mautic.contact(cid)["discord_invite_link_basic"]
+    buy(shop, 1)
+    shop.shopware.inject(method="POST", path="^/api/promotion-individual-code$", status=503)
+    assert not reconcile(config).ok
+    assert shop.mautic.contact(cid)["discord_invite_link_basic"] == basic
+    assert shop.discord.invite(basic.rsplit("/", 1)[-1]) is not None  # still live
+
+
+def test_invites_wait_while_shopware_codes_cannot_be_read(shop, config) -> None:
+    cid = shop.mautic.add_contact(EMAIL, firstname="Dora", lastname="X")
+    reconcile(config)
+    buy(shop, 1)
+    shop.mautic.set_fields(cid, opt_in_confirmed=True)
+    shop.shopware.inject(
+        method="POST", path="^/api/search/promotion-individual-code$", status=503, times=None
+    )
+    assert "shopware" in reconcile(config).observe_errors
+    assert not shop.mautic.contact(cid)["discord_invite_link_basic"]
+    assert shop.discord.created_count == 0
