@@ -207,16 +207,19 @@ def _remember(journal: Journal, observation: Observation, scope: Scope, result: 
             retry_sessions.add(str(params["session_id"]))
         if isinstance(params.get("contact_id"), int):
             retry_contacts.add(str(params["contact_id"]))
+    # With a service unread, what depends on its facts was not planned at all:
+    # an item in scope without a failure is not finished, so nothing is let go.
+    settled = not observation.errors
     with journal.batch():
         for sid in sorted(scope.sessions):
             if sid in retry_sessions:
                 journal.add_pending("session", sid, "an action failed")
-            else:
+            elif settled:
                 journal.remove_pending("session", sid)
         for cid in sorted(scope.contacts):
             if str(cid) in retry_contacts:
                 journal.add_pending("contact", str(cid), "an action failed")
-            else:
+            elif settled:
                 journal.remove_pending("contact", str(cid))
         for sid in retry_sessions - scope.sessions:
             journal.add_pending("session", sid, "an action failed")

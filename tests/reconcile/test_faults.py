@@ -10,6 +10,7 @@ import pytest
 
 from syncctl import config as config_mod
 from syncctl.errors import StateError
+from syncctl.journal import Journal
 from syncctl.reconcile import RunResult, reconcile
 from syncctl.sandbox.seed import seed_demo
 from syncctl.sandbox.stack import Sandbox
@@ -284,3 +285,26 @@ def test_recovery_never_adopts_an_invite_another_contact_holds(sandbox, config) 
     assert [r.result for r in result.recovered] == ["aborted"]
     assert sandbox.mautic.contact(grace)["discord_invite_link_basic"] != held
     assert violations(sandbox, config) == []
+
+
+def test_pending_retries_are_kept_while_a_service_they_need_cannot_be_read(
+    sandbox, config
+) -> None:
+    sandbox.shopware.inject(
+        method="POST", path="^/api/promotion-individual-code$", status=500, times=None
+    )
+    reconcile(config)
+    waiting = pending_sessions(config)
+    assert waiting
+    sandbox.shopware.clear_faults()
+    sandbox.shopware.inject(
+        method="POST", path="^/api/search/promotion-individual-code$", status=503, times=None
+    )
+    assert "shopware" in reconcile(config).observe_errors
+    assert pending_sessions(config) == waiting
+    converge(sandbox, config)
+
+
+def pending_sessions(config: config_mod.Config) -> set[str]:
+    with Journal.open(config.settings.run.state_path, readonly=True) as journal:
+        return {p.ref for p in journal.pending("session")}
