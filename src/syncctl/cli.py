@@ -442,6 +442,9 @@ def reissue_invite(
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for a running reconcile instead of exiting 3.")
+    ] = False,
 ) -> None:
     """Revoke a contact's invite, mint a new one, store it, verify it, email it.
 
@@ -463,7 +466,9 @@ def reissue_invite(
         err.print(plan_table(plan, title="Reissue"))
         return typer.confirm("Apply these changes?", default=False, err=True)
 
-    result = reissue(cfg, email, dry_run=dry_run, send_email=not no_email, confirm=confirm)
+    result = reissue(
+        cfg, email, dry_run=dry_run, send_email=not no_email, confirm=confirm, wait=wait
+    )
     if dry_run:
         if state.rich:
             err.print(plan_table(result.plan, title="Reissue (dry run)"))

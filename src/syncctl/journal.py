@@ -658,20 +658,25 @@ class Journal:
             ).fetchall()
         return {row[0] for row in rows}
 
-    def done_times(self, prefix: str) -> dict[str, datetime]:
+    def done_times(self, prefix: str, *, except_ref: str | None = None) -> dict[str, datetime]:
         """When each key starting with `prefix` was last done; one indexed query.
 
         Mautic's stats log a send's time, not its message: these times let
         the sends syncctl recorded claim their stats (see `sends.unclaimed`).
+        Rows done with the ref `except_ref` are left out.
         """
         clause, params = self._prefix_clause("c.key", prefix)
         with self._read() as conn:
             rows = conn.execute(
-                "SELECT c.key, e.finished_at FROM current c JOIN entries e ON e.id = c.entry_id"
-                f" WHERE c.state = ? AND {clause}",
+                "SELECT c.key, e.finished_at, e.ref FROM current c"
+                f" JOIN entries e ON e.id = c.entry_id WHERE c.state = ? AND {clause}",
                 (EntryState.DONE.value, *params),
             ).fetchall()
-        return {key: moment for key, finished in rows if (moment := _parse(finished))}
+        return {
+            key: moment
+            for key, finished, ref in rows
+            if (moment := _parse(finished)) and (except_ref is None or ref != except_ref)
+        }
 
     def done_refs(self, keys: Iterable[str]) -> dict[str, str]:
         """The external ref of each of `keys` whose newest entry is done with one.

@@ -30,7 +30,7 @@ from syncctl.errors import NotFound, ServiceError
 from syncctl.journal import EntryState, Journal
 from syncctl.model import Contact, Invite, Purchase, Snapshot, Tier, normalize_email
 from syncctl.plan import invite_email_id, mail_key
-from syncctl.sends import match_sends, unclaimed
+from syncctl.sends import WAIVED, match_sends, unclaimed
 from syncctl.services import Services
 
 log = logging.getLogger(__name__)
@@ -400,7 +400,7 @@ class _Observer:
     def _claims(self, contact_id: int, email_id: int) -> list[datetime]:
         """When the journal recorded its sends of this email to this contact."""
         prefix = mail_key(email_id, contact_id, "")
-        return list(self.journal.done_times(prefix).values())
+        return list(self.journal.done_times(prefix, except_ref=WAIVED).values())
 
     def _send_dates(
         self, pairs: set[tuple[int, int]], full: bool

@@ -22,7 +22,7 @@ from syncctl.journal import Entry, EntryState, Journal
 from syncctl.model import Action, ActionKind, Tier
 from syncctl.observe import SEND_SKEW
 from syncctl.plan import mail_key
-from syncctl.sends import unclaimed
+from syncctl.sends import WAIVED, unclaimed
 from syncctl.services import Services
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,8 @@ class Recovery:
             logged = [s.date_sent for s in stats if s.date_sent and not s.is_failed]
             # A send the journal holds as another message's (a second purchase's
             # email in the same run) is not this one's.
-            claims = self.journal.done_times(mail_key(email_id, contact_id, "")).values()
+            prefix = mail_key(email_id, contact_id, "")
+            claims = self.journal.done_times(prefix, except_ref=WAIVED).values()
             since = entry.started_at - SEND_SKEW
             sent = any(date >= since for date in unclaimed(logged, claims))
             self._finish(entry, sent, f"{d['email_id']}:{d['contact_id']}", "Mautic email stats")

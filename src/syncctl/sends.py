@@ -16,6 +16,10 @@ from typing import TypeVar
 
 K = TypeVar("K")
 
+#: The journal ref of a message deliberately not sent (`reissue-invite
+#: --no-email`): done, so no run sends it, yet it claims no logged send.
+WAIVED = "waived"
+
 
 def unclaimed(dates: Iterable[datetime], claims: Iterable[datetime]) -> list[datetime]:
     """`dates` less the ones the journal's sends account for, oldest first.

@@ -150,6 +150,36 @@ def test_reissue_no_email_sends_nothing(run, sandbox) -> None:
     assert len(sandbox.mautic.sent(contact_id=cid)) == before
 
 
+def test_reissue_no_email_is_not_undone_by_the_next_run(run, sandbox) -> None:
+    run("reconcile")
+    cid = sandbox.mautic.find("grace.hopper@example.com")[0]
+    before = len(sandbox.mautic.sent(contact_id=cid))
+    run("reissue-invite", "grace.hopper@example.com", "--yes", "--no-email")
+    assert run("reconcile").exit_code == 0
+    assert len(sandbox.mautic.sent(contact_id=cid)) == before
+
+
+def test_reissue_mints_nothing_while_the_old_invite_cannot_be_revoked(run, sandbox) -> None:
+    run("reconcile")
+    cid = sandbox.mautic.find("grace.hopper@example.com")[0]
+    link = sandbox.mautic.contact(cid)["discord_invite_link_basic"]
+    minted = sandbox.discord.created_count
+    sandbox.discord.inject(method="DELETE", path="/invites/", status=500, times=None)
+    assert run("reissue-invite", "grace.hopper@example.com", "--yes").exit_code == 1
+    assert sandbox.discord.created_count == minted
+    assert sandbox.discord.invite(link.rsplit("/", 1)[-1]) is not None
+    assert sandbox.mautic.contact(cid)["discord_invite_link_basic"] == link  # as it was
+
+
+def test_reissue_waits_for_a_running_reconcile_when_asked(run, sandbox, config) -> None:
+    run("reconcile")
+    with state_lock(config.settings.run.state_path):
+        busy = run("reissue-invite", "grace.hopper@example.com", "--yes")
+    assert busy.exit_code == 3
+    assert "--wait" in one_error_line(busy)
+    assert run("reissue-invite", "grace.hopper@example.com", "--yes", "--wait").exit_code == 0
+
+
 def test_reissue_without_yes_off_a_terminal_refuses(run, sandbox) -> None:
     run("reconcile")
     sandbox.clear_logs()

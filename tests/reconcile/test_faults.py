@@ -287,9 +287,7 @@ def test_recovery_never_adopts_an_invite_another_contact_holds(sandbox, config) 
     assert violations(sandbox, config) == []
 
 
-def test_pending_retries_are_kept_while_a_service_they_need_cannot_be_read(
-    sandbox, config
-) -> None:
+def test_pending_retries_are_kept_while_a_service_they_need_cannot_be_read(sandbox, config) -> None:
     sandbox.shopware.inject(
         method="POST", path="^/api/promotion-individual-code$", status=500, times=None
     )
