@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from syncctl.apply import Applier, Chain
 from syncctl.codes import invite_code
-from syncctl.errors import ServiceError, SyncctlError
+from syncctl.errors import NotFound, ServiceError, SyncctlError
 from syncctl.journal import Entry, EntryState, Journal
 from syncctl.model import Action, ActionKind, Tier
 from syncctl.observe import SEND_SKEW
@@ -120,7 +120,13 @@ class Recovery:
         d = entry.detail
         cid, tier = int(d["contact_id"]), Tier(d["tier"])
         alias = self.applier.link_alias(tier)
-        held = self.sv.mautic.get(cid).text(alias).strip()
+        try:
+            held = self.sv.mautic.get(cid).text(alias).strip()
+        except NotFound:
+            # Nobody can hold it now: an orphan (rule 14), not a row stuck forever.
+            self.applier.revoke_quietly(code, "its contact was deleted")
+            self._finish(entry, False, None, f"contact {cid} is gone; {code} revoked")
+            return
         if invite_code(held) == code:
             self._finish(entry, True, code, "the link was stored before the interruption")
             return

@@ -306,3 +306,18 @@ def test_pending_retries_are_kept_while_a_service_they_need_cannot_be_read(sandb
 def pending_sessions(config: config_mod.Config) -> set[str]:
     with Journal.open(config.settings.run.state_path, readonly=True) as journal:
         return {p.ref for p in journal.pending("session")}
+
+
+def test_a_minted_invite_whose_contact_was_deleted_is_revoked_not_stuck(sandbox, config) -> None:
+    sandbox.mautic.inject(method="PATCH", path=r"/batch/edit$", status=503, times=None)
+    reconcile(config)  # invites minted, their links could not be stored
+    with Journal.open(config.settings.run.state_path, readonly=True) as journal:
+        minted = {e.subject: e.ref for e in journal.in_flight() if e.kind == "issue_invite"}
+    assert "grace.hopper@example.com" in minted
+    sandbox.mautic.clear_faults()
+    sandbox.mautic.delete_contact(sandbox.mautic.find("grace.hopper@example.com")[0])
+    second = reconcile(config)
+    gone = [r for r in second.recovered if r.subject == "grace.hopper@example.com"]
+    assert [r.result for r in gone] == ["aborted"]
+    assert sandbox.discord.invite(minted["grace.hopper@example.com"]) is None
+    converge(sandbox, config)
