@@ -180,16 +180,20 @@ class Recovery:
             for entry in rows:
                 self._note(entry, "unresolved", f"{exc}; tried again next run")
             return
-        if len(rows) == 1 and len(candidates) == 1:
-            entry = rows[0]
-            self.journal.mark(entry.id, EntryState.MINTED, ref=candidates[0].code)
+        # Single-use invites to one channel are interchangeable, and nobody has
+        # received these yet: each interrupted row takes one (oldest with
+        # oldest), so what was minted is stored, not replaced (rule 13).
+        rows = sorted(rows, key=lambda e: (e.started_at, e.id))
+        candidates.sort(key=lambda inv: (inv.created_at, inv.code))
+        for entry, invite in zip(rows, candidates, strict=False):
+            self.journal.mark(entry.id, EntryState.MINTED, ref=invite.code)
             try:
-                self._store_minted(entry, candidates[0].code)
+                self._store_minted(entry, invite.code)
             except (ServiceError, SyncctlError) as exc:
                 self._note(entry, "unresolved", f"{exc}; tried again next run")
-            return
-        # Ambiguous or nothing: nobody received these links; revoke and re-plan.
-        for invite in candidates:
+        # Beyond that: calls that minted nothing are re-planned; invites no row
+        # accounts for are revoked.
+        for invite in candidates[len(rows) :]:
             self.applier.revoke_quietly(invite.code, "minted by an interrupted run")
-        for entry in rows:
-            self._finish(entry, False, None, f"{len(candidates)} unclaimed invite(s) revoked")
+        for entry in rows[len(candidates) :]:
+            self._finish(entry, False, None, "no invite was minted; a new one is planned")

@@ -162,6 +162,24 @@ def test_timeout_on_an_applied_invite_is_adopted_not_reminted(sandbox, config) -
     converge(sandbox, config)
 
 
+def test_several_invites_with_lost_answers_are_all_stored_not_reminted(sandbox, config) -> None:
+    quick = with_run(config, timeout_seconds=0.3)
+    sandbox.discord.inject(
+        method="POST", path="/invites$", kind="timeout", when="after", delay=0.8, times=None
+    )
+    first = reconcile(quick)
+    lost = [o for o in first.failed if str(o.action.kind) == "issue_invite"]
+    assert len(lost) > 1
+    sandbox.discord.clear_faults()
+    minted_before = sandbox.discord.created_count
+    second = reconcile(config)
+    invites = [r for r in second.recovered if r.kind == "issue_invite"]
+    assert len(invites) == len(lost)
+    assert {r.result for r in invites} == {"done"}
+    assert sandbox.discord.created_count == minted_before  # stored, not re-minted
+    converge(sandbox, config)
+
+
 # -- broken bodies ---------------------------------------------------------------------
 
 
