@@ -403,8 +403,10 @@ class _Planner:
         held = {invite_code(c.link_vip) for c in self.s.contacts} | {
             invite_code(c.link_basic) for c in self.s.contacts
         }
-        for code in sorted(self.s.invites):
-            if code not in held:
+        for code, invite in sorted(self.s.invites.items()):
+            # syncctl mints single-use links only: a multi-use invite the same
+            # bot made for something else is not an orphan of ours.
+            if code not in held and invite.max_uses == 1:
                 self.add(
                     self._revoke(
                         code, "(nobody)", "invite minted by syncctl but held by no contact"

@@ -67,7 +67,7 @@ def simulate(snapshot: Snapshot, plan: Plan) -> Snapshot:
             issued[(c.id, Tier(p["tier"]))] = code
             minted[f"{c.id}:{p['tier']}"] = code
             if invites is not None:
-                invites[code] = Invite(code, p["channel_id"], None)
+                invites[code] = Invite(code, p["channel_id"], None, max_uses=1)
         elif action.kind is ActionKind.MAIL:
             cid = p["contact_id"]
             if cid == NEW:

@@ -315,8 +315,8 @@ def test_cleared_field_revokes_the_old_invite_and_reissues(settings) -> None:
 def test_live_invite_held_by_nobody_is_revoked_on_full_audit(settings) -> None:
     c = contact(link_basic="https://discord.gg/held01")
     invites = {
-        "held01": Invite("held01", settings.discord.basic_channel_id, None),
-        "orphan1": Invite("orphan1", settings.discord.vip_channel_id, None),
+        "held01": Invite("held01", settings.discord.basic_channel_id, None, max_uses=1),
+        "orphan1": Invite("orphan1", settings.discord.vip_channel_id, None, max_uses=1),
     }
     snapshot = Snapshot(
         contacts=(c,),
@@ -326,6 +326,12 @@ def test_live_invite_held_by_nobody_is_revoked_on_full_audit(settings) -> None:
         full=True,
     )
     assert keys(plan(snapshot, settings)) == {"revoke:orphan1"}
+
+
+def test_multi_use_invite_of_the_same_bot_is_not_an_orphan(settings) -> None:
+    invites = {"event01": Invite("event01", settings.discord.basic_channel_id, None, max_uses=0)}
+    snapshot = Snapshot(invites=invites, full=True)
+    assert plan(snapshot, settings).is_empty
 
 
 # -- rule 15: no opt-in -----------------------------------------------------------

@@ -52,7 +52,7 @@ def campaigns(draw: st.DrawFn) -> Snapshot:
     invites = None
     if full:
         invites = {
-            code: Invite(code, "1", None)
+            code: Invite(code, "1", None, max_uses=1)
             for code in ("lnk0001", "lnk0002", "lnk0003", "stray01")
             if draw(st.booleans())
         }
