@@ -49,7 +49,7 @@ class Purchase:
     name: str | None
     created: int
     vip: bool  # a line item has a configured VIP price or product
-    paid: bool  # status complete and payment_status paid / no_payment_required
+    paid: bool  # status complete and payment_status paid
     code: str  # the coupon code derived from the session id
 
     @property

@@ -188,12 +188,12 @@ def test_unpaid_session_becomes_paid_after_async_success(api, emulator):
     assert api.get_session(created["id"]).is_paid
 
 
-def test_no_payment_required_counts_as_paid(api, emulator):
+def test_no_payment_required_is_not_a_purchase(api, emulator):
     emulator.add_session("free@x.io", line_items=VIP, payment_status="no_payment_required")
 
     (session,) = api.iter_completed_sessions()
 
-    assert session.is_paid
+    assert not session.is_paid
 
 
 # -- line items ------------------------------------------------------------------------------

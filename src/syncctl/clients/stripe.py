@@ -51,8 +51,10 @@ DEFAULT_EVENT_TYPES = (
     "checkout.session.completed",
     "checkout.session.async_payment_succeeded",
 )
-#: Payment states in which Stripe says the order may be fulfilled.
-FULFILLABLE_PAYMENT_STATUSES = frozenset({"paid", "no_payment_required"})
+#: The payment state that makes a session a purchase. Stripe would also let
+#: `no_payment_required` (a 100 % discount) be fulfilled, but the contract
+#: (design/desired-state.md, "Inputs") counts only money received.
+FULFILLABLE_PAYMENT_STATUSES = frozenset({"paid"})
 MAX_PAGE_SIZE = 100
 #: From this many sessions to read on, `sessions_by_id` tries the list first.
 LIST_FOR_SESSIONS = 3
@@ -97,7 +99,7 @@ class CheckoutSession:
 
     @property
     def is_paid(self) -> bool:
-        """Money is in (or none was due): the only state that may be fulfilled."""
+        """Complete with the money in: the only state that is a purchase."""
         return self.status == "complete" and self.payment_status in FULFILLABLE_PAYMENT_STATUSES
 
 
