@@ -144,10 +144,34 @@ def calls_line(result: RunResult) -> str:
     )
 
 
+def run_label(result: RunResult) -> str:
+    """"full run (first run)", "incremental run (dry run: nothing was changed)"."""
+    mode, _, aside = result.mode.partition(" (")
+    label = f"{mode} run" + (f" ({aside}" if aside else "")
+    return label + (" (dry run: nothing was changed)" if result.dry_run else "")
+
+
+def empty_plan_line(result: RunResult) -> str:
+    """An empty plan is "in sync" only when every service could be read."""
+    if result.observe_errors:
+        unread = ", ".join(sorted(result.observe_errors))
+        return f"Nothing planned, but not verified: {unread} could not be read (next run retries)."
+    return "In sync: nothing to do."
+
+
+def over_limit_line(result: RunResult) -> str | None:
+    """A dry run warns of the refusal the real run would meet."""
+    if result.dry_run and result.max_actions and len(result.plan) > result.max_actions:
+        return (
+            f"a real run would refuse: {len(result.plan)} actions exceed "
+            f"max_actions={result.max_actions} (pass --max-actions N to allow them)"
+        )
+    return None
+
+
 def show_result(console: Console, result: RunResult) -> None:
     """The human report of a run, for stderr or a terminal."""
-    mode = f"{result.mode} run" + (" (dry run: nothing was changed)" if result.dry_run else "")
-    console.print(mode, markup=False)
+    console.print(run_label(result), markup=False)
     for service, error in sorted(result.observe_errors.items()):
         console.print(f"could not read {service}: {error}", markup=False)
     for r in result.recovered:
@@ -159,9 +183,11 @@ def show_result(console: Console, result: RunResult) -> None:
             markup=False,
         )
     if result.plan.is_empty:
-        console.print("In sync: nothing to do.", markup=False)
+        console.print(empty_plan_line(result), markup=False)
     elif result.dry_run or result.refused:
         console.print(plan_table(result.plan))
+    if over := over_limit_line(result):
+        console.print(over, markup=False)
     if result.refused:
         console.print(
             f"refused: {len(result.plan)} actions exceed max_actions={result.max_actions}; "
@@ -228,8 +254,7 @@ def result_lines(result: RunResult, *, outcomes_logged: bool = False) -> list[Li
     actions that were not done are not listed again.
     """
     lines: list[Line] = []
-    mode = f"{result.mode} run" + (" (dry run: nothing was changed)" if result.dry_run else "")
-    lines.append((INFO, mode))
+    lines.append((INFO, run_label(result)))
     for service, error in sorted(result.observe_errors.items()):
         lines.append((WARNING, f"could not read {service}: {error}"))
     for r in result.recovered:
@@ -244,9 +269,11 @@ def result_lines(result: RunResult, *, outcomes_logged: bool = False) -> list[Li
             )
         )
     if result.plan.is_empty:
-        lines.append((INFO, "In sync: nothing to do."))
+        lines.append((WARNING if result.observe_errors else INFO, empty_plan_line(result)))
     elif result.dry_run or result.refused:
         lines += [(INFO, line) for line in plan_lines(result.plan)]
+    if over := over_limit_line(result):
+        lines.append((WARNING, over))
     if result.refused:
         lines.append(
             (

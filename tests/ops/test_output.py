@@ -157,3 +157,26 @@ def test_plain_progress_goes_to_the_fallback() -> None:
     with render.RunProgress(Console(file=io.StringIO()), enabled=False, fallback=seen.append) as p:
         p.phase("reading every Mautic contact")
     assert seen == ["reading every Mautic contact"]
+
+
+def test_an_empty_plan_with_a_service_unread_is_not_called_in_sync(
+    run: Run, sandbox: Sandbox, config
+) -> None:
+    reconcile(config)
+    sandbox.espocrm.inject(method="GET", path="/Lead$", status=503, times=None)
+    result = run("reconcile", "--full")
+    assert result.exit_code == 1
+    assert "In sync" not in result.stderr
+    assert "not verified: espocrm could not be read" in result.stderr
+
+
+def test_a_dry_run_over_max_actions_warns_of_the_refusal(run: Run) -> None:
+    result = run("reconcile", "--dry-run", "--max-actions", "5")
+    assert result.exit_code == 0
+    assert "a real run would refuse" in result.stderr
+    assert "--max-actions N" in result.stderr
+
+
+def test_the_first_run_is_labelled_once_as_a_run(run: Run) -> None:
+    first_line = run("reconcile", "--dry-run").stderr.splitlines()[0]
+    assert first_line == "full run (first run) (dry run: nothing was changed)"
