@@ -46,14 +46,30 @@ def _http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http(s) URL such as https://example.org")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not carry user:password: put credentials in the .env secrets")
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the range only when asked
+    except ValueError:
+        raise ValueError("has a port outside 1-65535") from None
     if parts.query or parts.fragment:
         raise ValueError("must not carry a query string or fragment")
     return value.rstrip("/")
 
 
+def _redacted(value: object) -> object:
+    """A URL with the userinfo masked: a password typed there must not be echoed."""
+    if isinstance(value, str) and "@" in value and "://" in value:
+        scheme, _, rest = value.partition("://")
+        userinfo, at, host = rest.partition("@")
+        if at and "/" not in userinfo:
+            return f"{scheme}://***@{host}"
+    return value
+
+
 def _snowflake(value: str) -> str:
-    if not re.fullmatch(r"\d{15,21}", value):
-        raise ValueError("must be a Discord channel id (15 to 21 digits; Developer Mode > Copy ID)")
+    if not re.fullmatch(r"\d{1,21}", value):
+        raise ValueError("must be a Discord channel id (digits only; Developer Mode > Copy ID)")
     return value
 
 
@@ -82,8 +98,10 @@ class _Section(BaseModel):
 
 class StripeSettings(_Section):
     api_base: HttpUrl = "https://api.stripe.com"
-    vip_price_ids: list[Annotated[str, Field(pattern=r"^price_\w+$")]] = []
-    vip_product_ids: list[Annotated[str, Field(pattern=r"^prod_\w+$")]] = []
+    # Stripe mints price_... and prod_..., but products (and legacy plans used
+    # as prices) may carry ids their creator chose: any id without spaces.
+    vip_price_ids: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+$")]] = []
+    vip_product_ids: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+$")]] = []
     lookback_hours: Annotated[int, Field(ge=1, le=24 * 30)] = 26
     #: Incremental reads: "events" (Events API, cheapest) or "sessions".
     incremental_source: Literal["events", "sessions"] = "events"
@@ -281,8 +299,10 @@ def _describe(path: Path, exc: ValidationError, raw: Mapping[str, Any]) -> str:
         .replace("Input should be", "must be")
         .replace("String should match pattern", "must match the pattern")
     )
+    if kind == "string_type":
+        message += " (put the value in quotes)"
     if "input" in first and kind not in ("missing",) and not isinstance(first["input"], dict):
-        got = first["input"]
+        got = _redacted(first["input"])
         message += f" (got {got!r})"
     if len(loc) == 1 and kind == "value_error":
         return f"{path}: [{loc[0]}] {message}{more}"

@@ -145,7 +145,7 @@ def calls_line(result: RunResult) -> str:
 
 
 def run_label(result: RunResult) -> str:
-    """"full run (first run)", "incremental run (dry run: nothing was changed)"."""
+    """ "full run (first run)", "incremental run (dry run: nothing was changed)"."""
     mode, _, aside = result.mode.partition(" (")
     label = f"{mode} run" + (f" ({aside}" if aside else "")
     return label + (" (dry run: nothing was changed)" if result.dry_run else "")

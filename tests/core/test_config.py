@@ -131,6 +131,23 @@ BAD_CONFIGS = [
         id="invite-age-over-discord-limit",
     ),
     pytest.param(
+        lambda t: t.replace(
+            '"https://mautic.example.org"', '"https://api:hunter2@mautic.example.org"'
+        ),
+        r"\[mautic\] base_url must not carry user:password: .*'https://\*\*\*@mautic",
+        id="credentials-in-url",
+    ),
+    pytest.param(
+        lambda t: t.replace('"https://mautic.example.org"', '"https://mautic.example.org:99999"'),
+        r"\[mautic\] base_url has a port outside 1-65535",
+        id="port-out-of-range",
+    ),
+    pytest.param(
+        lambda t: t.replace('"111111111111111111"', "111111111111111111"),
+        r"\[discord\] vip_channel_id must be a valid string \(put the value in quotes\)",
+        id="unquoted-channel-id",
+    ),
+    pytest.param(
         lambda t: t.replace('vip_status = "vip_status"', 'vip_status = "VIP Status"'),
         r"\[mautic.fields\] vip_status must be a Mautic field alias",
         id="bad-field-alias",
@@ -149,6 +166,7 @@ def test_bad_config_is_one_line_naming_file_and_key(
     assert "\n" not in message
     assert message.startswith(str(path))
     assert re.search(expected, message), message
+    assert "hunter2" not in message
 
 
 @pytest.mark.parametrize(("mutate", "expected"), BAD_CONFIGS[:5])
