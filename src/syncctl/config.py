@@ -40,6 +40,14 @@ SECRET_NAMES = (
     "ESPOCRM_API_KEY",
     "SYNCCTL_CODE_SECRET",
 )
+#: The secrets each service's calls are made with, for fix hints.
+SERVICE_SECRETS = {
+    "stripe": ("STRIPE_API_KEY",),
+    "mautic": ("MAUTIC_USERNAME", "MAUTIC_PASSWORD"),
+    "discord": ("DISCORD_BOT_TOKEN",),
+    "shopware": ("SHOPWARE_CLIENT_ID", "SHOPWARE_CLIENT_SECRET"),
+    "espocrm": ("ESPOCRM_API_KEY",),
+}
 
 
 def _http_url(value: str) -> str:

@@ -32,6 +32,7 @@ import httpx
 import tenacity
 
 from syncctl import __version__
+from syncctl.config import SERVICE_SECRETS
 from syncctl.errors import (
     AuthRejected,
     BadResponse,
@@ -381,19 +382,29 @@ class ServiceHTTP:
             raise Unavailable(
                 self.service,
                 f"cannot send {method} {route}: a header value is not valid HTTP",
-                hint=f"check the {self.service} credentials for stray spaces or newlines",
+                hint=f"{self._credentials_hint()} for stray spaces or newlines",
             ) from None
         except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
             kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "lost"
             if idempotent:
-                raise _Retry(
-                    Unavailable(self.service, f"{method} {route}: connection {kind}"), None
-                ) from None
+                error = Unavailable(
+                    self.service,
+                    f"{method} {route}: connection {kind}",
+                    hint="the next run retries; if this repeats, check the service or raise"
+                    " [run] timeout_seconds",
+                )
+                raise _Retry(error, None) from None
             raise OutcomeUnknown(
                 self.service,
                 f"{method} {route}: connection {kind} after sending; the write may have happened",
                 hint="it is verified against the service before any retry",
             ) from None
+
+    def _credentials_hint(self) -> str:
+        names = SERVICE_SECRETS.get(self.service)
+        if not names:
+            return f"check the {self.service} credentials"
+        return f"check {' and '.join(names)} in the environment or the .env file"
 
     def _error_for(self, response: httpx.Response) -> ServiceError:
         status = response.status_code
@@ -401,9 +412,7 @@ class ServiceHTTP:
         where = f"{response.request.method} {response.request.url.path}"
         text = f"{where} answered {status}" + (f": {detail}" if detail else "")
         if status == 401:
-            return AuthRejected(
-                self.service, text, hint=f"check the {self.service} credentials", status=status
-            )
+            return AuthRejected(self.service, text, hint=self._credentials_hint(), status=status)
         if status == 403:
             return AuthRejected(
                 self.service,

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from syncctl import config as config_mod
+from syncctl.config import SERVICE_SECRETS
 from syncctl.errors import StateError
 from syncctl.journal import Journal
 from syncctl.reconcile import RunResult, reconcile
@@ -222,6 +223,8 @@ def test_rejected_credentials_stop_that_service_and_name_it(sandbox, config, ser
     assert not first.ok
     named = set(first.observe_errors) | {o.action.system for o in first.failed}
     assert service in named
+    said = " ".join([*first.observe_errors.values(), *(o.message for o in first.failed)])
+    assert SERVICE_SECRETS[service][0] in said  # the fix names the secret to check
     assert first.applied  # the other services went on
     converge(sandbox, config)
 
@@ -230,7 +233,7 @@ def test_rejected_mautic_credentials_stop_the_run_with_one_error(sandbox, config
     from syncctl.errors import AuthRejected
 
     sandbox.mautic.inject(method=None, path=".", status=401, times=None)
-    with pytest.raises(AuthRejected, match=r"mautic.*credentials"):
+    with pytest.raises(AuthRejected, match=r"mautic.*MAUTIC_USERNAME and MAUTIC_PASSWORD"):
         reconcile(config)
     assert sandbox.write_count() == 0
 

@@ -591,14 +591,15 @@ class StripeAPI(VendorClient):
         detail = self._redact(" ".join(str(exc.user_message or "").split()))[:300]
         text = f"{what} failed" + (f" (HTTP {status})" if status else "")
         text += f": {detail}" if detail else ""
-        if isinstance(exc, stripe.AuthenticationError):
+        # By status too: a proxy's 401/403 has no Stripe body, so the SDK raises APIError.
+        if isinstance(exc, stripe.AuthenticationError) or status == 401:
             return AuthRejected(
                 SERVICE,
                 text,
                 hint="check STRIPE_API_KEY (a secret or restricted key of this account and mode)",
                 status=status or 401,
             )
-        if isinstance(exc, stripe.PermissionError):
+        if isinstance(exc, stripe.PermissionError) or status == 403:
             return AuthRejected(
                 SERVICE,
                 text,
