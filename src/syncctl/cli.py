@@ -258,9 +258,16 @@ def sandbox_serve(
         Path, typer.Option("--dir", help="Where to write syncctl.toml and .env.", file_okay=False)
     ] = Path("."),
     port_base: Annotated[
-        int, typer.Option(help="First of five consecutive loopback ports (0: any free ports).")
+        int,
+        typer.Option(
+            help="First of five consecutive loopback ports (0: any free ports).",
+            min=0,
+            max=65535 - 4,
+        ),
     ] = 8710,
-    latency: Annotated[float, typer.Option(help="Seconds each emulated call takes.")] = 0.0,
+    latency: Annotated[
+        float, typer.Option(help="Seconds each emulated call takes.", min=0.0, max=60.0)
+    ] = 0.0,
     seed: Annotated[bool, typer.Option(help="Seed the demo campaign.")] = True,
     force: Annotated[
         bool, typer.Option(help="Overwrite a syncctl.toml not written by the sandbox.")
@@ -737,7 +744,9 @@ def schedule(
 
 @app.command()
 def demo(
-    latency: Annotated[float, typer.Option(help="Seconds each emulated call takes.")] = 0.0,
+    latency: Annotated[
+        float, typer.Option(help="Seconds each emulated call takes.", min=0.0, max=60.0)
+    ] = 0.0,
 ) -> None:
     """Run a real reconcile against the bundled sandbox: plan, apply, re-run.
 

@@ -405,6 +405,9 @@ def test_a_command_line_mistake_is_a_usage_error(cli, sandbox: Sandbox) -> None:
         ("reissue-invite",),
         ("reconcile", "--max-actions", "0"),
         ("reconcile", "--bogus"),
+        ("sandbox", "serve", "--port-base", "65533"),
+        ("sandbox", "serve", "--latency", "-1"),
+        ("demo", "--latency", "-1"),
     ):
         result = cli(*args)
         assert result.exit_code == 2, args
