@@ -670,7 +670,12 @@ def schedule(
         typer.Option("--user", help="systemd: user units in ~/.config/systemd/user."),
     ] = False,
     every: Annotated[
-        int, typer.Option("--every", min=1, help="Minutes between runs (1-59, or whole hours).")
+        int,
+        typer.Option(
+            "--every",
+            min=1,
+            help="Minutes between runs: 5, 10, 15, 20, 30 (any divisor of 60) or 60, 120, ...",
+        ),
     ] = 15,
     audit_at: Annotated[
         str, typer.Option("--audit-at", help="Time (HH:MM) of the nightly --full audit.")
@@ -714,6 +719,7 @@ def schedule(
         audit_at=sched.parse_audit_at(audit_at),
         delay_seconds=delay,
         log_format=state.log_format,
+        state_dir=cfg.settings.run.state_path.resolve(),
     )
     if kind is ScheduleKind.CRON:
         block = sched.crontab_block(spec)

@@ -45,6 +45,16 @@ class ScheduleSpec:
     audit_at: str = "03:30"
     delay_seconds: int = 60
     log_format: str = "text"
+    state_dir: Path | None = None
+
+    @property
+    def uses_tmp(self) -> bool:
+        """Whether syncctl's files live under /tmp, which PrivateTmp= would hide."""
+        paths = [self.config, self.env_file, self.state_dir, Path(self.executable[0])]
+        return any(
+            p is not None and (p.is_relative_to("/tmp") or p.is_relative_to("/var/tmp"))
+            for p in paths
+        )
 
     @property
     def workdir(self) -> Path:
@@ -91,12 +101,20 @@ def parse_audit_at(text: str) -> str:
     return f"{int(match.group(1)):02d}:{match.group(2)}"
 
 
+#: Intervals a calendar (cron's */N, systemd's 0/N) repeats evenly: N must
+#: divide the hour (or the day), or the last run of each hour comes early.
+EVERY_MINUTES = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)
+EVERY_HOURS = (1, 2, 3, 4, 6, 8, 12, 24)
+
+
 def check_every(minutes: int) -> None:
-    if minutes < 60 or (minutes % 60 == 0 and minutes <= 24 * 60):
+    if minutes in EVERY_MINUTES or (minutes % 60 == 0 and minutes // 60 in EVERY_HOURS):
         return
+    choices = ", ".join(map(str, EVERY_MINUTES))
+    hours = ", ".join(str(h * 60) for h in EVERY_HOURS)
     raise UsageError(
-        f"--every {minutes}: use 1 to 59 minutes, or whole hours (60, 120, ...)",
-        hint="e.g. --every 15 or --every 120",
+        f"--every {minutes}: runs must divide the hour or the day evenly",
+        hint=f"use {choices} minutes, or {hours}",
     )
 
 
@@ -129,7 +147,8 @@ def systemd_units(
         "Wants=network-online.target\nAfter=network-online.target\n\n[Service]\nType=oneshot\n"
         f"WorkingDirectory={_systemd_quote(str(spec.workdir))}\n"
     )
-    hardening = "NoNewPrivileges=yes\nPrivateTmp=yes\n"
+    # PrivateTmp= gives the unit its own /tmp: files kept there would vanish.
+    hardening = "NoNewPrivileges=yes\n" + ("" if spec.uses_tmp else "PrivateTmp=yes\n")
     header = "# Written by `syncctl schedule systemd`.\n"
     service = (
         f"{header}[Unit]\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 from pathlib import Path
@@ -125,9 +126,10 @@ def test_cron_install_replaces_its_own_block(run: Run, tmp_path: Path, monkeypat
     [
         (("cron", "--user"), "--user applies to systemd"),
         (("systemd", "--every", "90"), "--every 90"),
+        (("systemd", "--every", "7"), "divide the hour"),
         (("cron", "--audit-at", "25:00"), "--audit-at"),
     ],
-    ids=["user-with-cron", "every-90", "bad-time"],
+    ids=["user-with-cron", "every-90", "every-7", "bad-time"],
 )
 def test_bad_options_are_one_line_exit_2(run: Run, args, expected) -> None:
     result = run("schedule", *args)
@@ -151,3 +153,16 @@ def test_quoting() -> None:
 def test_executable_is_absolute() -> None:
     exe = sched.find_executable()
     assert os.path.isabs(exe[0])
+
+
+def test_units_keep_their_own_tmp_unless_syncctl_lives_in_tmp() -> None:
+    installed = sched.ScheduleSpec(
+        executable=("/usr/local/bin/syncctl",),
+        config=Path("/etc/syncctl/syncctl.toml"),
+        env_file=Path("/etc/syncctl/.env"),
+        state_dir=Path("/var/lib/syncctl"),
+    )
+    service = sched.systemd_units(installed, user_units=False)[0].text
+    assert "PrivateTmp=yes" in service
+    trial = dataclasses.replace(installed, state_dir=Path("/tmp/campaign/state"))
+    assert "PrivateTmp" not in sched.systemd_units(trial, user_units=False)[0].text
