@@ -180,7 +180,9 @@ def root(
     On a terminal: tables and progress. Under cron, systemd or a pipe (or with
     NO_COLOR): plain lines, one per applied action, and a summary.
 
-    Example: syncctl --config /etc/syncctl/syncctl.toml reconcile --dry-run
+    \b
+    Example:
+      syncctl --config /etc/syncctl/syncctl.toml reconcile --dry-run
     """
     from syncctl.render import use_rich
 
@@ -214,7 +216,9 @@ def _state(ctx: typer.Context) -> AppState:
 def config_show(ctx: typer.Context) -> None:
     """Print the resolved configuration, secrets masked.
 
-    Example: syncctl --config syncctl.toml config show
+    \b
+    Example:
+      syncctl --config syncctl.toml config show
     """
     cfg = _state(ctx).config
     console = Console(highlight=False)
@@ -278,7 +282,9 @@ def sandbox_serve(
     Writes a ready syncctl.toml and .env pointing at them, so `syncctl reconcile`
     run from that directory talks to the sandbox.
 
-    Example: syncctl sandbox serve --dir /tmp/campaign --latency 0.02
+    \b
+    Example:
+      syncctl sandbox serve --dir /tmp/campaign --latency 0.02
     """
     from syncctl.sandbox.seed import seed_demo
     from syncctl.sandbox.stack import SERVICES, Sandbox
@@ -341,7 +347,9 @@ def reconcile(
     ] = False,
     max_actions: Annotated[
         int | None,
-        typer.Option("--max-actions", min=1, help="Allow a plan this large (default: config)."),
+        typer.Option(
+            "--max-actions", min=1, metavar="N", help="Allow a plan this large (default: config)."
+        ),
     ] = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="Queue behind a running syncctl instead of exiting.")
@@ -356,8 +364,18 @@ def reconcile(
 ) -> None:
     """Bring every service to the desired state; apply only what is missing.
 
-    Example: syncctl reconcile --dry-run      (what would change)
-    Example: syncctl reconcile --full --json  (nightly audit, machine-readable)
+    \b
+    Examples:
+      syncctl reconcile --dry-run      (what would change)
+      syncctl reconcile --full --json  (nightly audit, machine-readable)
+
+    \b
+    Exit codes:
+      0  in sync, or every planned action was done
+      1  an action or a service failed (the others went on)
+      2  bad config, secret or command line (--detailed-exitcode: changes)
+      3  another syncctl run holds the lock (--wait queues instead)
+      4  more actions than max_actions; nothing applied (--max-actions N)
     """
     from syncctl.reconcile import reconcile as run
     from syncctl.render import RunProgress
@@ -455,7 +473,9 @@ def reissue_invite(
 ) -> None:
     """Revoke a contact's invite, mint a new one, store it, verify it, email it.
 
-    Example: syncctl reissue-invite backer@example.com --dry-run
+    \b
+    Example:
+      syncctl reissue-invite backer@example.com --dry-run
     """
     from syncctl.reissue import reissue
     from syncctl.render import plan_lines, plan_table
@@ -514,8 +534,10 @@ def doctor(
     Lead read/create rights. Only reads. Exit 0 when every check passes, 1
     otherwise.
 
-    Example: syncctl doctor
-    Example: syncctl --config /etc/syncctl/syncctl.toml doctor --json
+    \b
+    Examples:
+      syncctl doctor
+      syncctl --config /etc/syncctl/syncctl.toml doctor --json
     """
     from syncctl.doctor import run_doctor
     from syncctl.render import doctor_lines, doctor_table, use_rich
@@ -552,8 +574,10 @@ def status(
     the planned actions for this person. Only reads. Exit 1 when a service
     could not be read (the rest is still shown); 2 when nobody has the email.
 
-    Example: syncctl status backer@example.com
-    Example: syncctl status backer@example.com --json
+    \b
+    Examples:
+      syncctl status backer@example.com
+      syncctl status backer@example.com --json
     """
     from syncctl.render import show_status, status_lines, use_rich
     from syncctl.status import person_status
@@ -596,8 +620,10 @@ def history(
     the external reference (coupon code, invite code, lead id, ...) and the
     error. Reads the journal read-only; safe while a run is going on.
 
-    Example: syncctl history --email backer@example.com
-    Example: syncctl history --failed --since 24h --json
+    \b
+    Examples:
+      syncctl history --email backer@example.com
+      syncctl history --failed --since 24h --json
     """
     from syncctl.history import history_json, parse_since, read_history
     from syncctl.render import history_lines, history_table, use_rich
@@ -636,7 +662,9 @@ def init(
     Refuses to overwrite either file without --force. Then edit both and run
     `syncctl doctor`.
 
-    Example: syncctl init --dir /etc/syncctl
+    \b
+    Example:
+      syncctl init --dir /etc/syncctl
     """
     from syncctl.scaffold import write_files
 
@@ -693,9 +721,11 @@ def schedule(
     state directory itself. Commands use the absolute paths of this syncctl
     and of the config (and .env) in use; --log-format json is carried over.
 
-    Example: syncctl --config /etc/syncctl/syncctl.toml schedule systemd
-    Example: syncctl schedule systemd --user --install
-    Example: syncctl schedule cron --every 10 --install
+    \b
+    Examples:
+      syncctl --config /etc/syncctl/syncctl.toml schedule systemd
+      syncctl schedule systemd --user --install
+      syncctl schedule cron --every 10 --install
     """
     from syncctl import schedule as sched
 
@@ -760,7 +790,9 @@ def demo(
     seeded campaign, shows the dry-run plan, applies it, then shows that a
     second run has nothing to do.
 
-    Example: syncctl demo
+    \b
+    Example:
+      syncctl demo
     """
     import tempfile
 
