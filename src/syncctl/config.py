@@ -307,6 +307,8 @@ def _describe(path: Path, exc: ValidationError, raw: Mapping[str, Any]) -> str:
         .replace("Input should be", "must be")
         .replace("String should match pattern", "must match the pattern")
     )
+    if kind in ("model_type", "dict_type"):
+        message = f"must be a table: write it as a [{'.'.join(loc)}] section"
     if kind == "string_type":
         message += " (put the value in quotes)"
     if "input" in first and kind not in ("missing",) and not isinstance(first["input"], dict):

@@ -16,7 +16,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+#: One address: no spaces, no list separators or brackets (a pasted
+#: "ada@example.com," is a typo, not an address), a dotted domain.
+_EMAIL = re.compile(r"^[^@\s,;<>()\[\]\"]+@[^@\s,;<>()\[\]\"'.]+(\.[^@\s,;<>()\[\]\"'.]+)+$")
 
 
 def normalize_email(value: str | None) -> str | None:

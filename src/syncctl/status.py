@@ -169,7 +169,7 @@ def person_status(config: Config, email: str, *, history_limit: int | None = 50)
     if not status.found and status.complete:
         raise UsageError(
             f"nobody with the email {email.strip()} in Mautic, Stripe, EspoCRM or the journal",
-            hint="check the address (any capitalisation matches)",
+            hint="check the address; any capitalisation matches",
         )
     return status
 

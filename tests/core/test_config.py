@@ -148,6 +148,11 @@ BAD_CONFIGS = [
         id="unquoted-channel-id",
     ),
     pytest.param(
+        lambda t: t.replace("[mautic.fields]", 'fields = "vip"\n[mautic.x]'),
+        r"\[mautic\] fields must be a table: write it as a \[mautic.fields\] section",
+        id="section-as-a-value",
+    ),
+    pytest.param(
         lambda t: t.replace('vip_status = "vip_status"', 'vip_status = "VIP Status"'),
         r"\[mautic.fields\] vip_status must be a Mautic field alias",
         id="bad-field-alias",
