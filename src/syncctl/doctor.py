@@ -20,6 +20,7 @@ uses individual codes; EspoCRM: the API user may read and create Leads).
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -224,6 +225,22 @@ class _Doctor:
             sources[source] = sources.get(source, 0) + 1
         where = ", ".join(f"{n} from {s}" for s, n in sorted(sources.items()))
         self.add("secrets", True, f"all {len(SECRET_NAMES)} set ({where})")
+        for source in sorted(set(sources) - {"environment", "?"}):
+            self.secrets_file(Path(source))
+
+    def secrets_file(self, path: Path) -> None:
+        """A .env others on the machine can read gives the campaign away."""
+        try:
+            mode = path.stat().st_mode
+        except OSError:
+            return
+        if mode & 0o077:
+            self.add(
+                "secrets.file",
+                False,
+                f"{path} is readable by others (mode {stat.S_IMODE(mode):04o})",
+                f"chmod 600 {path}",
+            )
 
     def state_dir(self) -> None:
         path = self.settings.run.state_path

@@ -104,6 +104,12 @@ def test_missing_secret_is_named_and_its_service_skipped(run: Run, campaign: Pat
     assert lines_of(result)["espocrm.access"].startswith("skip")
 
 
+def test_env_file_others_can_read_is_a_failing_check(run: Run, campaign: Path) -> None:
+    (campaign / ".env").chmod(0o644)
+    line = failing(run("doctor"), "secrets.file")
+    assert "mode 0644" in line and "chmod 600" in line
+
+
 def test_missing_mautic_field(run: Run, campaign: Path) -> None:
     config = campaign / "syncctl.toml"
     config.write_text(config.read_text() + '\n[mautic.fields]\npromo_code = "coupon_code"\n')
