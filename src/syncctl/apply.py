@@ -247,8 +247,11 @@ class Applier:
         """Run a vendor write; record a definite failure, leave unknown ones in flight."""
         try:
             return call()
-        except OutcomeUnknown:
-            raise  # the row stays in flight; `recover` resolves it next run
+        except OutcomeUnknown as exc:
+            # The row stays in flight (`recover` resolves it next run); the
+            # error is kept for `history --failed`.
+            self.journal.mark(entry, EntryState.IN_FLIGHT, error=str(exc))
+            raise
         except ServiceError as exc:
             detail = {"refused": True} if refusal(exc) else None
             self.journal.mark(entry, EntryState.FAILED, error=str(exc), detail=detail)

@@ -754,8 +754,10 @@ class Journal:
             where.append("e.started_at >= ?")
             params.append(_iso(since))
         if failed_only:
-            where.append("e.state = ?")
-            params.append(EntryState.FAILED.value)
+            # Aborted: an attempt that was interrupted or whose answer was lost,
+            # and that recovery found had not happened. A failure all the same.
+            where.append("e.state IN (?, ?)")
+            params += [EntryState.FAILED.value, EntryState.ABORTED.value]
         sql = f"SELECT {self._ENTRY_COLUMNS} FROM entries e"
         if where:
             sql += " WHERE " + " AND ".join(where)

@@ -78,7 +78,8 @@ class Recovery:
             self.journal.mark(entry.id, EntryState.DONE, ref=ref, detail={"recovered": detail})
             self._note(entry, "done", detail)
         else:
-            self.journal.mark(entry.id, EntryState.ABORTED, error=f"recovered: {detail}")
+            first = f"{entry.error}; " if entry.error else ""
+            self.journal.mark(entry.id, EntryState.ABORTED, error=f"{first}recovered: {detail}")
             self._note(entry, "aborted", detail)
 
     def _settle(self, entry: Entry) -> None:

@@ -37,7 +37,7 @@ def test_filters_email_failed_limit(run: Run, ran) -> None:
     mine = run("history", "--email", "ADA.Lovelace@example.com").stdout.splitlines()
     assert mine and all("ada.lovelace@example.com" in line for line in mine)
     failed = run("history", "--failed").stdout.splitlines()
-    assert failed and all(" failed " in line for line in failed)
+    assert failed and all(" failed " in line or " aborted " in line for line in failed)
     assert len(run("history", "--limit", "3").stdout.splitlines()) == 3
 
 
@@ -79,3 +79,15 @@ def test_parse_since() -> None:
     assert parse_since("2024-05-01T08:00+02:00") == datetime(2024, 5, 1, 6, tzinfo=UTC)
     with pytest.raises(UsageError):
         parse_since("soon")
+
+
+def test_failed_lists_a_send_whose_answer_was_lost_with_its_http_error(
+    run: Run, config, sandbox: Sandbox
+) -> None:
+    sandbox.mautic.inject(method="POST", path=r"/send$", status=500, times=1)
+    reconcile(config)
+    reconcile(config)  # recovery finds it was not sent: aborted, and sent again
+    document = json.loads(run("history", "--failed", "--json").stdout)
+    (lost,) = [e for e in document["entries"] if e["action"] == "send_email"]
+    assert lost["outcome"] == "aborted"
+    assert "500" in lost["error"] and "recovered" in lost["error"]
