@@ -379,9 +379,10 @@ class _Observer:
         if not pairs:
             return sent
         stats = self._send_dates(pairs, full)
+        claims = self._claims({pair for pair in pairs if stats.get(pair)})
         for (cid, email_id), code in invite_questions.items():
             # An earlier link's email (a reissue minutes after a send) is not this one's.
-            dates = unclaimed(stats.get((cid, email_id), []), self._claims(cid, email_id))
+            dates = unclaimed(stats.get((cid, email_id), []), claims.get((cid, email_id), []))
             created = self._invite_created(code, invites)
             if created is None:
                 was_sent = bool(dates)
@@ -391,16 +392,35 @@ class _Observer:
                 sent.add(mail_key(email_id, cid, code))
         for cid, bought in coupon_questions.items():
             # Another purchase's email, sent already, is not the one missing.
-            dates = unclaimed(stats.get((cid, coupon_email), []), self._claims(cid, coupon_email))
+            dates = unclaimed(
+                stats.get((cid, coupon_email), []), claims.get((cid, coupon_email), [])
+            )
             made = [(p.code, datetime.fromtimestamp(p.created, UTC)) for p in bought]
             for code in match_sends(dates, made, SEND_SKEW):
                 sent.add(mail_key(coupon_email, cid, code))
         return sent
 
-    def _claims(self, contact_id: int, email_id: int) -> list[datetime]:
-        """When the journal recorded its sends of this email to this contact."""
-        prefix = mail_key(email_id, contact_id, "")
-        return list(self.journal.done_times(prefix, except_ref=WAIVED).values())
+    def _claims(self, pairs: set[tuple[int, int]]) -> dict[tuple[int, int], list[datetime]]:
+        """When the journal recorded its sends of each (contact, email).
+
+        Only pairs with logged sends need them; many pairs cost one read of
+        each email's rows instead of a query each.
+        """
+        found: dict[tuple[int, int], list[datetime]] = defaultdict(list)
+        if len(pairs) <= BULK_THRESHOLD:
+            for cid, email_id in pairs:
+                prefix = mail_key(email_id, cid, "")
+                found[(cid, email_id)] = list(
+                    self.journal.done_times(prefix, except_ref=WAIVED).values()
+                )
+            return found
+        for email_id in sorted({eid for _, eid in pairs}):
+            rows = self.journal.done_times(f"mail:{email_id}:", except_ref=WAIVED)
+            for key, moment in rows.items():
+                contact = key.split(":")[2]
+                if contact.isdigit() and (int(contact), email_id) in pairs:
+                    found[(int(contact), email_id)].append(moment)
+        return found
 
     def _send_dates(
         self, pairs: set[tuple[int, int]], full: bool

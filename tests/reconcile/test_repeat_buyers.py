@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from syncctl import config as config_mod
+from syncctl import observe
 from syncctl.reconcile import reconcile
 from syncctl.sandbox.stack import COUPON_EMAIL, VIP_PRICE_ID, VIP_PRODUCT_ID, Sandbox
 
@@ -23,6 +24,14 @@ from .invariants import violations
 
 EMAIL = "dora@example.com"
 VIP = [(VIP_PRICE_ID, VIP_PRODUCT_ID, 1)]
+
+
+@pytest.fixture(autouse=True, params=["lookups", "bulk"])
+def reads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each case twice: facts asked about one by one, and read in bulk (many unknowns)."""
+    if request.param == "bulk":
+        monkeypatch.setattr(observe, "BULK_THRESHOLD", 0)
+    return request.param
 
 
 @pytest.fixture
