@@ -55,13 +55,21 @@ class RunResult:
         return [o for o in self.outcomes if o.status is Status.FAILED]
 
     @property
+    def held(self) -> list[Outcome]:
+        """Actions skipped because the service refused them before with these inputs."""
+        return [o for o in self.outcomes if o.refused and o.status is Status.SKIPPED]
+
+    @property
     def applied(self) -> list[Outcome]:
         return [o for o in self.outcomes if o.status is Status.DONE]
 
     @property
     def ok(self) -> bool:
+        # A held refusal is not asked again, but it is not done either: every
+        # run that plans it (the nightly audit does) says so in its exit status.
         return (
             not self.failed
+            and not self.held
             and not self.refused
             and not self.observe_errors
             and not any(r.result == "unresolved" for r in self.recovered)

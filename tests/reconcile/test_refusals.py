@@ -46,9 +46,17 @@ def test_a_refused_request_is_not_retried_by_the_next_runs(sandbox, config) -> N
     audit = reconcile(config, full=True)
 
     assert lead_posts(sandbox) == posts
-    assert incremental.exit_code(False) == 0
+    assert f"lead:{ADA}" in {o.key for o in incremental.held}
     refused = lead_outcome(audit)
     assert str(refused.status) == "skipped" and "same inputs" in refused.message
+
+
+def test_the_audit_exits_1_while_a_refusal_is_held(sandbox, config) -> None:
+    refuse_leads(sandbox)
+    reconcile(config)
+    assert reconcile(config, full=True).exit_code(False) == 1
+    sandbox.espocrm.clear_faults()
+    assert reconcile(config, full=True, retry_refused=True).exit_code(False) == 0
 
 
 def test_a_refused_request_is_tried_again_once_its_inputs_change(sandbox, config) -> None:
