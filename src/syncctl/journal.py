@@ -663,12 +663,15 @@ class Journal:
 
         Mautic's stats log a send's time, not its message: these times let
         the sends syncctl recorded claim their stats (see `sends.unclaimed`).
-        Rows done with the ref `except_ref` are left out.
+        A row written from what the stats showed (adopted, recovered) holds
+        the logged time as `sent_at`: its own finish is much later. Rows done
+        with the ref `except_ref` are left out.
         """
         clause, params = self._prefix_clause("c.key", prefix)
         with self._read() as conn:
             rows = conn.execute(
-                "SELECT c.key, e.finished_at, e.ref FROM current c"
+                "SELECT c.key, COALESCE(json_extract(e.detail, '$.sent_at'), e.finished_at), e.ref"
+                " FROM current c"
                 f" JOIN entries e ON e.id = c.entry_id WHERE c.state = ? AND {clause}",
                 (EntryState.DONE.value, *params),
             ).fetchall()

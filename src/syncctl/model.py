@@ -106,6 +106,8 @@ class Snapshot:
     leads: frozenset[str] = frozenset()
     #: Mail keys (`mail:<email-id>:<contact-id>:<code-or-link-code>`) already sent.
     sent: frozenset[str] = frozenset()
+    #: Of those, the ones only Mautic's stats showed -> when the send was logged.
+    sent_at: Mapping[str, datetime] = field(default_factory=dict)
     #: Invite code syncctl last stored for (contact id, tier): to revoke it
     #: when an operator clears the field (rule 13).
     issued: Mapping[tuple[int, Tier], str] = field(default_factory=dict)

@@ -133,6 +133,8 @@ class _Observer:
         self.progress = progress
         self.cursors: dict[str, str] = {}
         self._live: dict[str, Invite] | None = None
+        #: Mail keys found sent in Mautic's stats (not in the journal) -> the logged time.
+        self.sent_at: dict[str, datetime] = {}
         #: Pending retries whose item no longer exists (kind, ref).
         self.gone: list[tuple[str, str]] = []
         #: Bulk reads a full run started at once, in parallel (name -> future).
@@ -384,20 +386,21 @@ class _Observer:
             # An earlier link's email (a reissue minutes after a send) is not this one's.
             dates = unclaimed(stats.get((cid, email_id), []), claims.get((cid, email_id), []))
             created = self._invite_created(code, invites)
-            if created is None:
-                was_sent = bool(dates)
-            else:
-                was_sent = any(d >= created - SEND_SKEW for d in dates)
-            if was_sent:
-                sent.add(mail_key(email_id, cid, code))
+            after = dates if created is None else [d for d in dates if d >= created - SEND_SKEW]
+            if after:
+                key = mail_key(email_id, cid, code)
+                sent.add(key)
+                self.sent_at[key] = after[-1]
         for cid, bought in coupon_questions.items():
             # Another purchase's email, sent already, is not the one missing.
             dates = unclaimed(
                 stats.get((cid, coupon_email), []), claims.get((cid, coupon_email), [])
             )
             made = [(p.code, datetime.fromtimestamp(p.created, UTC)) for p in bought]
-            for code in match_sends(dates, made, SEND_SKEW):
-                sent.add(mail_key(coupon_email, cid, code))
+            for code, when in match_sends(dates, made, SEND_SKEW).items():
+                key = mail_key(coupon_email, cid, code)
+                sent.add(key)
+                self.sent_at[key] = when
         return sent
 
     def _claims(self, pairs: set[tuple[int, int]]) -> dict[tuple[int, int], list[datetime]]:
@@ -554,6 +557,7 @@ def _facts(
         existing_codes=frozenset(codes),
         leads=frozenset(leads),
         sent=frozenset(sent),
+        sent_at=dict(observer.sent_at),
         issued=observer.issued(contacts.values()),
         latest_purchase=observer.latest_known(purchase_emails) if not full else {},
         invites=invites,

@@ -278,7 +278,8 @@ def _adopt(journal: Journal, snapshot: Snapshot) -> None:
         contact_id = mail_key.split(":")[2]
         return emails.get(int(contact_id), "") if contact_id.isdigit() else ""
 
-    record((key, mail, subject_of(key), None) for key in snapshot.sent)
+    # A send found in the stats keeps its logged time: it claims that send later.
+    record((key, mail, subject_of(key), None, _sent_at(snapshot, key)) for key in snapshot.sent)
     record((f"lead:{email}", lead, email, None) for email in snapshot.leads)
     record(
         (f"coupon:{p.session_id}", coupon, p.email or "", p.code)
@@ -299,6 +300,11 @@ def _adopt(journal: Journal, snapshot: Snapshot) -> None:
 
 #: Facts checked against the journal and written per chunk.
 _ADOPT_CHUNK = 5000
+
+
+def _sent_at(snapshot: Snapshot, key: str) -> dict[str, str]:
+    when = snapshot.sent_at.get(key)
+    return {"sent_at": when.astimezone(UTC).isoformat()} if when else {}
 
 
 def _held_codes(snapshot: Snapshot) -> Iterator[tuple[str, str, str, None, dict[str, Any]]]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from syncctl.apply import Applier, Chain
 from syncctl.codes import invite_code
@@ -73,9 +73,18 @@ class Recovery:
     def _note(self, entry: Entry, result: str, detail: str) -> None:
         self.results.append(Resolution(entry.key, entry.kind, entry.subject, result, detail))
 
-    def _finish(self, entry: Entry, found: bool, ref: str | None, detail: str) -> None:
+    def _finish(
+        self,
+        entry: Entry,
+        found: bool,
+        ref: str | None,
+        detail: str,
+        extra: dict[str, str] | None = None,
+    ) -> None:
         if found:
-            self.journal.mark(entry.id, EntryState.DONE, ref=ref, detail={"recovered": detail})
+            self.journal.mark(
+                entry.id, EntryState.DONE, ref=ref, detail={"recovered": detail, **(extra or {})}
+            )
             self._note(entry, "done", detail)
         else:
             first = f"{entry.error}; " if entry.error else ""
@@ -109,8 +118,12 @@ class Recovery:
             prefix = mail_key(email_id, contact_id, "")
             claims = self.journal.done_times(prefix, except_ref=WAIVED).values()
             since = entry.started_at - SEND_SKEW
-            sent = any(date >= since for date in unclaimed(logged, claims))
-            self._finish(entry, sent, f"{d['email_id']}:{d['contact_id']}", "Mautic email stats")
+            logged_since = [date for date in unclaimed(logged, claims) if date >= since]
+            # The logged time is kept: it lets this row claim that send later.
+            extra = {"sent_at": logged_since[0].astimezone(UTC).isoformat()} if logged_since else {}
+            self._finish(
+                entry, bool(logged_since), f"{email_id}:{contact_id}", "Mautic email stats", extra
+            )
         elif kind == str(ActionKind.INVITE):
             self._store_minted(entry, entry.ref or "")
         else:  # contact updates, clearing a field, revoking: re-planned from current state

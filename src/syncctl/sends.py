@@ -21,18 +21,24 @@ K = TypeVar("K")
 WAIVED = "waived"
 
 
-def unclaimed(dates: Iterable[datetime], claims: Iterable[datetime]) -> list[datetime]:
+def unclaimed(
+    dates: Iterable[datetime], claims: Iterable[datetime], skew: timedelta = timedelta(minutes=5)
+) -> list[datetime]:
     """`dates` less the ones the journal's sends account for, oldest first.
 
-    Each claim (the time the journal recorded a send as done) takes the
-    logged send nearest to it; claims beyond the logged sends take nothing.
+    Each claim (when the journal says a send went out) takes the newest
+    logged send at or before it (allowing `skew` between the clocks), else
+    the nearest one; claims beyond the logged sends take nothing. A send is
+    never logged after the journal recorded it, so a claim never takes a
+    later message's send while its own is there.
     """
     left = sorted(dates)
     for claim in sorted(claims):
         if not left:
             break
-        nearest = min(range(len(left)), key=lambda i: abs(left[i] - claim))
-        del left[nearest]
+        before = [i for i, d in enumerate(left) if d <= claim + skew]
+        taken = before[-1] if before else min(range(len(left)), key=lambda i: left[i] - claim)
+        del left[taken]
     return left
 
 
@@ -40,8 +46,8 @@ def match_sends(
     dates: Iterable[datetime],
     items: Sequence[tuple[K, datetime]],
     skew: timedelta,
-) -> set[K]:
-    """The items (key, made at) a logged send accounts for, one send each.
+) -> dict[K, datetime]:
+    """The items (key, made at) a logged send accounts for, with that send's time.
 
     Sends are taken oldest first; each goes to the newest unmatched item made
     before it (allowing `skew` between the clocks). Messages go out right
@@ -49,10 +55,10 @@ def match_sends(
     is the one still missing, not the newer one.
     """
     waiting = sorted(items, key=lambda item: item[1])
-    matched: set[K] = set()
+    matched: dict[K, datetime] = {}
     for sent in sorted(dates):
         made_before = [i for i, (_, made) in enumerate(waiting) if made - skew <= sent]
         if made_before:
             key, _ = waiting.pop(made_before[-1])
-            matched.add(key)
+            matched[key] = sent
     return matched

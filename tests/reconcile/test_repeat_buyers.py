@@ -11,12 +11,14 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from syncctl import config as config_mod
 from syncctl import observe
+from syncctl.codes import coupon_code
 from syncctl.reconcile import reconcile
 from syncctl.sandbox.stack import COUPON_EMAIL, VIP_PRICE_ID, VIP_PRODUCT_ID, Sandbox
 
@@ -165,3 +167,32 @@ def test_invites_wait_while_shopware_codes_cannot_be_read(shop, config) -> None:
     assert "shopware" in reconcile(config).observe_errors
     assert not shop.mautic.contact(cid)["discord_invite_link_basic"]
     assert shop.discord.created_count == 0
+
+
+@pytest.mark.parametrize("mautic_ahead", [False, True], ids=["same-clock", "mautic-a-day-ahead"])
+def test_an_adopted_old_send_never_claims_a_new_purchases_send(
+    shop, config, mautic_ahead: bool
+) -> None:
+    settings = config.settings
+    long_ago = int(time.time()) - 60 * 86400
+    old = shop.stripe.add_session(EMAIL, name="Dora X", line_items=VIP, created=long_ago)
+    code = coupon_code(
+        old["id"], config.secret("SYNCCTL_CODE_SECRET"), settings.shopware.code_prefix
+    )
+    # What the old workflows did 60 days ago: the first run adopts it from the stats.
+    shop.shopware.add_code(settings.shopware.vip_promotion_id, code)
+    cid = shop.mautic.add_contact(
+        EMAIL, firstname="Dora", lastname="X", vip_status=True, promo_code=code
+    )
+    sent_then = datetime.fromtimestamp(long_ago + 60, UTC)
+    shop.mautic.record_sends([(COUPON_EMAIL, cid, {"{promo_code}": code}, sent_then)])
+    assert reconcile(config).plan.is_empty
+    buy(shop, 0)
+    if mautic_ahead:
+        shop.mautic.clock = lambda: datetime.now(UTC) + timedelta(days=1)
+    # The new purchase's email goes out, but its answer is lost.
+    shop.mautic.inject(method="POST", path=r"/send$", kind="reset", when="after", times=1)
+    reconcile(config)
+    shop.mautic.clear_faults()
+    reconcile(config)  # recovery finds the send: it is not sent again
+    assert coupon_codes_mailed(shop, cid) == issued_codes(shop, config)
