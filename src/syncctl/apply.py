@@ -42,7 +42,8 @@ from syncctl.errors import (
 )
 from syncctl.journal import Entry, EntryState, Journal
 from syncctl.model import Action, ActionKind, Plan, Tier
-from syncctl.plan import NEW, mail_key
+from syncctl.plan import NEW, invite_email_id, mail_key
+from syncctl.sends import WAIVED
 from syncctl.services import Services
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class Outcome:
         }
 
 
-class _Failed(Exception):
+class ActionFailed(Exception):
     """An action failed in a way already recorded; carries the outcome's text."""
 
     def __init__(self, message: str, *, transient: bool = False) -> None:
@@ -187,7 +188,7 @@ class Applier:
         handler = getattr(self, f"_do_{action.kind.name.lower()}")
         try:
             return handler(action, chain)
-        except _Failed as exc:
+        except ActionFailed as exc:
             return Outcome(
                 action,
                 Status.FAILED,
@@ -322,7 +323,7 @@ class Applier:
             contact.text(self._alias("promo_code")) != p["promo_code"]
         ):
             self.journal.mark(entry, EntryState.FAILED, error="fields not stored")
-            raise _Failed(self._not_stored("vip_status/promo_code"))
+            raise ActionFailed(self._not_stored("vip_status/promo_code"))
         return self._done(action, entry, action.key, str(contact.id))
 
     def _do_contact_update(self, action: Action, chain: Chain) -> Outcome:
@@ -334,7 +335,7 @@ class Applier:
             stored = contact.flag(alias) if isinstance(value, bool) else contact.text(alias)
             if stored != value:
                 self.journal.mark(entry, EntryState.FAILED, error=f"{alias} not stored")
-                raise _Failed(self._not_stored(alias))
+                raise ActionFailed(self._not_stored(alias))
         return self._done(action, entry, action.key, str(contact.id))
 
     def _not_stored(self, alias: str) -> str:
@@ -350,12 +351,12 @@ class Applier:
         if not current:
             return Outcome(action, Status.DONE, action.key, message="already empty")
         if current != p["expected"]:
-            raise _Failed(f"mautic: {alias} changed since it was read ({current!r}); next run")
+            raise ActionFailed(f"mautic: {alias} changed since it was read ({current!r}); next run")
         entry = self._start(action.key, action, {"cleared": current})
         contact = self._guard(entry, lambda: self.edit_contact(p["contact_id"], {alias: ""}))
         if contact.text(alias).strip():
             self.journal.mark(entry, EntryState.FAILED, error="field not cleared")
-            raise _Failed(f"mautic: {alias} could not be cleared")
+            raise ActionFailed(f"mautic: {alias} could not be cleared")
         return self._done(action, entry, action.key, None)
 
     def link_alias(self, tier: Tier) -> str:
@@ -386,11 +387,10 @@ class Applier:
                 ref=invite_code(current),
                 message="a link appeared meanwhile (another writer): kept it, minted nothing",
             )
-        entry = self._start(
-            action.key,
-            action,
-            {"contact_id": cid, "tier": str(tier), "channel_id": p["channel_id"]},
-        )
+        detail = {"contact_id": cid, "tier": str(tier), "channel_id": p["channel_id"]}
+        if p.get("no_email"):
+            detail["no_email"] = True  # kept for recovery, should the store's answer be lost
+        entry = self._start(action.key, action, detail)
         invite = self._guard(
             entry,
             lambda: self.sv.discord.create_invite(
@@ -426,9 +426,28 @@ class Applier:
         if invite_code(stored) != code:
             self.revoke_quietly(code, "another value was stored meanwhile")
             self.journal.mark(entry, EntryState.FAILED, error=f"conflict: field holds {stored!r}")
-            raise _Failed(f"mautic: conflict: contact {cid} {alias} holds {stored!r}; not emailed")
+            raise ActionFailed(
+                f"mautic: conflict: contact {cid} {alias} holds {stored!r}; not emailed"
+            )
         chain.minted[str(tier)] = code
+        if action.params.get("no_email"):
+            self.waive_invite_email(action.subject, cid, tier, code)
         return self._done(action, entry, action.key, code)
+
+    def waive_invite_email(self, email: str, cid: int, tier: Tier, code: str) -> None:
+        """`reissue-invite --no-email`: this link's email is recorded as not to be sent.
+
+        Otherwise the next run would find a stored link never emailed and send
+        it, undoing the operator's choice. Written once the link is stored,
+        here or by the recovery that finds it stored.
+        """
+        email_id = invite_email_id(self.settings, tier)
+        detail = {"waived": "reissue-invite --no-email", "contact_id": cid, "email_id": email_id}
+        key = mail_key(email_id, cid, code)
+        entry = self.journal.start(
+            key, str(ActionKind.MAIL), email, run_id=self.run_id, detail=detail
+        )
+        self.journal.mark(entry, EntryState.DONE, ref=WAIVED)
 
     def revoke_quietly(self, code: str, why: str) -> None:
         try:
@@ -448,7 +467,7 @@ class Applier:
         if ref == NEW:
             ref = chain.minted.get(p["tier"])
             if ref is None:
-                raise _Failed("no invite was minted for this email")
+                raise ActionFailed("no invite was minted for this email")
             tokens = {"discord_invite_link": invite_url(ref)}
         key = mail_key(p["email_id"], cid, ref)
         latest = self.journal.latest(key)
@@ -468,7 +487,7 @@ class Applier:
     def _contact_id_for(self, email: str) -> int:
         found = self.sv.mautic.find_by_email(email)
         if not found:
-            raise _Failed(f"mautic: no contact with {email} to send to")
+            raise ActionFailed(f"mautic: no contact with {email} to send to")
         return min(c.id for c in found)
 
     # -- EspoCRM ------------------------------------------------------------------

@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, timedelta
 
-from syncctl.apply import Applier, Chain
+from syncctl.apply import ActionFailed, Applier, Chain
 from syncctl.codes import invite_code
 from syncctl.errors import NotFound, ServiceError, SyncctlError
 from syncctl.journal import Entry, EntryState, Journal
@@ -96,6 +96,8 @@ class Recovery:
             self._settle_one(entry)
         except (ServiceError, SyncctlError) as exc:
             self._note(entry, "unresolved", f"{exc}; tried again next run")
+        except ActionFailed as exc:  # recorded already (a read-back conflict): settled
+            self._note(entry, "aborted", str(exc))
 
     def _settle_one(self, entry: Entry) -> None:
         kind, d = entry.kind, entry.detail
@@ -142,6 +144,8 @@ class Recovery:
             self._finish(entry, False, None, f"contact {cid} is gone; {code} revoked")
             return
         if invite_code(held) == code:
+            if d.get("no_email"):
+                self.applier.waive_invite_email(entry.subject, cid, tier, code)
             self._finish(entry, True, code, "the link was stored before the interruption")
             return
         if held:
@@ -156,7 +160,7 @@ class Recovery:
             entry.key,
             entry.subject,
             "store the invite minted before a crash",
-            params={"contact_id": cid, "tier": str(tier)},
+            params={"contact_id": cid, "tier": str(tier), "no_email": bool(d.get("no_email"))},
         )
         outcome = self.applier.store_invite(action, entry.id, cid, tier, code, Chain())
         self._note(
@@ -205,6 +209,8 @@ class Recovery:
                 self._store_minted(entry, invite.code)
             except (ServiceError, SyncctlError) as exc:
                 self._note(entry, "unresolved", f"{exc}; tried again next run")
+            except ActionFailed as exc:
+                self._note(entry, "aborted", str(exc))
         # Beyond that: calls that minted nothing are re-planned; invites no row
         # accounts for are revoked.
         for invite in candidates[len(rows) :]:

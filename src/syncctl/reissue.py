@@ -12,17 +12,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from syncctl.apply import Applier, Outcome, Status
+from syncctl.apply import Applier
 from syncctl.codes import invite_code, invite_url
 from syncctl.config import Config, Settings
 from syncctl.errors import UsageError
-from syncctl.journal import EntryState, Journal
+from syncctl.journal import Journal
 from syncctl.lock import state_lock
 from syncctl.model import Action, ActionKind, Contact, Plan, Tier, is_valid_email, normalize_email
 from syncctl.observe import to_contact
 from syncctl.plan import NEW, channel_id, invite_email_id, mail_key
 from syncctl.reconcile import RunResult
-from syncctl.sends import WAIVED
 from syncctl.services import Services
 
 
@@ -107,6 +106,8 @@ def reissue_plan(target: ReissueTarget, settings: Settings, *, email: bool) -> P
                 "tier": str(tier),
                 "channel_id": channel_id(settings, tier),
                 "max_age": settings.discord.invite_max_age,
+                # --no-email: the stored link's email is waived, not left for the next run.
+                "no_email": not email,
             },
             before={f"link_{tier}": c.link(tier)},
             after={f"link_{tier}": "(new single-use invite)"},
@@ -163,40 +164,7 @@ def reissue(
         result.run_id = run_id
         try:
             result.outcomes = Applier(sv, journal, settings, run_id).apply(plan)
-            if not send_email:
-                _waive_emails(journal, settings, target, result.outcomes, run_id)
         finally:
             result.duration = time.monotonic() - started
             journal.finish_run(run_id, "failed" if result.failed else "ok", {"planned": len(plan)})
         return result
-
-
-def _waive_emails(
-    journal: Journal,
-    settings: Settings,
-    target: ReissueTarget,
-    outcomes: list[Outcome],
-    run_id: int,
-) -> None:
-    """`--no-email`: the new link's email is recorded as not to be sent.
-
-    Otherwise the next reconcile run would find a stored link never emailed
-    and send it, undoing the operator's choice.
-    """
-    c = target.contact
-    assert c.email is not None
-    email_id = invite_email_id(settings, target.tier)
-    for outcome in outcomes:
-        if (
-            outcome.action.kind is ActionKind.INVITE
-            and outcome.status is Status.DONE
-            and outcome.ref
-        ):
-            key = mail_key(email_id, c.id, outcome.ref)
-            detail = {
-                "waived": "reissue-invite --no-email",
-                "contact_id": c.id,
-                "email_id": email_id,
-            }
-            entry = journal.start(key, str(ActionKind.MAIL), c.email, run_id=run_id, detail=detail)
-            journal.mark(entry, EntryState.DONE, ref=WAIVED)

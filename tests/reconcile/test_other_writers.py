@@ -107,3 +107,30 @@ def test_conflicting_value_after_store_is_reported_revoked_and_not_emailed(sandb
     assert ours not in live  # ours, which nobody holds, is revoked
     reconcile(config)
     assert violations(sandbox, config) == []
+
+
+def test_a_conflict_while_recovery_stores_a_minted_invite_is_settled_not_a_crash(
+    sandbox, config
+) -> None:
+    sandbox.mautic.inject(method="PATCH", path=r"/batch/edit$", status=503, times=None)
+    reconcile(config)  # invites minted; their links could not be stored
+    sandbox.mautic.clear_faults()
+    cid = sandbox.mautic.find(GRACE)[0]
+    theirs = sandbox.discord.seed_invite(
+        config.settings.discord.basic_channel_id, inviter_id=SOMEONE
+    )
+
+    def overwrite(request: httpx.Request) -> None:
+        if b"discord_invite_link_basic" in request.content:
+            sandbox.mautic.set_fields(cid, discord_invite_link_basic=f"https://discord.gg/{theirs}")
+
+    services = build_services(
+        config,
+        lambda s: Hook(lambda r: edits_contact(r, cid), after=overwrite) if s == "mautic" else None,
+    )
+    second = reconcile(sequential(config), services=services)
+    graces = [r for r in second.recovered if r.subject == GRACE]
+    assert [r.result for r in graces] == ["aborted"] and "conflict" in graces[0].detail
+    assert len(second.recovered) > 1  # the other rows were settled too
+    reconcile(config)
+    assert violations(sandbox, config) == []
