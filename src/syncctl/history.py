@@ -14,6 +14,7 @@ from syncctl.config import Config
 from syncctl.errors import UsageError
 from syncctl.journal import Entry, Journal
 from syncctl.model import normalize_email
+from syncctl.sends import WAIVED
 
 FORMAT_VERSION = 1
 _RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
@@ -56,9 +57,12 @@ def read_history(
 
 
 def outcome(e: Entry) -> str:
-    """The entry's state; "observed" for work found done in the services, not done by us."""
+    """The entry's state, or "observed" (found done in the services, not done by us)
+    or "waived" (an email not to send)."""
     if e.detail.get("observed"):
         return "observed"
+    if e.ref == WAIVED:
+        return "waived"  # reissue-invite --no-email: not sent, on purpose
     return str(e.state)
 
 

@@ -757,9 +757,10 @@ class Journal:
             where.append("e.started_at >= ?")
             params.append(_iso(since))
         if failed_only:
-            # Aborted: an attempt that was interrupted or whose answer was lost,
-            # and that recovery found had not happened. A failure all the same.
-            where.append("e.state IN (?, ?)")
+            # Aborted with the attempt's own error (its answer was lost, and
+            # recovery found it had not happened): a failure all the same. An
+            # attempt only cut short by a crash carries no error of its own.
+            where.append("(e.state = ? OR (e.state = ? AND e.error NOT LIKE 'recovered:%'))")
             params += [EntryState.FAILED.value, EntryState.ABORTED.value]
         sql = f"SELECT {self._ENTRY_COLUMNS} FROM entries e"
         if where:

@@ -326,7 +326,8 @@ class _Planner:
         """
         assert c.email is not None
         if "purchases" in self.s.unknown:
-            self.tier_unsettled += 1
+            if not c.link(Tier.BASIC):
+                self.tier_unsettled += 1  # counted: it would have got a link now
             return True
         if "codes" in self.s.unknown and c.email in self.buyers:
             self.note(c.email, "invite waits: the VIP purchase's coupon could not be checked")

@@ -91,3 +91,10 @@ def test_failed_lists_a_send_whose_answer_was_lost_with_its_http_error(
     (lost,) = [e for e in document["entries"] if e["action"] == "send_email"]
     assert lost["outcome"] == "aborted"
     assert "500" in lost["error"] and "recovered" in lost["error"]
+
+
+def test_a_waived_email_shows_as_waived(run: Run, config) -> None:
+    reconcile(config)
+    run("reissue-invite", "grace.hopper@example.com", "--yes", "--no-email")
+    lines = run("history", "--email", "grace.hopper@example.com").stdout.splitlines()
+    assert any(" send_email " in line and " waived " in line for line in lines), lines

@@ -246,6 +246,12 @@ def test_invites_of_basic_contacts_wait_while_purchases_cannot_be_read(settings)
     assert "1 opted-in Basic contact(s) wait" in result.notes[0].message
 
 
+def test_only_basic_contacts_missing_a_link_are_counted_as_waiting(settings) -> None:
+    linked = contact(2, "b@example.com", link_basic="https://discord.gg/abc123")
+    snapshot = Snapshot(contacts=(contact(), linked), unknown=frozenset({"purchases"}))
+    assert "1 opted-in Basic contact(s) wait" in plan(snapshot, settings).notes[0].message
+
+
 def test_vip_contacts_invites_go_on_while_purchases_cannot_be_read(settings) -> None:
     snapshot = Snapshot(contacts=(contact(vip=True),), unknown=frozenset({"purchases"}))
     assert "invite:1:vip" in keys(plan(snapshot, settings))
