@@ -179,12 +179,9 @@ class Applier:
         down = self._down.get(action.system)
         if down:
             return Outcome(action, Status.SKIPPED, action.key, message=down, retry=True)
-        latest = self.journal.latest(action.key)
-        if latest is not None and latest.state in (EntryState.IN_FLIGHT, EntryState.MINTED):
-            return Outcome(action, Status.SKIPPED, action.key, message=UNRESOLVED, retry=True)
-        refused = self._refused_before(action, latest)
-        if refused is not None:
-            return refused
+        blocked = self._blocked(action, action.key, self.journal.latest(action.key))
+        if blocked is not None:
+            return blocked
         handler = getattr(self, f"_do_{action.kind.name.lower()}")
         try:
             return handler(action, chain)
@@ -218,14 +215,19 @@ class Applier:
 
     # -- journal helpers ----------------------------------------------------------
 
-    def _refused_before(self, action: Action, latest: Entry | None) -> Outcome | None:
-        """Skip what the vendor refused with these very inputs (until they change).
+    def _blocked(self, action: Action, key: str, latest: Entry | None) -> Outcome | None:
+        """Why an earlier attempt at `key` (the journal's `latest`) stops this one, if it does.
 
-        A validation error is not cured by asking again: the item is reported
-        and left alone until its inputs change (a fixed name, another config
-        value) or the operator asks with `--retry-refused`.
+        An attempt whose outcome is unknown waits for recovery. What the
+        vendor refused with these very inputs is skipped until they change:
+        a validation error is not cured by asking again (a fixed name,
+        another config value, or `--retry-refused` lets it through).
         """
-        if self.retry_refused or latest is None or latest.state is not EntryState.FAILED:
+        if latest is None:
+            return None
+        if not latest.state.terminal:
+            return Outcome(action, Status.SKIPPED, key, message=UNRESOLVED, retry=True)
+        if self.retry_refused or latest.state is not EntryState.FAILED:
             return None
         if not latest.detail.get("refused") or latest.detail.get("inputs") != inputs_of(action):
             return None
@@ -473,11 +475,9 @@ class Applier:
         latest = self.journal.latest(key)
         if latest is not None and latest.state is EntryState.DONE:
             return Outcome(action, Status.SKIPPED, key, message="already sent")
-        if latest is not None and latest.state in (EntryState.IN_FLIGHT, EntryState.MINTED):
-            return Outcome(action, Status.SKIPPED, key, message=UNRESOLVED, retry=True)
-        refused = self._refused_before(action, latest)
-        if refused is not None:
-            return refused
+        blocked = self._blocked(action, key, latest)
+        if blocked is not None:
+            return blocked
         entry = self._start(
             key, action, {"email_id": p["email_id"], "contact_id": cid, "purpose": p["purpose"]}
         )

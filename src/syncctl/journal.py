@@ -138,6 +138,9 @@ class EntryState(StrEnum):
 
 
 _UNRESOLVED = (EntryState.IN_FLIGHT.value, EntryState.MINTED.value)
+#: How recovery's own words start in an entry's error (`history --failed` tells
+#: them from the error an attempt met itself).
+RECOVERED = "recovered: "
 
 
 @dataclass(frozen=True)
@@ -760,8 +763,8 @@ class Journal:
             # Aborted with the attempt's own error (its answer was lost, and
             # recovery found it had not happened): a failure all the same. An
             # attempt only cut short by a crash carries no error of its own.
-            where.append("(e.state = ? OR (e.state = ? AND e.error NOT LIKE 'recovered:%'))")
-            params += [EntryState.FAILED.value, EntryState.ABORTED.value]
+            where.append("(e.state = ? OR (e.state = ? AND substr(e.error, 1, ?) != ?))")
+            params += [EntryState.FAILED.value, EntryState.ABORTED.value, len(RECOVERED), RECOVERED]
         sql = f"SELECT {self._ENTRY_COLUMNS} FROM entries e"
         if where:
             sql += " WHERE " + " AND ".join(where)

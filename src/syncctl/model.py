@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -57,6 +57,31 @@ class Purchase:
     @property
     def is_vip_purchase(self) -> bool:
         return self.vip and self.paid and self.email is not None
+
+    @property
+    def recency(self) -> tuple[int, str]:
+        """Purchases in the order they were made (rule 2's "latest"); ties by session id."""
+        return (self.created, self.session_id)
+
+
+def newest_purchases(purchases: Iterable[Purchase]) -> dict[str, Purchase]:
+    """Each buyer's latest paid VIP purchase, by normalized email (rule 2)."""
+    newest: dict[str, Purchase] = {}
+    for p in purchases:
+        if p.is_vip_purchase and p.email:
+            best = newest.get(p.email)
+            if best is None or best.recency < p.recency:
+                newest[p.email] = p
+    return newest
+
+
+def holders(contacts: Iterable[Contact]) -> dict[str, Contact]:
+    """The contact each email's messages go to: the oldest of those sharing it."""
+    held: dict[str, Contact] = {}
+    for c in contacts:
+        if c.email and (c.email not in held or c.id < held[c.email].id):
+            held[c.email] = c
+    return held
 
 
 @dataclass(frozen=True, slots=True)

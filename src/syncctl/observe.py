@@ -28,9 +28,9 @@ from syncctl.codes import coupon_code, invite_code
 from syncctl.config import Settings
 from syncctl.errors import NotFound, ServiceError
 from syncctl.journal import EntryState, Journal
-from syncctl.model import Contact, Invite, Purchase, Snapshot, Tier, normalize_email
+from syncctl.model import Contact, Invite, Purchase, Snapshot, Tier, holders, normalize_email
 from syncctl.plan import invite_email_id, mail_key
-from syncctl.sends import WAIVED, match_sends, unclaimed
+from syncctl.sends import SEND_SKEW, match_sends, recorded_sends, unclaimed
 from syncctl.services import Services
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,6 @@ BULK_THRESHOLD = 25
 #: Above this many emails of unknown lead state, reading every lead (200 a
 #: page) is cheaper than batched lookups (25 addresses a query) would be.
 LEAD_LOOKUPS_MAX = 1000
-#: A send logged this long before its journal row started still counts (clock skew).
-SEND_SKEW = timedelta(minutes=5)
 
 CURSOR_STRIPE = "stripe"
 CURSOR_MAUTIC = "mautic"
@@ -326,9 +324,7 @@ class _Observer:
             legacy = contact.promo_code if contact else ""
             if not legacy or legacy not in codes or legacy in {p.code for p in mine}:
                 continue
-            missing = sorted(
-                (p for p in mine if p.code not in codes), key=lambda p: (p.created, p.session_id)
-            )
+            missing = sorted((p for p in mine if p.code not in codes), key=lambda p: p.recency)
             if missing:
                 out[missing[0].session_id] = replace(missing[0], code=legacy)
         return out
@@ -356,10 +352,7 @@ class _Observer:
     ) -> set[str]:
         """Mail keys already sent: the journal's, else derived from Mautic's stats."""
         sent = set(self.journal.done_keys("mail:"))
-        holder: dict[str, int] = {}  # email -> the oldest contact's id: the one mailed
-        for c in contacts.values():
-            if c.email and (c.email not in holder or c.id < holder[c.email]):
-                holder[c.email] = c.id
+        holder = holders(contacts.values())
         coupon_email = self.settings.mautic.coupon_email
         # (contact, email id) -> what we must decide about it
         invite_questions: dict[tuple[int, int], str] = {}
@@ -374,14 +367,15 @@ class _Observer:
                     invite_questions[(c.id, email_id)] = code
         for p in purchases:
             if p.email and p.email in holder:
-                cid = holder[p.email]
+                cid = holder[p.email].id
                 if mail_key(coupon_email, cid, p.code) not in sent:
                     coupon_questions[cid].append(p)
         pairs = set(invite_questions) | {(cid, coupon_email) for cid in coupon_questions}
         if not pairs:
             return sent
         stats = self._send_dates(pairs, full)
-        claims = self._claims({pair for pair in pairs if stats.get(pair)})
+        logged = {pair for pair in pairs if stats.get(pair)}
+        claims = recorded_sends(self.journal, logged, bulk=len(logged) > BULK_THRESHOLD)
         for (cid, email_id), code in invite_questions.items():
             # An earlier link's email (a reissue minutes after a send) is not this one's.
             dates = unclaimed(stats.get((cid, email_id), []), claims.get((cid, email_id), []))
@@ -402,28 +396,6 @@ class _Observer:
                 sent.add(key)
                 self.sent_at[key] = when
         return sent
-
-    def _claims(self, pairs: set[tuple[int, int]]) -> dict[tuple[int, int], list[datetime]]:
-        """When the journal recorded its sends of each (contact, email).
-
-        Only pairs with logged sends need them; many pairs cost one read of
-        each email's rows instead of a query each.
-        """
-        found: dict[tuple[int, int], list[datetime]] = defaultdict(list)
-        if len(pairs) <= BULK_THRESHOLD:
-            for cid, email_id in pairs:
-                prefix = mail_key(email_id, cid, "")
-                found[(cid, email_id)] = list(
-                    self.journal.done_times(prefix, except_ref=WAIVED).values()
-                )
-            return found
-        for email_id in sorted({eid for _, eid in pairs}):
-            rows = self.journal.done_times(f"mail:{email_id}:", except_ref=WAIVED)
-            for key, moment in rows.items():
-                contact = key.split(":")[2]
-                if contact.isdigit() and (int(contact), email_id) in pairs:
-                    found[(int(contact), email_id)].append(moment)
-        return found
 
     def _send_dates(
         self, pairs: set[tuple[int, int]], full: bool
@@ -520,10 +492,7 @@ class _Observer:
                     code=d["promo_code"],
                 )
                 best = latest.get(email)
-                if best is None or (best.created, best.session_id) < (
-                    candidate.created,
-                    candidate.session_id,
-                ):
+                if best is None or best.recency < candidate.recency:
                     latest[email] = candidate
         return latest
 

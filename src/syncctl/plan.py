@@ -87,7 +87,7 @@ class _Planner:
                 self.note(p.session_id, "paid VIP purchase without an email: nothing can be sent")
         vip = sorted(
             (p for p in self.s.purchases if p.is_vip_purchase),
-            key=lambda p: (p.created, p.session_id),
+            key=lambda p: p.recency,
         )
         for p in vip:
             self.coupon(p)
@@ -129,12 +129,9 @@ class _Planner:
         Returns the contact id (or NEW), the key of the action that makes it
         so ("" when nothing is needed) and whether the contact opted in.
         """
-        latest = max(bought, key=lambda p: (p.created, p.session_id))
+        latest = max(bought, key=lambda p: p.recency)
         known = self.s.latest_purchase.get(email)
-        if known is not None and (known.created, known.session_id) > (
-            latest.created,
-            latest.session_id,
-        ):
+        if known is not None and known.recency > latest.recency:
             latest = known
         # Rule 4: a code goes into Mautic only once it exists in Shopware.
         deps = self._planned(f"coupon:{latest.session_id}")

@@ -22,7 +22,7 @@ from syncctl.config import Config
 from syncctl.http import CallStats
 from syncctl.journal import EntryState, Journal
 from syncctl.lock import state_lock
-from syncctl.model import ActionKind, Contact, Plan, Purchase, Snapshot, Tier
+from syncctl.model import ActionKind, Plan, Snapshot, Tier, holders, newest_purchases
 from syncctl.observe import Observation, observe
 from syncctl.plan import plan as make_plan
 from syncctl.recover import Recovery, Resolution
@@ -249,12 +249,8 @@ def _adopt(journal: Journal, snapshot: Snapshot) -> None:
     # Unresolved attempts are recovery's: the journal's few in-flight rows.
     open_attempts = {entry.key for entry in journal.in_flight()}
 
-    def record(
-        facts: Iterable[tuple[str, str, str, str | None] | tuple[str, str, str, str | None, dict]],
-        *,
-        checked: bool = False,
-    ) -> None:
-        """Write (key, kind, subject, ref[, detail]) facts the journal lacks, a chunk at a time.
+    def record(facts: Iterable[Fact], *, checked: bool = False) -> None:
+        """Write (key, kind, subject, ref, detail) facts the journal lacks, a chunk at a time.
 
         A first run over 100k contacts observes some 150k facts: held all at
         once beside the snapshot, they would set the run's peak memory.
@@ -264,11 +260,12 @@ def _adopt(journal: Journal, snapshot: Snapshot) -> None:
         while chunk := list(itertools.islice(items, _ADOPT_CHUNK)):
             keys = [key for key, *_ in chunk]
             todo = set(keys if checked else journal.not_done(keys)) - open_attempts
-            for key, kind, subject, ref, *extra in sorted(
+            for key, kind, subject, ref, detail in sorted(
                 (f for f in chunk if f[0] in todo), key=lambda f: f[0]
             ):
-                detail = {"observed": True, **(extra[0] if extra else {})}
-                entry = journal.start(key, kind, subject, run_id=None, detail=detail)
+                entry = journal.start(
+                    key, kind, subject, run_id=None, detail={"observed": True, **detail}
+                )
                 journal.mark(entry, EntryState.DONE, ref=ref)
 
     mail, lead, coupon = str(ActionKind.MAIL), str(ActionKind.LEAD), str(ActionKind.COUPON)
@@ -280,9 +277,9 @@ def _adopt(journal: Journal, snapshot: Snapshot) -> None:
 
     # A send found in the stats keeps its logged time: it claims that send later.
     record((key, mail, subject_of(key), None, _sent_at(snapshot, key)) for key in snapshot.sent)
-    record((f"lead:{email}", lead, email, None) for email in snapshot.leads)
+    record((f"lead:{email}", lead, email, None, {}) for email in snapshot.leads)
     record(
-        (f"coupon:{p.session_id}", coupon, p.email or "", p.code)
+        (f"coupon:{p.session_id}", coupon, p.email or "", p.code, {})
         for p in snapshot.purchases
         if p.code in snapshot.existing_codes
     )
@@ -291,7 +288,7 @@ def _adopt(journal: Journal, snapshot: Snapshot) -> None:
     # holds is news too: compared with the journal's refs, not just its state.
     record(
         (
-            (key, kind, subject, ref)
+            (key, kind, subject, ref, {})
             for key, (kind, subject, ref) in _stored_invites(journal, snapshot).items()
         ),
         checked=True,
@@ -300,6 +297,8 @@ def _adopt(journal: Journal, snapshot: Snapshot) -> None:
 
 #: Facts checked against the journal and written per chunk.
 _ADOPT_CHUNK = 5000
+#: What a full run saw done: (key, kind, subject, ref, detail) of a journal row.
+Fact = tuple[str, str, str, str | None, dict[str, Any]]
 
 
 def _sent_at(snapshot: Snapshot, key: str) -> dict[str, str]:
@@ -307,7 +306,7 @@ def _sent_at(snapshot: Snapshot, key: str) -> dict[str, str]:
     return {"sent_at": when.astimezone(UTC).isoformat()} if when else {}
 
 
-def _held_codes(snapshot: Snapshot) -> Iterator[tuple[str, str, str, None, dict[str, Any]]]:
+def _held_codes(snapshot: Snapshot) -> Iterator[Fact]:
     """Buyers whose contact holds their latest purchase's code, as rule 2's record.
 
     An incremental run sees only new sessions; a delayed payment of an older
@@ -315,18 +314,10 @@ def _held_codes(snapshot: Snapshot) -> Iterator[tuple[str, str, str, None, dict[
     compares with the latest purchase the journal stored; after a lost state
     dir, this is where the full run writes it down.
     """
-    latest: dict[str, Purchase] = {}
-    for p in snapshot.purchases:
-        if p.is_vip_purchase and p.email:
-            best = latest.get(p.email)
-            if best is None or (best.created, best.session_id) < (p.created, p.session_id):
-                latest[p.email] = p
+    latest = newest_purchases(snapshot.purchases)
     if not latest:
         return
-    holder: dict[str, Contact] = {}
-    for c in snapshot.contacts:
-        if c.email in latest and (c.email not in holder or c.id < holder[c.email].id):
-            holder[c.email] = c
+    holder = holders(c for c in snapshot.contacts if c.email in latest)
     update = str(ActionKind.CONTACT_UPDATE)
     for email, p in sorted(latest.items()):
         held = holder.get(email)

@@ -18,11 +18,9 @@ from datetime import UTC, timedelta
 from syncctl.apply import ActionFailed, Applier, Chain
 from syncctl.codes import invite_code
 from syncctl.errors import NotFound, ServiceError, SyncctlError
-from syncctl.journal import Entry, EntryState, Journal
+from syncctl.journal import RECOVERED, Entry, EntryState, Journal
 from syncctl.model import Action, ActionKind, Tier
-from syncctl.observe import SEND_SKEW
-from syncctl.plan import mail_key
-from syncctl.sends import WAIVED, unclaimed
+from syncctl.sends import SEND_SKEW, recorded_sends, unclaimed
 from syncctl.services import Services
 
 log = logging.getLogger(__name__)
@@ -88,7 +86,7 @@ class Recovery:
             self._note(entry, "done", detail)
         else:
             first = f"{entry.error}; " if entry.error else ""
-            self.journal.mark(entry.id, EntryState.ABORTED, error=f"{first}recovered: {detail}")
+            self.journal.mark(entry.id, EntryState.ABORTED, error=f"{first}{RECOVERED}{detail}")
             self._note(entry, "aborted", detail)
 
     def _settle(self, entry: Entry) -> None:
@@ -117,8 +115,8 @@ class Recovery:
             logged = [s.date_sent for s in stats if s.date_sent and not s.is_failed]
             # A send the journal holds as another message's (a second purchase's
             # email in the same run) is not this one's.
-            prefix = mail_key(email_id, contact_id, "")
-            claims = self.journal.done_times(prefix, except_ref=WAIVED).values()
+            pair = (contact_id, email_id)
+            claims = recorded_sends(self.journal, {pair})[pair]
             since = entry.started_at - SEND_SKEW
             logged_since = [date for date in unclaimed(logged, claims) if date >= since]
             # The logged time is kept: it lets this row claim that send later.

@@ -101,17 +101,13 @@ def parse_audit_at(text: str) -> str:
     return f"{int(match.group(1)):02d}:{match.group(2)}"
 
 
-#: Intervals a calendar (cron's */N, systemd's 0/N) repeats evenly: N must
-#: divide the hour (or the day), or the last run of each hour comes early.
-EVERY_MINUTES = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)
-EVERY_HOURS = (1, 2, 3, 4, 6, 8, 12, 24)
-
-
 def check_every(minutes: int) -> None:
-    if minutes in EVERY_MINUTES or (minutes % 60 == 0 and minutes // 60 in EVERY_HOURS):
+    """A calendar (cron's */N, systemd's 0/N) repeats evenly only when N divides
+    the hour (or, in hours, the day): else the last run of each hour comes early."""
+    if (minutes < 60 and 60 % minutes == 0) or (minutes % 60 == 0 and 24 % (minutes // 60) == 0):
         return
-    choices = ", ".join(map(str, EVERY_MINUTES))
-    hours = ", ".join(str(h * 60) for h in EVERY_HOURS)
+    choices = ", ".join(str(m) for m in range(1, 60) if 60 % m == 0)
+    hours = ", ".join(str(h * 60) for h in range(1, 25) if 24 % h == 0)
     raise UsageError(
         f"--every {minutes}: runs must divide the hour or the day evenly",
         hint=f"use {choices} minutes, or {hours}",

@@ -10,25 +10,55 @@ an earlier link's) email is never taken for the one still missing.
 
 from __future__ import annotations
 
+import bisect
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TypeVar
+
+from syncctl.journal import Journal
+from syncctl.plan import mail_key
 
 K = TypeVar("K")
 
 #: The journal ref of a message deliberately not sent (`reissue-invite
 #: --no-email`): done, so no run sends it, yet it claims no logged send.
 WAIVED = "waived"
+#: Mautic's clock against ours (and Discord's): a send logged this much
+#: before what it announces was made still counts.
+SEND_SKEW = timedelta(minutes=5)
+
+
+def recorded_sends(
+    journal: Journal, pairs: set[tuple[int, int]], *, bulk: bool = False
+) -> dict[tuple[int, int], list[datetime]]:
+    """When the journal says each (contact, email id) was sent, for `unclaimed`.
+
+    One query per pair, or with `bulk` one read of each email's rows.
+    Waived emails were never sent, so they claim nothing.
+    """
+    found: dict[tuple[int, int], list[datetime]] = defaultdict(list)
+    if not bulk:
+        for cid, email_id in pairs:
+            rows = journal.done_times(mail_key(email_id, cid, ""), except_ref=WAIVED)
+            found[(cid, email_id)] = list(rows.values())
+        return found
+    for email_id in sorted({eid for _, eid in pairs}):
+        for key, moment in journal.done_times(f"mail:{email_id}:", except_ref=WAIVED).items():
+            contact = key.split(":")[2]
+            if contact.isdigit() and (int(contact), email_id) in pairs:
+                found[(int(contact), email_id)].append(moment)
+    return found
 
 
 def unclaimed(
-    dates: Iterable[datetime], claims: Iterable[datetime], skew: timedelta = timedelta(minutes=5)
+    dates: Iterable[datetime], claims: Iterable[datetime], skew: timedelta = SEND_SKEW
 ) -> list[datetime]:
     """`dates` less the ones the journal's sends account for, oldest first.
 
     Each claim (when the journal says a send went out) takes the newest
     logged send at or before it (allowing `skew` between the clocks), else
-    the nearest one; claims beyond the logged sends take nothing. A send is
+    the oldest one; claims beyond the logged sends take nothing. A send is
     never logged after the journal recorded it, so a claim never takes a
     later message's send while its own is there.
     """
@@ -36,9 +66,8 @@ def unclaimed(
     for claim in sorted(claims):
         if not left:
             break
-        before = [i for i, d in enumerate(left) if d <= claim + skew]
-        taken = before[-1] if before else min(range(len(left)), key=lambda i: left[i] - claim)
-        del left[taken]
+        newest_before = bisect.bisect_right(left, claim + skew) - 1
+        del left[max(newest_before, 0)]
     return left
 
 

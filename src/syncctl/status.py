@@ -259,7 +259,7 @@ class _Collector:
         self.status.sessions = found
         self.status.purchases = sorted(
             (to_purchase(session, self.settings, self.secret) for session in found.values()),
-            key=lambda p: (p.created, p.session_id),
+            key=lambda p: p.recency,
         )
 
     # -- Shopware -----------------------------------------------------------------
