@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from syncctl.codes import coupon_code, invite_url
+from syncctl.engine.codes import coupon_code, invite_url
 from syncctl.sandbox.stack import (
     BASIC_CHANNEL_ID,
     COUPON_EMAIL,

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from syncctl import http
 from syncctl.config import SECRET_NAMES
+from syncctl.net import http
 
 
 @pytest.fixture(autouse=True)

@@ -584,8 +584,8 @@ def run_command(
 
 def _run_reconcile(config_path: Path, env_path: Path, *, real_sleep: bool) -> StepResult:
     from syncctl import config as config_mod
-    from syncctl.reconcile import reconcile
-    from syncctl.services import Services
+    from syncctl.clients.services import Services
+    from syncctl.engine.reconcile import reconcile
 
     config = config_mod.load(config_path, env_path)
     waits: dict[str, list[float]] = {}

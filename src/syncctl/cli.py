@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     # Typer vendors click; its base Context (what Group.invoke receives) is not re-exported.
     from typer._click import Context as ClickContext
 
-    from syncctl.reconcile import RunResult
+    from syncctl.engine.reconcile import RunResult
 
 err = Console(stderr=True, highlight=False)
 
@@ -184,7 +184,7 @@ def root(
     Example:
       syncctl --config /etc/syncctl/syncctl.toml reconcile --dry-run
     """
-    from syncctl.render import use_rich
+    from syncctl.commands.render import use_rich
 
     rich = use_rich(err)
     state = AppState(
@@ -377,8 +377,8 @@ def reconcile(
       3  another syncctl run holds the lock (--wait queues instead)
       4  more actions than max_actions; nothing applied (--max-actions N)
     """
-    from syncctl.reconcile import reconcile as run
-    from syncctl.render import RunProgress
+    from syncctl.commands.render import RunProgress
+    from syncctl.engine.reconcile import reconcile as run
 
     state = _state(ctx)
     state.detailed_exitcode = detailed_exitcode
@@ -431,7 +431,7 @@ def _debug(message: str) -> None:
 
 def _report_run(state: AppState, result: RunResult, *, outcomes_logged: bool) -> None:
     """The end-of-run report: tables on a terminal, else lines through the log handler."""
-    from syncctl import render
+    from syncctl.commands import render
 
     if state.rich:
         render.show_result(err, result)
@@ -477,8 +477,8 @@ def reissue_invite(
     Example:
       syncctl reissue-invite backer@example.com --dry-run
     """
-    from syncctl.reissue import reissue
-    from syncctl.render import plan_lines, plan_table
+    from syncctl.commands.reissue import reissue
+    from syncctl.commands.render import plan_lines, plan_table
 
     state = _state(ctx)
     cfg = state.config
@@ -539,8 +539,8 @@ def doctor(
       syncctl doctor
       syncctl --config /etc/syncctl/syncctl.toml doctor --json
     """
-    from syncctl.doctor import run_doctor
-    from syncctl.render import doctor_lines, doctor_table, use_rich
+    from syncctl.commands.doctor import run_doctor
+    from syncctl.commands.render import doctor_lines, doctor_table, use_rich
 
     state = _state(ctx)
     report = run_doctor(lambda: state.config)
@@ -579,8 +579,8 @@ def status(
       syncctl status backer@example.com
       syncctl status backer@example.com --json
     """
-    from syncctl.render import show_status, status_lines, use_rich
-    from syncctl.status import person_status
+    from syncctl.commands.render import show_status, status_lines, use_rich
+    from syncctl.commands.status import person_status
 
     found = person_status(_state(ctx).config, email, history_limit=history_limit or None)
     out = _out_console()
@@ -625,8 +625,8 @@ def history(
       syncctl history --email backer@example.com
       syncctl history --failed --since 24h --json
     """
-    from syncctl.history import history_json, parse_since, read_history
-    from syncctl.render import history_lines, history_table, use_rich
+    from syncctl.commands.history import history_json, parse_since, read_history
+    from syncctl.commands.render import history_lines, history_table, use_rich
 
     moment = parse_since(since) if since else None
     cfg = _state(ctx).config
@@ -666,7 +666,7 @@ def init(
     Example:
       syncctl init --dir /etc/syncctl
     """
-    from syncctl.scaffold import write_files
+    from syncctl.commands.scaffold import write_files
 
     result = write_files(directory, force=force)
     err.print(f"wrote {result.config_path}: fill in your ids and URLs", markup=False)
@@ -727,7 +727,7 @@ def schedule(
       syncctl schedule systemd --user --install
       syncctl schedule cron --every 10 --install
     """
-    from syncctl import schedule as sched
+    from syncctl.commands import schedule as sched
 
     state = _state(ctx)
     if user and kind is ScheduleKind.CRON:
@@ -796,8 +796,8 @@ def demo(
     """
     import tempfile
 
-    from syncctl.reconcile import reconcile as run
-    from syncctl.render import calls_line, outcome_table, plan_table, show_result
+    from syncctl.commands.render import calls_line, outcome_table, plan_table, show_result
+    from syncctl.engine.reconcile import reconcile as run
     from syncctl.sandbox.seed import seed_demo
     from syncctl.sandbox.stack import Sandbox
 

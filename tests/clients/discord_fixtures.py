@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from syncctl.clients.discord import DiscordClient
-from syncctl.http import CallStats, RetryPolicy
+from syncctl.net.http import CallStats, RetryPolicy
 from syncctl.sandbox.discord import DEFAULT_CHANNELS, DiscordEmulator
 from syncctl.sandbox.server import EmulatorServer
 

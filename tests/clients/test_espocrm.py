@@ -25,7 +25,7 @@ from syncctl.errors import (
     OutcomeUnknown,
     Unavailable,
 )
-from syncctl.http import CallStats, RetryPolicy
+from syncctl.net.http import CallStats, RetryPolicy
 from syncctl.sandbox.espocrm import EspoEmulator
 from syncctl.sandbox.server import EmulatorServer
 from tests.clients.espocrm_fixtures import API_KEY, plain_transport, serve, start_server

@@ -28,7 +28,7 @@ from syncctl.errors import (
     RateLimited,
     Unavailable,
 )
-from syncctl.http import CallStats, RetryPolicy
+from syncctl.net.http import CallStats, RetryPolicy
 from syncctl.sandbox.mautic import MauticEmulator
 from syncctl.sandbox.server import EmulatorServer
 

@@ -28,7 +28,7 @@ from jsonschema.exceptions import ValidationError
 
 from syncctl.clients.stripe import StripeAPI
 from syncctl.errors import AuthRejected, NotFound, RateLimited
-from syncctl.http import RetryPolicy
+from syncctl.net.http import RetryPolicy
 from syncctl.sandbox.server import EmulatorServer, Exchange
 from syncctl.sandbox.stripe import StripeEmulator
 from tests.clients.stripe_fixtures import (

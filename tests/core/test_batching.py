@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from syncctl.batching import Coalescer
+from syncctl.net.batching import Coalescer
 
 
 def _recording(

@@ -17,7 +17,7 @@ from syncctl.errors import (
     RateLimited,
     Unavailable,
 )
-from syncctl.http import CallStats, RetryPolicy, ServiceHTTP, parse_json
+from syncctl.net.http import CallStats, RetryPolicy, ServiceHTTP, parse_json
 from syncctl.sandbox.server import Emulator, EmulatorServer, Request, Response, route
 
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from syncctl import journal as journal_module
 from syncctl.errors import StateError
-from syncctl.journal import SCHEMA_VERSION, EntryState, Journal
+from syncctl.state import journal as journal_module
+from syncctl.state.journal import SCHEMA_VERSION, EntryState, Journal
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 BIG = 100_000

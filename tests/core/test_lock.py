@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from syncctl.errors import LockBusy, StateError
-from syncctl.lock import state_lock
+from syncctl.state.lock import state_lock
 
 HOLDER = """
 import sys, time
 from pathlib import Path
-from syncctl.lock import state_lock
+from syncctl.state.lock import state_lock
 with state_lock(Path(sys.argv[1])):
     print("held", flush=True)
     time.sleep(60)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from syncctl.ratelimit import BucketLimiter
+from syncctl.net.ratelimit import BucketLimiter
 
 
 def headers(limit: int, remaining: int, reset_after: float) -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from syncctl.sends import match_sends, unclaimed
+from syncctl.engine.sends import match_sends, unclaimed
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 SKEW = timedelta(minutes=5)

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from syncctl.commands.history import parse_since
+from syncctl.engine.reconcile import reconcile
 from syncctl.errors import UsageError
-from syncctl.history import parse_since
-from syncctl.reconcile import reconcile
 from syncctl.sandbox.stack import Sandbox
 from tests.ops.conftest import Run, one_error_line
 

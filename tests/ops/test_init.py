@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 from syncctl import config as config_mod
 from syncctl.cli import app
+from syncctl.commands.scaffold import example_config
 from syncctl.config import SECRET_NAMES
-from syncctl.scaffold import example_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

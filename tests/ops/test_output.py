@@ -9,10 +9,11 @@ import logging
 import pytest
 from rich.console import Console
 
-from syncctl import logs, render
-from syncctl.lock import state_lock
-from syncctl.reconcile import reconcile
+from syncctl import logs
+from syncctl.commands import render
+from syncctl.engine.reconcile import reconcile
 from syncctl.sandbox.stack import Sandbox
+from syncctl.state.lock import state_lock
 from tests.ops.conftest import Run
 
 BOX = set("┏┃━│└┌╇┡")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from syncctl import schedule as sched
+from syncctl.commands import schedule as sched
 from tests.ops.conftest import Run, one_error_line
 
 

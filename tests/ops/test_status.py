@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 from syncctl import config as config_mod
-from syncctl.journal import Journal
-from syncctl.reconcile import reconcile
+from syncctl.engine.reconcile import reconcile
 from syncctl.sandbox.stack import Sandbox
+from syncctl.state.journal import Journal
 from tests.ops.conftest import Run, one_error_line, set_secret
 
 

@@ -213,7 +213,7 @@ def test_a_token_the_service_hands_out_is_not_echoed_either(probed) -> None:
 def test_the_http_layer_never_quotes_a_header_value_it_could_not_send() -> None:
     """h11's error cites the offending header value (a credential, usually)."""
     from syncctl.errors import Unavailable
-    from syncctl.http import RetryPolicy, ServiceHTTP
+    from syncctl.net.http import RetryPolicy, ServiceHTTP
 
     with (
         Sandbox() as sb,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from syncctl.codes import coupon_code, invite_code
 from syncctl.config import Config
+from syncctl.engine.codes import coupon_code, invite_code
 from syncctl.sandbox.stack import Sandbox
 
 

@@ -1,7 +1,7 @@
 """A pure model of what applying a plan does to the observed state.
 
 Used by the property test: apply(plan(s)) followed by plan again must give
-no actions. It mirrors `syncctl.apply` on data only: no HTTP.
+no actions. It mirrors `syncctl.engine.apply` on data only: no HTTP.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 import itertools
 from dataclasses import replace
 
-from syncctl.codes import invite_code
-from syncctl.model import ActionKind, Contact, Invite, Plan, Snapshot, Tier
-from syncctl.plan import NEW, mail_key
+from syncctl.engine.codes import invite_code
+from syncctl.engine.model import ActionKind, Contact, Invite, Plan, Snapshot, Tier
+from syncctl.engine.plan import NEW, mail_key
 
 _minted = itertools.count(1)
 

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from syncctl.cli import app
-from syncctl.lock import state_lock
+from syncctl.state.lock import state_lock
 
 
 @pytest.fixture

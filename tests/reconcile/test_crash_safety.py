@@ -15,10 +15,10 @@ import httpx
 import pytest
 
 from syncctl import config as config_mod
-from syncctl.reconcile import reconcile
+from syncctl.clients.services import Services
+from syncctl.engine.reconcile import reconcile
 from syncctl.sandbox.seed import seed_demo
 from syncctl.sandbox.stack import Sandbox
-from syncctl.services import Services
 
 from .invariants import violations
 from .wiring import build_services

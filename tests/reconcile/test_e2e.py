@@ -6,11 +6,11 @@ import threading
 
 import pytest
 
+from syncctl.engine.model import ActionKind
+from syncctl.engine.reconcile import reconcile
 from syncctl.errors import LockBusy
-from syncctl.lock import state_lock
-from syncctl.model import ActionKind
-from syncctl.reconcile import reconcile
 from syncctl.sandbox.stack import BASIC_CHANNEL_ID
+from syncctl.state.lock import state_lock
 
 from .invariants import violations
 
@@ -223,7 +223,7 @@ def test_incremental_run_after_a_lost_state_audit_stays_cheap(sandbox, config) -
 
 
 def test_pending_contact_deleted_in_mautic_is_dropped(sandbox, config) -> None:
-    from syncctl.journal import Journal
+    from syncctl.state.journal import Journal
 
     sandbox.espocrm.set_lead_acl(create=False)
     reconcile(config)  # lead creations fail: those contacts stay pending

@@ -10,11 +10,11 @@ import pytest
 
 from syncctl import config as config_mod
 from syncctl.config import SERVICE_SECRETS
+from syncctl.engine.reconcile import RunResult, reconcile
 from syncctl.errors import StateError
-from syncctl.journal import Journal
-from syncctl.reconcile import RunResult, reconcile
 from syncctl.sandbox.seed import seed_demo
 from syncctl.sandbox.stack import Sandbox
+from syncctl.state.journal import Journal
 
 from .invariants import violations
 
@@ -284,7 +284,7 @@ def test_unusable_state_dir_fails_before_any_call(sandbox, config, tmp_path) -> 
 def test_recovery_never_adopts_an_invite_another_contact_holds(sandbox, config) -> None:
     """An invite POST that never reached Discord leaves a row in flight; the only
     fresh unclaimed-looking invite is one a contact already holds in Mautic."""
-    from syncctl.journal import Journal
+    from syncctl.state.journal import Journal
 
     grace = sandbox.mautic.find("grace.hopper@example.com")[0]
     with Journal.open(config.settings.run.state_path) as journal:

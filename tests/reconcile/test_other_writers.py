@@ -7,8 +7,8 @@ import json
 
 import httpx
 
-from syncctl.journal import Journal
-from syncctl.reconcile import reconcile
+from syncctl.engine.reconcile import reconcile
+from syncctl.state.journal import Journal
 
 from .invariants import violations
 from .wiring import Hook, build_services

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from syncctl.codes import coupon_code
-from syncctl.model import ActionKind, Contact, Invite, Purchase, Snapshot, Tier
-from syncctl.plan import plan
+from syncctl.engine.codes import coupon_code
+from syncctl.engine.model import ActionKind, Contact, Invite, Purchase, Snapshot, Tier
+from syncctl.engine.plan import plan
 
 SECRET = "test-secret"
 

@@ -6,9 +6,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from syncctl.codes import coupon_code, invite_code
-from syncctl.model import Contact, Invite, Purchase, Snapshot, Tier
-from syncctl.plan import plan
+from syncctl.engine.codes import coupon_code, invite_code
+from syncctl.engine.model import Contact, Invite, Purchase, Snapshot, Tier
+from syncctl.engine.plan import plan
 
 from .simulate import held_codes, simulate
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from syncctl.reconcile import reconcile
+from syncctl.engine.reconcile import reconcile
 
 from .invariants import violations
 

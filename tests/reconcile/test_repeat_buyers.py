@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from syncctl import config as config_mod
-from syncctl import observe
-from syncctl.codes import coupon_code
-from syncctl.reconcile import reconcile
-from syncctl.reissue import reissue
+from syncctl.commands.reissue import reissue
+from syncctl.engine import observe
+from syncctl.engine.codes import coupon_code
+from syncctl.engine.reconcile import reconcile
 from syncctl.sandbox.stack import COUPON_EMAIL, VIP_PRICE_ID, VIP_PRODUCT_ID, Sandbox
 
 from .invariants import violations

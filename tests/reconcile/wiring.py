@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import httpx
 
+from syncctl.clients.services import Services
 from syncctl.config import Config
-from syncctl.services import Services
 
 
 def build_services(

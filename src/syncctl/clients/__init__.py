@@ -1,4 +1,4 @@
-"""One client per vendor API, all built on `syncctl.http`."""
+"""One client per vendor API, all built on `syncctl.net.http`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 from typing import Self
 
 from syncctl.errors import ConfigError
-from syncctl.http import CallStats, ServiceHTTP
+from syncctl.net.http import CallStats, ServiceHTTP
 
 #: Visible ASCII only: what an HTTP header value can carry without mangling.
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")

@@ -32,8 +32,8 @@ from syncctl.errors import (
     NotFound,
     ServiceError,
 )
-from syncctl.http import CallStats, RetryPolicy, ServiceHTTP, parse_json
-from syncctl.ratelimit import BucketLimiter
+from syncctl.net.http import CallStats, RetryPolicy, ServiceHTTP, parse_json
+from syncctl.net.ratelimit import BucketLimiter
 
 SERVICE = "discord"
 USER_AGENT = f"DiscordBot (https://github.com/syncctl/syncctl, {__version__})"

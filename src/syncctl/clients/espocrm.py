@@ -21,7 +21,7 @@ import httpx
 
 from syncctl.clients import VendorClient, header_credential
 from syncctl.errors import BadResponse, ConfigError, Conflict
-from syncctl.http import CallStats, RetryPolicy, ServiceHTTP, expect_dict, parse_json
+from syncctl.net.http import CallStats, RetryPolicy, ServiceHTTP, expect_dict, parse_json
 
 SERVICE = "espocrm"
 API_PREFIX = "/api/v1"

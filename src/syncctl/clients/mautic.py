@@ -51,8 +51,8 @@ from syncctl.errors import (
     RateLimited,
     ServiceError,
 )
-from syncctl.http import CallStats, RetryPolicy, ServiceHTTP, expect_dict, parse_json
-from syncctl.ratelimit import BucketLimiter
+from syncctl.net.http import CallStats, RetryPolicy, ServiceHTTP, expect_dict, parse_json
+from syncctl.net.ratelimit import BucketLimiter
 
 SERVICE = "mautic"
 

@@ -54,7 +54,7 @@ from syncctl.errors import (
     ServiceError,
     Unavailable,
 )
-from syncctl.http import CallStats, RetryPolicy, ServiceHTTP, expect_dict, parse_json
+from syncctl.net.http import CallStats, RetryPolicy, ServiceHTTP, expect_dict, parse_json
 
 SERVICE = "shopware"
 API_PREFIX = "/api"

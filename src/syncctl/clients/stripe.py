@@ -40,7 +40,7 @@ from syncctl.errors import (
     ServiceError,
     Unavailable,
 )
-from syncctl.http import CallStats, RetryPolicy, ServiceHTTP
+from syncctl.net.http import CallStats, RetryPolicy, ServiceHTTP
 
 if TYPE_CHECKING:
     from stripe.params import EventListParams

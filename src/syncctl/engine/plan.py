@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from syncctl.codes import invite_code, invite_url
 from syncctl.config import Settings
-from syncctl.model import (
+from syncctl.engine.codes import invite_code, invite_url
+from syncctl.engine.model import (
     Action,
     ActionKind,
     Contact,

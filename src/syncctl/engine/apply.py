@@ -27,11 +27,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from syncctl.batching import LINGER, Coalescer
 from syncctl.clients.mautic import BATCH_MAX
 from syncctl.clients.mautic import Contact as MauticContact
-from syncctl.codes import invite_code, invite_url
+from syncctl.clients.services import Services
 from syncctl.config import Settings
+from syncctl.engine.codes import invite_code, invite_url
+from syncctl.engine.model import Action, ActionKind, Plan, Tier
+from syncctl.engine.plan import NEW, invite_email_id, mail_key
+from syncctl.engine.sends import WAIVED
 from syncctl.errors import (
     AuthRejected,
     BadResponse,
@@ -40,11 +43,8 @@ from syncctl.errors import (
     ServiceError,
     SyncctlError,
 )
-from syncctl.journal import Entry, EntryState, Journal
-from syncctl.model import Action, ActionKind, Plan, Tier
-from syncctl.plan import NEW, invite_email_id, mail_key
-from syncctl.sends import WAIVED
-from syncctl.services import Services
+from syncctl.net.batching import LINGER, Coalescer
+from syncctl.state.journal import Entry, EntryState, Journal
 
 log = logging.getLogger(__name__)
 

@@ -12,17 +12,25 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from syncctl.apply import Applier
-from syncctl.codes import invite_code, invite_url
+from syncctl.clients.services import Services
 from syncctl.config import Config, Settings
+from syncctl.engine.apply import Applier
+from syncctl.engine.codes import invite_code, invite_url
+from syncctl.engine.model import (
+    Action,
+    ActionKind,
+    Contact,
+    Plan,
+    Tier,
+    is_valid_email,
+    normalize_email,
+)
+from syncctl.engine.observe import to_contact
+from syncctl.engine.plan import NEW, channel_id, invite_email_id, mail_key
+from syncctl.engine.reconcile import RunResult
 from syncctl.errors import UsageError
-from syncctl.journal import Journal
-from syncctl.lock import state_lock
-from syncctl.model import Action, ActionKind, Contact, Plan, Tier, is_valid_email, normalize_email
-from syncctl.observe import to_contact
-from syncctl.plan import NEW, channel_id, invite_email_id, mail_key
-from syncctl.reconcile import RunResult
-from syncctl.services import Services
+from syncctl.state.journal import Journal
+from syncctl.state.lock import state_lock
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from syncctl.clients.mautic import MauticClient
 from syncctl.clients.shopware import ShopwareClient
 from syncctl.clients.stripe import StripeAPI
 from syncctl.config import Config
-from syncctl.http import CallStats, RetryPolicy
+from syncctl.net.http import CallStats, RetryPolicy
 
 
 @dataclass

@@ -22,15 +22,15 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from syncctl.apply import Outcome, Status
-from syncctl.history import outcome as history_outcome
-from syncctl.model import Action, Plan
-from syncctl.reconcile import RunResult
+from syncctl.commands.history import outcome as history_outcome
+from syncctl.engine.apply import Outcome, Status
+from syncctl.engine.model import Action, Plan
+from syncctl.engine.reconcile import RunResult
 
 if TYPE_CHECKING:
-    from syncctl.doctor import DoctorReport
-    from syncctl.journal import Entry
-    from syncctl.status import PersonStatus
+    from syncctl.commands.doctor import DoctorReport
+    from syncctl.commands.status import PersonStatus
+    from syncctl.state.journal import Entry
 
 #: (log level, text): a plain report line and how loud it is.
 Line = tuple[int, str]

@@ -22,16 +22,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from syncctl.clients.mautic import Contact as MauticContact
+from syncctl.clients.services import Services
 from syncctl.clients.shopware import code_key
 from syncctl.clients.stripe import CheckoutSession
-from syncctl.codes import coupon_code, invite_code
 from syncctl.config import Settings
+from syncctl.engine.codes import coupon_code, invite_code
+from syncctl.engine.model import Contact, Invite, Purchase, Snapshot, Tier, holders, normalize_email
+from syncctl.engine.plan import invite_email_id, mail_key
+from syncctl.engine.sends import SEND_SKEW, match_sends, recorded_sends, unclaimed
 from syncctl.errors import NotFound, ServiceError
-from syncctl.journal import EntryState, Journal
-from syncctl.model import Contact, Invite, Purchase, Snapshot, Tier, holders, normalize_email
-from syncctl.plan import invite_email_id, mail_key
-from syncctl.sends import SEND_SKEW, match_sends, recorded_sends, unclaimed
-from syncctl.services import Services
+from syncctl.state.journal import EntryState, Journal
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

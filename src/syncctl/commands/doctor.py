@@ -43,8 +43,8 @@ from syncctl.errors import (
     StateError,
     Unavailable,
 )
-from syncctl.http import CallStats, RetryPolicy
-from syncctl.journal import Journal
+from syncctl.net.http import CallStats, RetryPolicy
+from syncctl.state.journal import Journal
 
 FORMAT_VERSION = 1
 #: Doctor answers within seconds: one retry, short timeouts.

@@ -15,13 +15,13 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, timedelta
 
-from syncctl.apply import ActionFailed, Applier, Chain
-from syncctl.codes import invite_code
+from syncctl.clients.services import Services
+from syncctl.engine.apply import ActionFailed, Applier, Chain
+from syncctl.engine.codes import invite_code
+from syncctl.engine.model import Action, ActionKind, Tier
+from syncctl.engine.sends import SEND_SKEW, recorded_sends, unclaimed
 from syncctl.errors import NotFound, ServiceError, SyncctlError
-from syncctl.journal import RECOVERED, Entry, EntryState, Journal
-from syncctl.model import Action, ActionKind, Tier
-from syncctl.sends import SEND_SKEW, recorded_sends, unclaimed
-from syncctl.services import Services
+from syncctl.state.journal import RECOVERED, Entry, EntryState, Journal
 
 log = logging.getLogger(__name__)
 

@@ -31,13 +31,12 @@ from typing import Any
 
 from syncctl.clients.discord import Invite as DiscordInvite
 from syncctl.clients.espocrm import Lead
+from syncctl.clients.services import Services
 from syncctl.clients.stripe import CheckoutSession
-from syncctl.codes import invite_code
+from syncctl.commands.history import entry_dict
 from syncctl.config import Config, Settings
-from syncctl.errors import NotFound, ServiceError, UsageError
-from syncctl.history import entry_dict
-from syncctl.journal import Entry, EntryState, Journal, PendingItem
-from syncctl.model import (
+from syncctl.engine.codes import invite_code
+from syncctl.engine.model import (
     Contact,
     Invite,
     Plan,
@@ -47,10 +46,11 @@ from syncctl.model import (
     is_valid_email,
     normalize_email,
 )
-from syncctl.observe import _Observer, to_contact, to_purchase
-from syncctl.plan import channel_id
-from syncctl.plan import plan as make_plan
-from syncctl.services import Services
+from syncctl.engine.observe import _Observer, to_contact, to_purchase
+from syncctl.engine.plan import channel_id
+from syncctl.engine.plan import plan as make_plan
+from syncctl.errors import NotFound, ServiceError, UsageError
+from syncctl.state.journal import Entry, EntryState, Journal, PendingItem
 
 FORMAT_VERSION = 1
 #: At most this many of the newest sessions are scanned for other spellings.

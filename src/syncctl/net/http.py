@@ -44,7 +44,7 @@ from syncctl.errors import (
     ServiceError,
     Unavailable,
 )
-from syncctl.ratelimit import BucketLimiter
+from syncctl.net.ratelimit import BucketLimiter
 
 USER_AGENT = f"syncctl/{__version__} (+https://github.com/syncctl/syncctl)"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from syncctl.journal import Journal
-from syncctl.plan import mail_key
+from syncctl.engine.plan import mail_key
+from syncctl.state.journal import Journal
 
 K = TypeVar("K")
 

@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from syncctl.config import Config
+from syncctl.engine.model import normalize_email
+from syncctl.engine.sends import WAIVED
 from syncctl.errors import UsageError
-from syncctl.journal import Entry, Journal
-from syncctl.model import normalize_email
-from syncctl.sends import WAIVED
+from syncctl.state.journal import Entry, Journal
 
 FORMAT_VERSION = 1
 _RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")

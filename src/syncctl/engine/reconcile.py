@@ -16,17 +16,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from syncctl.apply import Applier, Outcome, Status
-from syncctl.codes import invite_code
+from syncctl.clients.services import Services
 from syncctl.config import Config
-from syncctl.http import CallStats
-from syncctl.journal import EntryState, Journal
-from syncctl.lock import state_lock
-from syncctl.model import ActionKind, Plan, Snapshot, Tier, holders, newest_purchases
-from syncctl.observe import Observation, observe
-from syncctl.plan import plan as make_plan
-from syncctl.recover import Recovery, Resolution
-from syncctl.services import Services
+from syncctl.engine.apply import Applier, Outcome, Status
+from syncctl.engine.codes import invite_code
+from syncctl.engine.model import ActionKind, Plan, Snapshot, Tier, holders, newest_purchases
+from syncctl.engine.observe import Observation, observe
+from syncctl.engine.plan import plan as make_plan
+from syncctl.engine.recover import Recovery, Resolution
+from syncctl.net.http import CallStats
+from syncctl.state.journal import EntryState, Journal
+from syncctl.state.lock import state_lock
 
 FORMAT_VERSION = 1
 

@@ -1,0 +1,1 @@
+"""The operator commands beyond reconcile, each a small module the CLI wires up."""

@@ -1,0 +1,1 @@
+"""The reconciler: observe the services, plan what is missing, apply it, recover the rest."""

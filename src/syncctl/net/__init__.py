@@ -1,0 +1,1 @@
+"""The HTTP layer every client shares: retries, rate limits, batching."""

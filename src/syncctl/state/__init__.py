@@ -1,0 +1,1 @@
+"""What syncctl remembers between runs: the journal of side effects and the run lock."""
