@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -973,3 +974,36 @@ def test_contact_pages_keep_only_what_a_contact_is_read_from(
     assert set(raw) <= {"id", "dateAdded", "dateModified", "fields"}
     assert list(raw["fields"]) == ["all"]
     assert contact.text("promo_code") == "VIP-1"
+
+
+# -- who holds an invite code ---------------------------------------------------------
+
+LINK_FIELDS = ("discord_invite_link_vip", "discord_invite_link_basic")
+
+
+def test_find_holding_any_names_each_codes_holders_in_one_query(client, emulator) -> None:
+    a = emulator.add_contact("a@example.com", discord_invite_link_vip="https://discord.gg/AAA111")
+    b = emulator.add_contact("b@example.com", discord_invite_link_basic="https://discord.gg/BBB222")
+    emulator.add_contact("c@example.com", discord_invite_link_basic="https://discord.gg/CCC333")
+    found = client.find_holding_any(LINK_FIELDS, ["AAA111", "BBB222", "ZZZ999"])
+    assert {code: [c.id for c in held] for code, held in found.items()} == {
+        "AAA111": [a],
+        "BBB222": [b],
+        "ZZZ999": [],
+    }
+    assert len(emulator.exchanges("GET", r"^/api/contacts$")) == 1
+
+
+def test_find_holding_any_keeps_each_query_short(client, emulator) -> None:
+    codes = [f"code{i:05d}x" for i in range(40)]
+    emulator.add_contact("a@example.com", discord_invite_link_vip=f"https://discord.gg/{codes[-1]}")
+    found = client.find_holding_any(LINK_FIELDS, codes)
+    assert [c.email for c in found[codes[-1]]] == ["a@example.com"]
+    queries = emulator.exchanges("GET", r"^/api/contacts$")
+    assert len(queries) == 3  # 15 codes a query
+    assert all(len(urlencode(e.query)) < 6000 for e in queries)
+
+
+def test_find_holding_any_refuses_like_wildcards(client) -> None:
+    with pytest.raises(ValueError, match="LIKE"):
+        client.find_holding_any(LINK_FIELDS, ["ab_cd"])

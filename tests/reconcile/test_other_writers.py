@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from datetime import timedelta
 
 import httpx
 
@@ -134,3 +135,52 @@ def test_a_conflict_while_recovery_stores_a_minted_invite_is_settled_not_a_crash
     assert len(second.recovered) > 1  # the other rows were settled too
     reconcile(config)
     assert violations(sandbox, config) == []
+
+
+def test_orphan_sweep_keeps_an_invite_another_writer_stored_after_its_contact_was_read(
+    sandbox, config
+) -> None:
+    # The old workflow, still running during the migration, minted a link an
+    # hour ago and stores it on Grace only now: after the audit read her page.
+    cid = sandbox.mautic.find(GRACE)[0]
+    basic = config.settings.discord.basic_channel_id
+    theirs = sandbox.discord.seed_invite(basic, created_at=sandbox.discord.now - timedelta(hours=1))
+    stored = []
+
+    def other_writer(request: httpx.Request) -> None:
+        if not stored:
+            stored.append(theirs)
+            sandbox.mautic.set_fields(cid, discord_invite_link_basic=f"https://discord.gg/{theirs}")
+
+    def lists_every_contact(request: httpx.Request) -> bool:
+        params = request.url.params
+        return request.url.path == "/api/contacts" and params.get("where[0][col]") == "id"
+
+    services = build_services(
+        config,
+        lambda s: Hook(lists_every_contact, after=other_writer) if s == "mautic" else None,
+    )
+    result = reconcile(config, full=True, services=services)
+    revoke = next(o for o in result.outcomes if o.key == f"revoke:{theirs}")
+    assert str(revoke.status) == "skipped" and f"contact {cid} holds it now" in revoke.message
+    assert theirs in {i["code"] for i in sandbox.discord.invites()}
+    assert sandbox.mautic.contact(cid)["discord_invite_link_basic"].endswith(theirs)
+    reconcile(config)
+    assert violations(sandbox, config) == []
+
+
+def test_orphan_recheck_asks_mautic_once_for_many_orphans(sandbox, config) -> None:
+    reconcile(config)
+    old = sandbox.discord.now - timedelta(hours=1)
+    vip = config.settings.discord.vip_channel_id
+    orphans = {sandbox.discord.seed_invite(vip, created_at=old) for _ in range(12)}
+    sandbox.mautic.clear_log()
+    result = reconcile(config, full=True)
+    revoked = {o.ref for o in result.applied if o.key.startswith("revoke:")}
+    assert revoked == orphans
+    holding = [
+        e
+        for e in sandbox.mautic.exchanges("GET", r"^/api/contacts$")
+        if any(k.endswith("[expr]") and v == "orX" for k, v in e.query)
+    ]
+    assert len(holding) == 1

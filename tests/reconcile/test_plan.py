@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -228,7 +229,14 @@ def test_buyer_upgrade_touches_the_basic_link_only_after_the_vip_flag(settings) 
     c = contact(link_basic="https://discord.gg/basic01")
     result = plan(Snapshot(purchases=(p,), contacts=(c,)), settings).by_key()
     assert result["revoke:basic01"].depends_on == (f"vip:1:{p.code}",)
-    assert result["unset:1:basic"].depends_on == (f"vip:1:{p.code}",)
+    assert result["unset:1:basic"].depends_on == (f"vip:1:{p.code}", "revoke:basic01")
+
+
+def test_upgrade_clears_the_basic_field_only_once_its_invite_is_revoked(settings) -> None:
+    # A failed revoke must leave the link where it is, not an orphan nobody holds.
+    c = contact(vip=True, link_basic="https://discord.gg/basic01")
+    result = plan(Snapshot(contacts=(c,)), settings).by_key()
+    assert result["unset:1:basic"].depends_on == ("revoke:basic01",)
 
 
 def test_buyers_invite_waits_while_coupon_codes_cannot_be_read(settings) -> None:
@@ -318,26 +326,54 @@ def test_cleared_field_revokes_the_old_invite_and_reissues(settings) -> None:
 # -- rule 14: orphans -------------------------------------------------------------
 
 
-def test_live_invite_held_by_nobody_is_revoked_on_full_audit(settings) -> None:
-    c = contact(link_basic="https://discord.gg/held01")
-    invites = {
-        "held01": Invite("held01", settings.discord.basic_channel_id, None, max_uses=1),
-        "orphan1": Invite("orphan1", settings.discord.vip_channel_id, None, max_uses=1),
-    }
-    snapshot = Snapshot(
-        contacts=(c,),
-        leads=frozenset({"ada@example.com"}),
-        sent=frozenset({"mail:12:1:held01"}),
-        invites=invites,
+READ_AT = datetime(2026, 11, 2, 3, 30, tzinfo=UTC)
+AN_HOUR_BEFORE = READ_AT - timedelta(hours=1)
+
+
+def orphan_audit(settings, *invites: Invite, contacts: tuple[Contact, ...] = ()) -> Snapshot:
+    return Snapshot(
+        contacts=contacts,
+        leads=frozenset(c.email for c in contacts if c.email),
+        sent=frozenset(f"mail:12:{c.id}:{c.link_basic.rsplit('/', 1)[-1]}" for c in contacts),
+        invites={i.code: i for i in invites},
+        observed_at=READ_AT,
         full=True,
     )
-    assert keys(plan(snapshot, settings)) == {"revoke:orphan1"}
+
+
+def test_live_invite_held_by_nobody_is_revoked_on_full_audit(settings) -> None:
+    basic, vip = settings.discord.basic_channel_id, settings.discord.vip_channel_id
+    snapshot = orphan_audit(
+        settings,
+        Invite("held01", basic, AN_HOUR_BEFORE, max_uses=1),
+        Invite("orphan1", vip, AN_HOUR_BEFORE, max_uses=1),
+        contacts=(contact(link_basic="https://discord.gg/held01"),),
+    )
+    result = plan(snapshot, settings)
+    assert keys(result) == {"revoke:orphan1"}
+    assert result.by_key()["revoke:orphan1"].params["orphan"] is True
 
 
 def test_multi_use_invite_of_the_same_bot_is_not_an_orphan(settings) -> None:
-    invites = {"event01": Invite("event01", settings.discord.basic_channel_id, None, max_uses=0)}
-    snapshot = Snapshot(invites=invites, full=True)
-    assert plan(snapshot, settings).is_empty
+    event = Invite("event01", settings.discord.basic_channel_id, AN_HOUR_BEFORE, max_uses=0)
+    assert plan(orphan_audit(settings, event), settings).is_empty
+
+
+def test_invite_minted_after_the_run_began_reading_is_not_judged_an_orphan(settings) -> None:
+    # Another writer may store it on a contact whose page the run read already.
+    young = Invite("young01", settings.discord.vip_channel_id, READ_AT, max_uses=1)
+    assert plan(orphan_audit(settings, young), settings).is_empty
+
+
+def test_orphan_age_allows_for_discords_clock_running_ahead(settings) -> None:
+    skewed = READ_AT - timedelta(seconds=5)
+    invite = Invite("skew01", settings.discord.vip_channel_id, skewed, max_uses=1)
+    assert plan(orphan_audit(settings, invite), settings).is_empty
+
+
+def test_invite_of_unknown_age_is_left_alone(settings) -> None:
+    undated = Invite("nodate1", settings.discord.vip_channel_id, None, max_uses=1)
+    assert plan(orphan_audit(settings, undated), settings).is_empty
 
 
 # -- rule 15: no opt-in -----------------------------------------------------------

@@ -68,6 +68,9 @@ Where = tuple[str, str, Any]  # (column, expression, value or None)
 BATCH_MAX = 200
 #: Characters of `in (...)` values per query, so the URL stays far below servers' 8 KB.
 _IN_BUDGET = 3000
+#: Invite codes per `find_holding_any` query: with two LIKE clauses each (some
+#: 170 characters once encoded) the URL stays near 5 kB.
+HOLDING_CHUNK = 15
 
 
 # -- results -----------------------------------------------------------------------
@@ -326,6 +329,32 @@ class MauticClient(VendorClient):
                 if fragment in contact.text(alias):
                     found[contact.id] = contact
         return sorted(found.values(), key=_by_id)
+
+    def find_holding_any(
+        self, aliases: Iterable[str], fragments: Iterable[str]
+    ) -> dict[str, list[Contact]]:
+        """`find_holding` for many fragments: who holds each of these invite codes.
+
+        One `orX` of LIKE clauses per chunk of fragments (every alias times
+        every fragment), re-checked client-side; fragments holding a LIKE
+        wildcard raise ValueError as in `find_holding`.
+        """
+        names = list(aliases)
+        wanted = sorted(set(fragments))
+        for fragment in wanted:
+            if not fragment or any(ch in fragment for ch in "%_"):
+                raise ValueError(f"cannot search for {fragment!r} with LIKE")
+        found: dict[str, dict[int, Contact]] = {fragment: {} for fragment in wanted}
+        for start in range(0, len(wanted), HOLDING_CHUNK):
+            chunk = wanted[start : start + HOLDING_CHUNK]
+            either: list[Where] = [
+                (alias, "like", f"%{fragment}%") for fragment in chunk for alias in names
+            ]
+            for contact in self._scan([("", "orX", either)], 200):
+                for fragment in chunk:
+                    if any(fragment in contact.text(alias) for alias in names):
+                        found[fragment][contact.id] = contact
+        return {f: sorted(held.values(), key=_by_id) for f, held in found.items()}
 
     def check_access(self) -> int:
         """One cheap authenticated read; returns the number of contacts.
@@ -630,13 +659,18 @@ def _sql(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime(_SQL_FORMAT)
 
 
-def _where_params(where: list[Where]) -> list[tuple[str, str]]:
+def _where_params(where: list[Where], prefix: str = "where") -> list[tuple[str, str]]:
+    """PHP-style query parameters; `andX`/`orX` nest their clauses under `val`."""
     params: list[tuple[str, str]] = []
     for i, (col, expr, val) in enumerate(where):
-        params.append((f"where[{i}][col]", col))
-        params.append((f"where[{i}][expr]", expr))
+        if expr in ("andX", "orX"):
+            params.append((f"{prefix}[{i}][expr]", expr))
+            params.extend(_where_params(val, f"{prefix}[{i}][val]"))
+            continue
+        params.append((f"{prefix}[{i}][col]", col))
+        params.append((f"{prefix}[{i}][expr]", expr))
         if val is not None:
-            params.append((f"where[{i}][val]", str(val)))
+            params.append((f"{prefix}[{i}][val]", str(val)))
     return params
 
 

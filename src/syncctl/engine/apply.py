@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from syncctl.clients.mautic import BATCH_MAX
+from syncctl.clients.mautic import BATCH_MAX, HOLDING_CHUNK
 from syncctl.clients.mautic import Contact as MauticContact
 from syncctl.clients.services import Services
 from syncctl.config import Settings
@@ -102,6 +102,10 @@ class Chain:
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     contact_id: int | None = None
     minted: dict[str, str] = field(default_factory=dict)  # tier -> invite code
+    #: Orphan invite codes of this chain, in order, and who holds each as
+    #: Mautic answered right before its revocation (rule 14).
+    orphans: list[str] = field(default_factory=list)
+    holders: dict[str, list[int]] = field(default_factory=dict)
 
 
 class Applier:
@@ -154,7 +158,8 @@ class Applier:
         return [by_key[a.key] for a in plan.actions]
 
     def _run_chain(self, actions: Iterable[Action]) -> list[Outcome]:
-        chain = Chain()
+        actions = list(actions)
+        chain = Chain(orphans=[str(a.params["code"]) for a in actions if a.params.get("orphan")])
         done: list[Outcome] = []
         for action in actions:
             outcome = self._run_one(action, chain)
@@ -368,11 +373,40 @@ class Applier:
 
     def _do_revoke(self, action: Action, chain: Chain) -> Outcome:
         code = action.params["code"]
+        if action.params.get("orphan"):
+            holders = self._holders_now(code, chain)
+            if holders:
+                ids = ", ".join(map(str, holders))
+                return Outcome(
+                    action,
+                    Status.SKIPPED,
+                    action.key,
+                    message=f"contact {ids} holds it now (another writer stored it): kept",
+                )
         entry = self._start(action.key, action, {"reason": action.reason})
         existed = self._guard(
             entry, lambda: self.sv.discord.revoke_invite(code, reason=f"syncctl: {action.reason}")
         )
         return self._done(action, entry, action.key, code, existed=existed)
+
+    def _holders_now(self, code: str, chain: Chain) -> list[int]:
+        """Who holds an orphan's code, asked right before revoking it (rule 14).
+
+        Another writer may have stored the link after the run read that
+        contact. The chain's next orphans are asked about in the same query.
+        """
+        if code not in chain.holders:
+            if any(ch in code for ch in "%_"):
+                raise ActionFailed(f"cannot ask Mautic who holds {code!r}: not revoked")
+            start = chain.orphans.index(code) if code in chain.orphans else 0
+            ahead = [c for c in chain.orphans[start:] if c not in chain.holders]
+            batch = [c for c in ahead if not any(ch in c for ch in "%_")][:HOLDING_CHUNK]
+            if code not in batch:
+                batch = [code]
+            aliases = (self.link_alias(Tier.VIP), self.link_alias(Tier.BASIC))
+            found = self.sv.mautic.find_holding_any(aliases, batch)
+            chain.holders.update({c: [contact.id for contact in found[c]] for c in batch})
+        return chain.holders[code]
 
     def _do_invite(self, action: Action, chain: Chain) -> Outcome:
         """Rules 8-10: re-read, mint, store, read back; never two live links."""

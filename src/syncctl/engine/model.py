@@ -142,6 +142,9 @@ class Snapshot:
     #: Live invites of syncctl's in the campaign channels, when observed (full
     #: audits): to revoke orphans (rule 14). None: not observed this run.
     invites: Mapping[str, Invite] | None = None
+    #: When the run began reading (its clock): an invite minted later than
+    #: this may be held by a contact read before the link was stored.
+    observed_at: datetime | None = None
     full: bool = False
     #: Fact families that could not be observed this run (a service failed):
     #: "purchases", "codes", "leads", "invites", "sent". What depends on them

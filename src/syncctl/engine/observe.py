@@ -530,6 +530,7 @@ def _facts(
         issued=observer.issued(contacts.values()),
         latest_purchase=observer.latest_known(purchase_emails) if not full else {},
         invites=invites,
+        observed_at=observer.now,
         full=full,
         unknown=frozenset(unknown),
     )

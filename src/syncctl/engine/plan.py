@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import replace
+from datetime import timedelta
 
 from syncctl.config import Settings
 from syncctl.engine.codes import invite_code, invite_url
@@ -26,6 +28,10 @@ from syncctl.engine.model import (
 )
 
 NEW = "new"  # stands for an id that only exists once an earlier action ran
+#: The subject of an orphan invite's revocation: nobody holds it.
+ORPHAN_SUBJECT = "(nobody)"
+#: Discord's clock against ours, for the orphan sweep's age check.
+ORPHAN_MARGIN = timedelta(seconds=10)
 
 
 def invite_email_id(settings: Settings, tier: Tier) -> int:
@@ -264,9 +270,13 @@ class _Planner:
         other = c.link(tier.other)
         if other:
             old = invite_code(other)
+            # The field is cleared once the invite is revoked: a failed revoke
+            # leaves both as they were for the next run, not an orphan.
+            clear_after = upgraded
             if old:
                 reason = f"{tier.other} invite replaced by {tier}"
-                self.add(self._revoke(old, c.email, reason, depends_on=upgraded))
+                revoke = self.add(self._revoke(old, c.email, reason, depends_on=upgraded))
+                clear_after = (*upgraded, revoke)
             deps.append(
                 self.add(
                     Action(
@@ -277,7 +287,7 @@ class _Planner:
                         params={"contact_id": c.id, "tier": str(tier.other), "expected": other},
                         before={f"link_{tier.other}": other},
                         after={f"link_{tier.other}": ""},
-                        depends_on=upgraded,
+                        depends_on=clear_after,
                     )
                 )
             )
@@ -396,20 +406,30 @@ class _Planner:
     # -- orphans: rule 14 -----------------------------------------------------
 
     def orphans(self) -> None:
-        if self.s.invites is None:
+        """Rule 14: revoke live invites of syncctl's that no contact holds.
+
+        Only invites minted before the run began reading (less a margin for
+        Discord's clock against ours): a younger one may belong to another
+        writer that stored it after its contact's page was read. `apply`
+        asks Mautic once more who holds each code right before revoking.
+        """
+        if self.s.invites is None or self.s.observed_at is None:
             return
+        cutoff = self.s.observed_at - ORPHAN_MARGIN
         held = {invite_code(c.link_vip) for c in self.s.contacts} | {
             invite_code(c.link_basic) for c in self.s.contacts
         }
         for code, invite in sorted(self.s.invites.items()):
             # syncctl mints single-use links only: a multi-use invite the same
             # bot made for something else is not an orphan of ours.
-            if code not in held and invite.max_uses == 1:
-                self.add(
-                    self._revoke(
-                        code, "(nobody)", "invite minted by syncctl but held by no contact"
-                    )
-                )
+            if code in held or invite.max_uses != 1:
+                continue
+            if invite.created_at is None or invite.created_at >= cutoff:
+                continue  # too young (or of unknown age) to judge: the next audit will
+            revoke = self._revoke(
+                code, ORPHAN_SUBJECT, "invite minted by syncctl but held by no contact"
+            )
+            self.add(replace(revoke, params={**revoke.params, "orphan": True}))
 
 
 def plan(snapshot: Snapshot, settings: Settings) -> Plan:

@@ -189,9 +189,8 @@ class Recovery:
             # A link someone holds is not ours to adopt or revoke, whoever minted it.
             fields = self.settings.fields
             aliases = (fields.invite_link_vip, fields.invite_link_basic)
-            candidates = [
-                inv for inv in candidates if not self.sv.mautic.find_holding(aliases, inv.code)
-            ]
+            holding = self.sv.mautic.find_holding_any(aliases, [inv.code for inv in candidates])
+            candidates = [inv for inv in candidates if not holding[inv.code]]
         except ServiceError as exc:
             for entry in rows:
                 self._note(entry, "unresolved", f"{exc}; tried again next run")
