@@ -10,7 +10,7 @@ Exit codes (README, "Exit codes"):
   2  bad config, secret or command line (with --detailed-exitcode: changes
      were pending or applied, and config errors exit 1 instead)
   3  another run holds the state directory's lock
-  4  the plan exceeded max_actions and was not applied
+  4  the plan looked like a configuration mistake and was not applied
 `doctor` exits 1 when a check fails; `status` exits 1 when a service could
 not be read and 2 for an address nobody has.
 
@@ -348,9 +348,19 @@ def reconcile(
     max_actions: Annotated[
         int | None,
         typer.Option(
-            "--max-actions", min=1, metavar="N", help="Allow a plan this large (default: config)."
+            "--max-actions",
+            min=1,
+            metavar="N",
+            help="Apply at most N actions now; the rest waits for later runs (default: config).",
         ),
     ] = None,
+    allow_mass_change: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mass-change",
+            help="Apply a plan the mistake guard refused (mass re-sends or revocations).",
+        ),
+    ] = False,
     wait: Annotated[
         bool, typer.Option("--wait", help="Queue behind a running syncctl instead of exiting.")
     ] = False,
@@ -371,11 +381,11 @@ def reconcile(
 
     \b
     Exit codes:
-      0  in sync, or every planned action was done
+      0  in sync, or every action applied (over max_actions: the rest waits)
       1  an action or a service failed (the others went on)
       2  bad config, secret or command line (--detailed-exitcode: changes)
       3  another syncctl run holds the lock (--wait queues instead)
-      4  more actions than max_actions; nothing applied (--max-actions N)
+      4  the plan looks like a mistake; nothing applied (--allow-mass-change)
     """
     from syncctl.commands.render import RunProgress
     from syncctl.engine.reconcile import reconcile as run
@@ -396,6 +406,7 @@ def reconcile(
             max_actions=max_actions,
             wait=wait,
             retry_refused=retry_refused,
+            allow_mass_change=allow_mass_change,
             progress=shown.phase,
             on_outcome=on_outcome,
         )

@@ -164,7 +164,15 @@ class EspoSettings(_Section):
 
 class RunSettings(_Section):
     state_dir: str = "~/.local/state/syncctl"
+    #: Actions one run applies at most; the rest waits for the next runs (rule 24).
     max_actions: Annotated[int, Field(ge=1)] = 500
+    #: A plan that looks like a configuration mistake is refused whole: new
+    #: invite emails for more than this share of the contacts who had one...
+    max_resend_share: Annotated[float, Field(ge=0, le=1)] = 0.1
+    #: ...or revoking live invites for more than this share of the contacts...
+    max_revoke_share: Annotated[float, Field(ge=0, le=1)] = 0.1
+    #: ...never below this many (small campaigns, or a few deliberate reissues).
+    mass_change_floor: Annotated[int, Field(ge=0)] = 25
     #: Calls in flight at once per service (buckets and 429s still rule).
     concurrency: Annotated[int, Field(ge=1, le=32)] = 4
     timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 30.0

@@ -171,11 +171,11 @@ def test_an_empty_plan_with_a_service_unread_is_not_called_in_sync(
     assert "not verified: espocrm could not be read" in result.stderr
 
 
-def test_a_dry_run_over_max_actions_warns_of_the_refusal(run: Run) -> None:
+def test_a_dry_run_over_max_actions_says_how_much_would_wait(run: Run) -> None:
     result = run("reconcile", "--dry-run", "--max-actions", "5")
     assert result.exit_code == 0
-    assert "a real run would refuse" in result.stderr
-    assert "--max-actions N" in result.stderr
+    assert "a real run would apply 5 of" in result.stderr
+    assert "for the next runs (max_actions=5)" in result.stderr
 
 
 def test_the_first_run_is_labelled_once_as_a_run(run: Run) -> None:

@@ -74,12 +74,37 @@ def test_held_lock_exits_3_with_one_line(run, config) -> None:
     assert "another syncctl run" in one_error_line(result)
 
 
-def test_oversized_plan_is_refused_with_exit_4_and_shown(run, sandbox) -> None:
-    result = run("reconcile", "--max-actions", "2")
-    assert result.exit_code == 4
-    assert "Planned changes" in result.stderr
-    assert "--max-actions" in result.stderr
+def test_plan_over_max_actions_applies_that_many_and_says_how_many_wait(run) -> None:
+    result = run("reconcile", "--max-actions", "2", "--json")
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert len(document["outcomes"]) == 2
+    left = len(document["deferred"])
+    assert left == len(document["plan"]["actions"]) - 2
+    assert f"{left} of {left + 2} actions left for the next runs" in result.stderr
+
+
+def test_dry_run_says_what_max_actions_would_leave_for_later(run, sandbox) -> None:
+    result = run("reconcile", "--dry-run", "--max-actions", "2")
+    assert result.exit_code == 0
+    assert "a real run would apply 2 of" in result.stderr
     assert sandbox.write_count() == 0
+
+
+def test_plan_that_looks_like_a_mistake_exits_4_naming_the_cause_and_flag(run, config) -> None:
+    assert run("reconcile").exit_code == 0
+    text = config.path.read_text().replace(
+        "[run]\n", "[run]\nmass_change_floor = 0\nmax_revoke_share = 0\n"
+    )
+    config.path.write_text(
+        text.replace(
+            "[mautic]\n", '[mautic.fields]\ninvite_link_basic = "typo_alias"\n\n[mautic]\n'
+        )
+    )
+    result = run("reconcile", "--full")
+    assert result.exit_code == 4, result.stderr
+    assert "looks like a configuration mistake" in result.stderr
+    assert "--allow-mass-change" in result.stderr
 
 
 def test_missing_secret_exits_2_naming_it(config) -> None:

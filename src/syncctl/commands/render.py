@@ -160,13 +160,26 @@ def empty_plan_line(result: RunResult) -> str:
 
 
 def over_limit_line(result: RunResult) -> str | None:
-    """A dry run warns of the refusal the real run would meet."""
-    if result.dry_run and result.max_actions and len(result.plan) > result.max_actions:
+    """How much of the plan waits for later runs (max_actions), if any."""
+    if not result.deferred or result.refused:
+        return None
+    now = len(result.plan) - len(result.deferred)
+    if result.dry_run:
         return (
-            f"a real run would refuse: {len(result.plan)} actions exceed "
-            f"max_actions={result.max_actions} (pass --max-actions N to allow them)"
+            f"a real run would apply {now} of {len(result.plan)} actions now and leave "
+            f"{len(result.deferred)} for the next runs (max_actions={result.max_actions})"
         )
-    return None
+    return (
+        f"{len(result.deferred)} of {len(result.plan)} actions left for the next runs "
+        f"(max_actions={result.max_actions}; they drain with no one stepping in)"
+    )
+
+
+def refusal_line(result: RunResult) -> str | None:
+    """The mistake guard's verdict; a dry run says the real run would meet it."""
+    if not result.refusal:
+        return None
+    return ("a real run would be " if result.dry_run else "") + result.refusal
 
 
 def show_result(console: Console, result: RunResult) -> None:
@@ -188,12 +201,8 @@ def show_result(console: Console, result: RunResult) -> None:
         console.print(plan_table(result.plan))
     if over := over_limit_line(result):
         console.print(over, markup=False)
-    if result.refused:
-        console.print(
-            f"refused: {len(result.plan)} actions exceed max_actions={result.max_actions}; "
-            "check the plan, then rerun with --max-actions N",
-            markup=False,
-        )
+    if refused := refusal_line(result):
+        console.print(refused, markup=False)
     for note in result.plan.notes:
         console.print(f"note: {note.subject}: {note.message}", markup=False)
     if result.outcomes:
@@ -273,15 +282,9 @@ def result_lines(result: RunResult, *, outcomes_logged: bool = False) -> list[Li
     elif result.dry_run or result.refused:
         lines += [(INFO, line) for line in plan_lines(result.plan)]
     if over := over_limit_line(result):
-        lines.append((WARNING, over))
-    if result.refused:
-        lines.append(
-            (
-                WARNING,
-                f"refused: {len(result.plan)} actions exceed max_actions={result.max_actions}; "
-                "check the plan, then rerun with --max-actions N",
-            )
-        )
+        lines.append((INFO, over))
+    if refused := refusal_line(result):
+        lines.append((WARNING, refused))
     for note in result.plan.notes:
         lines.append((INFO, f"note: {note.subject}: {note.message}"))
     if result.outcomes:
@@ -303,7 +306,8 @@ def summary_fields(result: RunResult) -> dict[str, Any]:
         "planned": len(result.plan),
         "planned_per_system": result.plan.counts(),
         "outcomes": outcome_counts(result.outcomes),
-        "refused": result.refused or None,
+        "refused": result.refusal or None,
+        "deferred": len(result.deferred) or None,
         "service_errors": dict(result.observe_errors) or None,
         "api_calls": {
             name: {"reads": s.reads, "writes": s.writes, "throttled": s.throttled}

@@ -133,6 +133,10 @@ class Snapshot:
     sent: frozenset[str] = frozenset()
     #: Of those, the ones only Mautic's stats showed -> when the send was logged.
     sent_at: Mapping[str, datetime] = field(default_factory=dict)
+    #: (email id, contact id) pairs Mautic's send log shows sent at least
+    #: once (full runs read it whole): a plan re-sending to many of them is
+    #: likely a mistake (rule 24).
+    logged_sends: frozenset[tuple[int, int]] = frozenset()
     #: Invite code syncctl last stored for (contact id, tier): to revoke it
     #: when an operator clears the field (rule 13).
     issued: Mapping[tuple[int, Tier], str] = field(default_factory=dict)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -135,6 +136,9 @@ class _Observer:
         self.sent_at: dict[str, datetime] = {}
         #: Pending retries whose item no longer exists (kind, ref).
         self.gone: list[tuple[str, str]] = []
+        #: (email id, contact id) pairs a full read of the send logs found.
+        self.logged_sends: set[tuple[int, int]] = set()
+        self._lock = threading.Lock()
         #: Bulk reads a full run started at once, in parallel (name -> future).
         self.prefetched: dict[str, Future[Any]] = {}
         self.scanned: dict[str, int] = defaultdict(int)
@@ -180,6 +184,8 @@ class _Observer:
         for stat in self.sv.mautic.iter_email_stats(email_id):
             if not stat.is_failed and stat.date_sent and stat.lead_id is not None:
                 dates[stat.lead_id].append(stat.date_sent)
+        with self._lock:
+            self.logged_sends.update((email_id, cid) for cid in dates)
         return dates
 
     # -- purchases ----------------------------------------------------------------
@@ -527,6 +533,7 @@ def _facts(
         leads=frozenset(leads),
         sent=frozenset(sent),
         sent_at=dict(observer.sent_at),
+        logged_sends=frozenset(observer.logged_sends),
         issued=observer.issued(contacts.values()),
         latest_purchase=observer.latest_known(purchase_emails) if not full else {},
         invites=invites,

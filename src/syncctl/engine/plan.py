@@ -95,13 +95,15 @@ class _Planner:
             (p for p in self.s.purchases if p.is_vip_purchase),
             key=lambda p: p.recency,
         )
-        for p in vip:
-            self.coupon(p)
+        # Buyer by buyer, oldest purchase first: when max_actions cuts a
+        # burst, the earliest buyers are the ones served (rule 24).
         by_email: dict[str, list[Purchase]] = defaultdict(list)
         for p in vip:
             assert p.email is not None
             by_email[p.email].append(p)
         for email, bought in by_email.items():
+            for p in bought:
+                self.coupon(p)
             contact_ref, contact_dep, opted_in = self.vip_contact(email, bought)
             for p in bought:
                 self.coupon_mail(p, contact_ref, contact_dep, opted_in)
@@ -442,23 +444,22 @@ def plan(snapshot: Snapshot, settings: Settings) -> Plan:
 
 
 def _ordered(actions: Iterable[Action]) -> list[Action]:
-    """Dependencies first; otherwise the order the rules produced them."""
-    pending = list(actions)
-    known = {a.key for a in pending}
-    done: set[str] = set()
+    """The order the rules produced them (purchases, then contacts, each oldest
+    first; a person's actions together), with any dependency moved before
+    what needs it."""
+    by_key = {a.key: a for a in actions}
+    placed: set[str] = set()
     ordered: list[Action] = []
-    while pending:
-        progressed = False
-        rest = []
-        for action in pending:
-            if all(d in done or d not in known for d in action.depends_on):
-                ordered.append(action)
-                done.add(action.key)
-                progressed = True
-            else:
-                rest.append(action)
-        if not progressed:  # a cycle cannot happen by construction; never loop forever
-            ordered.extend(rest)
-            break
-        pending = rest
+
+    def place(action: Action, path: frozenset[str]) -> None:
+        if action.key in placed or action.key in path:  # a cycle cannot happen by construction
+            return
+        for dep in action.depends_on:
+            if dep in by_key:
+                place(by_key[dep], path | {action.key})
+        placed.add(action.key)
+        ordered.append(action)
+
+    for action in by_key.values():
+        place(action, frozenset())
     return ordered

@@ -19,8 +19,17 @@ from typing import Any
 from syncctl.clients.services import Services
 from syncctl.config import Config
 from syncctl.engine.apply import Applier, Outcome, Status
+from syncctl.engine.budget import alarms, cap, refusal
 from syncctl.engine.codes import invite_code
-from syncctl.engine.model import ActionKind, Plan, Snapshot, Tier, holders, newest_purchases
+from syncctl.engine.model import (
+    Action,
+    ActionKind,
+    Plan,
+    Snapshot,
+    Tier,
+    holders,
+    newest_purchases,
+)
 from syncctl.engine.observe import Observation, observe
 from syncctl.engine.plan import plan as make_plan
 from syncctl.engine.recover import Recovery, Resolution
@@ -44,7 +53,11 @@ class RunResult:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     duration: float = 0.0
     refused: bool = False
+    #: Why the plan was refused whole (rule 24's mistake guard), one line.
+    refusal: str = ""
     max_actions: int = 0
+    #: Actions over max_actions, left for the next runs (a dry run: would be).
+    deferred: tuple[Action, ...] = ()
     run_id: int | None = None
     #: Services that could not be read (service -> error); what depends on
     #: them waited, the rest went on.
@@ -93,7 +106,9 @@ class RunResult:
             "started_at": self.started_at.isoformat(),
             "duration_seconds": round(self.duration, 3),
             "refused": self.refused,
+            "refusal": self.refusal or None,
             "max_actions": self.max_actions,
+            "deferred": [a.key for a in self.deferred],
             "plan": {
                 "actions": [a.to_dict() for a in self.plan.actions],
                 "notes": [n.to_dict() for n in self.plan.notes],
@@ -123,6 +138,7 @@ def reconcile(
     max_actions: int | None = None,
     wait: bool = False,
     retry_refused: bool = False,
+    allow_mass_change: bool = False,
     progress: Callable[[str], None] | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
     services: Services | None = None,
@@ -158,19 +174,30 @@ def reconcile(
             result.mode = observation.mode
             result.scanned = observation.scanned
             result.observe_errors = observation.errors
-            result.plan = make_plan(observation.snapshot, settings)
-            if dry_run:
-                return result
-            if len(result.plan) > limit:
+            snapshot = observation.snapshot
+            result.plan = make_plan(snapshot, settings)
+            contacts = _contacts_total(journal, snapshot)
+            found = alarms(
+                result.plan,
+                emailed=_emailed(snapshot),
+                contacts=contacts,
+                settings=settings.run,
+            )
+            if found and not allow_mass_change:
                 result.refused = True
+                result.refusal = refusal(found)
+            taken, result.deferred = cap(result.plan, limit)
+            if dry_run or result.refused:
                 return result
-            scope = Scope.of(observation.snapshot)
+            scope = Scope.of(snapshot)
             with journal.batch():  # observed facts, apart from what the plan will do
-                _adopt(journal, observation.snapshot)
+                _adopt(journal, snapshot)
+                if snapshot.full:
+                    journal.set_meta(META_CONTACTS, str(contacts))
             # The plan carries what applying needs: let the snapshot go (at
             # 100k contacts some 70 MB) before the run's busiest part.
-            observation.snapshot = Snapshot()
-            result.outcomes = applier.apply(result.plan)
+            observation.snapshot = snapshot = Snapshot()
+            result.outcomes = applier.apply(taken)
             _remember(journal, observation, scope, result)
             return result
         finally:
@@ -207,10 +234,9 @@ def _remember(journal: Journal, observation: Observation, scope: Scope, result: 
     """Keep failed items pending, drop finished ones, then move the cursors."""
     retry_sessions: set[str] = set()
     retry_contacts: set[str] = set()
-    for outcome in result.outcomes:
-        if not outcome.retry:
-            continue
-        params = outcome.action.params
+    waiting = [o.action for o in result.outcomes if o.retry] + list(result.deferred)
+    for action in waiting:
+        params = action.params
         if "session_id" in params:
             retry_sessions.add(str(params["session_id"]))
         if isinstance(params.get("contact_id"), int):
@@ -231,6 +257,8 @@ def _remember(journal: Journal, observation: Observation, scope: Scope, result: 
                 journal.remove_pending("contact", str(cid))
         for sid in retry_sessions - scope.sessions:
             journal.add_pending("session", sid, "an action failed")
+        for ref in retry_contacts - {str(c) for c in scope.contacts}:
+            journal.add_pending("contact", ref, "an action failed or waits")
         for kind, ref in observation.gone:
             journal.remove_pending(kind, ref)
         if observation.errors:
@@ -355,6 +383,27 @@ def _stored_invites(journal: Journal, snapshot: Snapshot) -> dict[str, tuple[str
         for key, (email, code) in held.items()
         if key not in known or known[key].state is not EntryState.DONE or known[key].ref != code
     }
+
+
+#: Contacts the last full read counted: the scale a mistake is judged on.
+META_CONTACTS = "mautic.contacts"
+
+
+def _contacts_total(journal: Journal, snapshot: Snapshot) -> int:
+    if snapshot.full:
+        return len(snapshot.contacts)
+    known = journal.get_meta(META_CONTACTS)
+    return max(int(known) if known and known.isdigit() else 0, len(snapshot.contacts))
+
+
+def _emailed(snapshot: Snapshot) -> set[tuple[int, int]]:
+    """(email id, contact id) pairs sent before: the journal's sends and Mautic's log."""
+    pairs = set(snapshot.logged_sends)
+    for key in snapshot.sent:
+        _, email_id, contact_id, _ = key.split(":", 3)
+        if email_id.isdigit() and contact_id.isdigit():
+            pairs.add((int(email_id), int(contact_id)))
+    return pairs
 
 
 def _outcome_word(result: RunResult) -> str:
