@@ -13,8 +13,7 @@ from syncctl.engine.model import Action, ActionKind, Plan
 from syncctl.engine.reconcile import reconcile
 from syncctl.sandbox.seed import seed_demo
 from syncctl.sandbox.stack import Sandbox
-
-from .invariants import violations
+from syncctl.sandbox.verify import violations
 
 
 def action(key: str, kind: ActionKind = ActionKind.LEAD, *deps: str, **params) -> Action:

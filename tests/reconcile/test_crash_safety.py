@@ -19,8 +19,8 @@ from syncctl.clients.services import Services
 from syncctl.engine.reconcile import reconcile
 from syncctl.sandbox.seed import seed_demo
 from syncctl.sandbox.stack import Sandbox
+from syncctl.sandbox.verify import violations
 
-from .invariants import violations
 from .wiring import build_services
 
 

@@ -10,9 +10,8 @@ from syncctl.engine.model import ActionKind
 from syncctl.engine.reconcile import reconcile
 from syncctl.errors import LockBusy
 from syncctl.sandbox.stack import BASIC_CHANNEL_ID
+from syncctl.sandbox.verify import violations
 from syncctl.state.lock import state_lock
-
-from .invariants import violations
 
 
 def test_first_run_converges_every_rule(sandbox, config) -> None:
@@ -91,6 +90,22 @@ def test_new_purchase_is_picked_up_incrementally(sandbox, config) -> None:
         "revoke_invite",
         "issue_invite",
     }
+    assert violations(sandbox, config) == []
+
+
+def test_buyer_whose_name_mautic_cannot_store_still_gets_contact_and_coupon(
+    sandbox, config
+) -> None:
+    from syncctl.sandbox.stack import VIP_PRICE_ID, VIP_PRODUCT_ID
+
+    # Stripe's name "Buyer 0": Mautic silently drops a last name of "0".
+    sandbox.stripe.add_session(
+        "buyer0@example.com", name="Buyer 0", line_items=[(VIP_PRICE_ID, VIP_PRODUCT_ID, 1)]
+    )
+    result = reconcile(config)
+    assert result.ok, [o.message for o in result.failed]
+    created = sandbox.mautic.contact(sandbox.mautic.find("buyer0@example.com")[0])
+    assert created["firstname"] == "Buyer" and not created["lastname"]
     assert violations(sandbox, config) == []
 
 

@@ -14,9 +14,8 @@ from syncctl.engine.reconcile import RunResult, reconcile
 from syncctl.errors import StateError
 from syncctl.sandbox.seed import seed_demo
 from syncctl.sandbox.stack import Sandbox
+from syncctl.sandbox.verify import violations
 from syncctl.state.journal import Journal
-
-from .invariants import violations
 
 
 def with_run(config: config_mod.Config, **changes) -> config_mod.Config:

@@ -9,9 +9,9 @@ from datetime import timedelta
 import httpx
 
 from syncctl.engine.reconcile import reconcile
+from syncctl.sandbox.verify import violations
 from syncctl.state.journal import Journal
 
-from .invariants import violations
 from .wiring import Hook, build_services
 
 GRACE = "grace.hopper@example.com"

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from syncctl.engine.reconcile import reconcile
-
-from .invariants import violations
+from syncctl.sandbox.verify import violations
 
 ADA = "ada.lovelace@example.com"
 #: Espo's answer when an admin made a Lead field required that syncctl does not send.

@@ -22,8 +22,7 @@ from syncctl.engine import observe
 from syncctl.engine.codes import coupon_code
 from syncctl.engine.reconcile import reconcile
 from syncctl.sandbox.stack import COUPON_EMAIL, VIP_PRICE_ID, VIP_PRODUCT_ID, Sandbox
-
-from .invariants import violations
+from syncctl.sandbox.verify import violations
 
 EMAIL = "dora@example.com"
 VIP = [(VIP_PRICE_ID, VIP_PRODUCT_ID, 1)]

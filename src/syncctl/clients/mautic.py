@@ -689,6 +689,11 @@ def _like_pattern(email: str) -> str:
     return f"{prefix}{longest}{suffix}"
 
 
+def dropped_by_mautic(value: Any) -> bool:
+    """Would Mautic silently drop this value on POST/PATCH (a numeric zero)?"""
+    return _php_numeric_zero(value)
+
+
 def _php_numeric_zero(value: Any) -> bool:
     """Would Mautic's `is_numeric($v) && (int) $v === 0` filter drop this value?"""
     if isinstance(value, bool):

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from syncctl.clients.mautic import BATCH_MAX, HOLDING_CHUNK
+from syncctl.clients.mautic import BATCH_MAX, HOLDING_CHUNK, dropped_by_mautic
 from syncctl.clients.mautic import Contact as MauticContact
 from syncctl.clients.services import Services
 from syncctl.config import Settings
@@ -317,10 +317,15 @@ class Applier:
     def _do_contact_create(self, action: Action, chain: Chain) -> Outcome:
         p = action.params
         entry = self._start(action.key, action, _purchase_detail(p))
+        # A name Mautic cannot store ("0") is left out, not a reason to
+        # leave the buyer without a contact and a coupon email.
+        first, last = (
+            "" if dropped_by_mautic(name) else name for name in (p["firstname"], p["lastname"])
+        )
         body = {
             "email": p["email"],
-            "firstname": p["firstname"],
-            "lastname": p["lastname"],
+            "firstname": first,
+            "lastname": last,
             self._alias("vip_status"): True,
             self._alias("promo_code"): p["promo_code"],
         }

@@ -26,6 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from syncctl.sandbox.storm import BEFORE_503, RESET_AFTER, THROTTLED, Storm
+
 JSON = "application/json"
 
 
@@ -167,6 +169,8 @@ class Emulator:
         self.lock = threading.RLock()
         self.latency = latency
         self.faults: list[Fault] = []
+        #: A seeded storm of 5xx, cut connections and 429 bursts (None: calm).
+        self.storm: Storm | None = None
         self.log: list[Exchange] = []
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         for attr in dir(type(self)):
@@ -272,6 +276,9 @@ class Emulator:
         fault = self._take_fault(request.method, request.path, "before")
         if fault is not None:
             return self._fault_response(fault), fault
+        fate = self.storm.draw() if self.storm is not None else None
+        if fate in (THROTTLED, BEFORE_503):
+            return self._storm_response(fate), Fault(None, ".", kind=f"storm {fate}")
         with self.lock:
             denied = self.authenticate(request)
             if denied is not None:
@@ -288,7 +295,18 @@ class Emulator:
         after = self._take_fault(request.method, request.path, "after")
         if after is not None:
             return self._fault_response(after), after
+        if fate is not None:  # the service acted; the caller learns nothing of it
+            storm = Fault(None, ".", kind=f"storm {fate}")
+            return (None if fate == RESET_AFTER else self._storm_response(fate)), storm
         return response, None
+
+    def _storm_response(self, fate: str) -> Response:
+        if fate == THROTTLED:
+            assert self.storm is not None
+            response = self.error_response(429, "Too Many Requests")
+            response.headers["Retry-After"] = f"{self.storm.retry_after:g}"
+            return response
+        return self.error_response(503, "Service Unavailable")
 
     def _fault_response(self, fault: Fault) -> Response | None:
         if fault.kind == "reset":

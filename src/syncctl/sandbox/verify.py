@@ -1,7 +1,9 @@
 """The desired state, checked on the sandbox's own records (not syncctl's).
 
 Like the outside test rig of desired-state.md: whatever syncctl believes, the
-services must show every side effect exactly once.
+services must show every side effect exactly once. The tests, the storm
+benchmark and the demo use it; it reads the emulators' records only, never
+syncctl's journal.
 """
 
 from __future__ import annotations
