@@ -128,6 +128,24 @@ class MauticFields(_Section):
     invite_link_basic: Alias = "discord_invite_link_basic"
     opt_in_confirmed: Alias = "opt_in_confirmed"
 
+    @model_validator(mode="after")
+    def _one_field_per_key(self) -> MauticFields:
+        # Two keys on one field make every run overwrite what the last one
+        # wrote (a VIP link replaced by a Basic one, and back): never converges.
+        keys = list(type(self).model_fields)
+        for i, key in enumerate(keys):
+            alias = getattr(self, key)
+            clash = next((k for k in keys[i + 1 :] if getattr(self, k) == alias), None)
+            if clash is not None:
+                # Point at the key that left its default: that is the likely typo.
+                fields = type(self).model_fields
+                moved = key if fields[key].default != alias else clash
+                raise ValueError(
+                    f"{key} and {clash} both name the Mautic field '{alias}': give each key "
+                    f'its own field (e.g. {moved} = "{fields[moved].default}", the default)'
+                )
+        return self
+
 
 class MauticSettings(_Section):
     base_url: HttpUrl
@@ -314,8 +332,9 @@ def _describe(path: Path, exc: ValidationError, raw: Mapping[str, Any]) -> str:
     if "input" in first and kind not in ("missing",) and not isinstance(first["input"], dict):
         got = _redacted(first["input"])
         message += f" (got {got!r})"
-    if len(loc) == 1 and kind == "value_error":
-        return f"{path}: [{loc[0]}] {message}{more}"
+    if kind == "value_error" and _model_at(loc) is not None:
+        # A whole section's check (e.g. two keys that must differ): no key to point at.
+        return f"{path}: [{'.'.join(loc)}] {message}{more}"
     return f"{path}: {where} {message}{more}"
 
 

@@ -157,6 +157,15 @@ BAD_CONFIGS = [
         r"\[mautic.fields\] vip_status must be a Mautic field alias",
         id="bad-field-alias",
     ),
+    pytest.param(
+        lambda t: t.replace(
+            'invite_link_basic = "discord_invite_link_basic"',
+            'invite_link_basic = "discord_invite_link_vip"',
+        ),
+        r"\[mautic.fields\] invite_link_vip and invite_link_basic both name the Mautic field "
+        r"'discord_invite_link_vip': give each key its own field",
+        id="two-keys-one-field-alias",
+    ),
 ]
 
 

@@ -202,6 +202,20 @@ def test_invalid_config_is_the_one_failing_check(run: Run, campaign: Path) -> No
     assert len(lines_of(result)) == 1
 
 
+def test_two_field_keys_sharing_one_alias_fail_the_config_check(
+    run: Run, campaign: Path, sandbox: Sandbox
+) -> None:
+    config = campaign / "syncctl.toml"
+    config.write_text(
+        config.read_text() + '\n[mautic.fields]\ninvite_link_basic = "discord_invite_link_vip"\n'
+    )
+    result = run("doctor")
+    line = failing(result, "config")
+    assert "invite_link_vip and invite_link_basic both name" in line
+    assert "discord_invite_link_basic" in line  # the fix names the field to use
+    assert sandbox.call_count() == 0
+
+
 def test_no_config_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 

@@ -104,6 +104,11 @@ BAD_CONFIGS = [
         id="unknown-nested-key",
     ),
     pytest.param(
+        lambda t: t + '\n[mautic.fields]\ninvite_link_basic = "discord_invite_link_vip"\n',
+        r"\[mautic.fields\] invite_link_vip and invite_link_basic both name the Mautic field",
+        id="two-keys-one-field-alias",
+    ),
+    pytest.param(
         replace(r"^max_actions = 500$", 'max_actions = "many"'),
         r"\[run\] max_actions must be a valid integer",
         id="type-int-as-string",
