@@ -377,23 +377,37 @@ def read_secrets(env_file: Path | None, environ: Mapping[str, str] | None = None
 
 
 def _parse_env_file(path: Path) -> dict[str, str]:
+    """NAME=value lines; every line that is not one (nor a comment) is named by number."""
     from dotenv.parser import parse_stream
 
     values: dict[str, str] = {}
+    bad: list[int] = []
     try:
         with path.open(encoding="utf-8") as stream:
             for binding in parse_stream(stream):
-                if binding.error:
-                    line = binding.original.line
-                    raise ConfigError(
-                        f"{path} line {line}: cannot parse this line",
-                        hint="each line must be NAME=value (quote values with spaces)",
-                    )
-                if binding.key is not None and binding.value is not None:
+                # A bare NAME parses without error but sets nothing (value None):
+                # a secret pasted without its "=" must not vanish silently.
+                if binding.error or (binding.key is not None and binding.value is None):
+                    bad.append(_first_line(binding.original.string, binding.original.line))
+                elif binding.key is not None and binding.value is not None:
                     values[binding.key] = binding.value
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
+    if bad:
+        where = f"line {bad[0]}" if len(bad) == 1 else f"lines {', '.join(map(str, bad))}"
+        these = "this line" if len(bad) == 1 else "these lines"
+        raise ConfigError(
+            f"{path} {where}: cannot parse {these}",
+            hint="each line must be NAME=value (quote values with spaces; a NAME alone sets "
+            "nothing)",
+        )
     return values
+
+
+def _first_line(text: str, line: int) -> int:
+    """The line a binding's text starts on: dotenv counts from the blank lines before it."""
+    blank = text[: len(text) - len(text.lstrip())]
+    return line + blank.count("\n")
 
 
 def load(config_path: Path | None = None, env_file: Path | None = None) -> Config:

@@ -244,6 +244,28 @@ def test_env_file_with_a_bad_line_names_the_line(tmp_path: Path) -> None:
         config.read_secrets(env_file, {})
 
 
+def test_env_file_bare_name_without_value_is_reported_not_ignored(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("STRIPE_API_KEY=ok\nSYNCCTL_CODE_SECRET\n")
+    with pytest.raises(ConfigError, match=r"\.env line 2: cannot parse"):
+        config.read_secrets(env_file, {})
+
+
+def test_env_file_bad_line_after_blank_lines_names_its_own_line(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("STRIPE_API_KEY=ok\n\n\nthis is not an assignment\n")
+    with pytest.raises(ConfigError, match=r"\.env line 4: cannot parse"):
+        config.read_secrets(env_file, {})
+
+
+def test_env_file_names_every_malformed_line(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("\nbare\nSTRIPE_API_KEY=ok\n# comment\nnot an assignment\n\nlast")
+    with pytest.raises(ConfigError) as caught:
+        config.read_secrets(env_file, {})
+    assert str(caught.value).startswith(f"{env_file} lines 2, 5, 7: cannot parse")
+
+
 def test_missing_env_file_given_explicitly_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="env file not found"):
         config.read_secrets(tmp_path / "nope.env", {})
