@@ -9,6 +9,7 @@ into those lines.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tomllib
@@ -208,22 +209,51 @@ class Secrets:
 
     values: Mapping[str, SecretStr]
     sources: Mapping[str, str] = field(default_factory=dict)
+    #: The .env file that was read (absolute), or None.
+    env_file: Path | None = None
+    #: Where a .env was looked for when none was named and none was found.
+    looked_for: Path | None = None
+    #: A .env beside the config file that was not read (only a named or ./.env is).
+    unread: Path | None = None
 
     def get(self, name: str) -> str:
         secret = self.values.get(name)
         if secret is None or not secret.get_secret_value():
-            raise ConfigError(
-                f"secret {name} is not set",
-                hint=f"export {name}=... or add it to the .env file (see `syncctl init`)",
-            )
+            raise self.missing_error([name])
         return secret.get_secret_value()
 
     def missing(self, names: tuple[str, ...] = SECRET_NAMES) -> list[str]:
         return [n for n in names if not (n in self.values and self.values[n].get_secret_value())]
 
     def require(self, names: tuple[str, ...] = SECRET_NAMES) -> None:
-        for name in names:
-            self.get(name)
+        """Raise one ConfigError naming every missing secret, where they were looked for."""
+        missing = self.missing(names)
+        if missing:
+            raise self.missing_error(missing)
+
+    def missing_error(self, missing: list[str]) -> ConfigError:
+        problem, fix = self.explain_missing(missing)
+        return ConfigError(problem, hint=fix)
+
+    def explain_missing(self, missing: list[str]) -> tuple[str, str]:
+        """(what is missing and which .env was read, how to fix it): one line each."""
+        names = ", ".join(missing)
+        them = "them" if len(missing) > 1 else "it"
+        what = f"secrets {names} are not set" if len(missing) > 1 else f"secret {names} is not set"
+        if self.env_file is not None:
+            where = f"in neither the environment nor {self.env_file}"
+            fix = f"add {them} to {self.env_file}, or export {them}"
+        else:
+            looked = f"looked for {self.looked_for}" if self.looked_for else "none was named"
+            where = f"not in the environment, and no .env file was read ({looked})"
+            fix = (
+                f"export {them}, or write a .env (`syncctl init` writes a template) "
+                "and pass --env-file PATH"
+            )
+        if self.unread is not None:
+            where += f"; {self.unread} beside the config was not read"
+            fix = f"pass --env-file {self.unread}, or " + fix
+        return f"{what}: {where}", fix
 
     def __repr__(self) -> str:
         return f"Secrets({sorted(self.values)})"
@@ -357,6 +387,7 @@ def read_secrets(env_file: Path | None, environ: Mapping[str, str] | None = None
     """Secrets from the environment, falling back to a .env file (env wins)."""
     environ = os.environ if environ is None else environ
     file_values: dict[str, str] = {}
+    looked_for: Path | None = None
     if env_file is not None:
         if not env_file.is_file():
             raise ConfigError(f"{env_file}: env file not found", hint="check the --env-file path")
@@ -364,6 +395,8 @@ def read_secrets(env_file: Path | None, environ: Mapping[str, str] | None = None
     elif Path(".env").is_file():
         env_file = Path(".env")
         file_values = _parse_env_file(env_file)
+    else:
+        looked_for = Path(".env").absolute()
     values: dict[str, SecretStr] = {}
     sources: dict[str, str] = {}
     for name in SECRET_NAMES:
@@ -373,7 +406,8 @@ def read_secrets(env_file: Path | None, environ: Mapping[str, str] | None = None
         elif file_values.get(name):
             values[name] = SecretStr(file_values[name])
             sources[name] = str(env_file)
-    return Secrets(values, sources)
+    read = env_file.absolute() if env_file is not None else None
+    return Secrets(values, sources, env_file=read, looked_for=looked_for)
 
 
 def _parse_env_file(path: Path) -> dict[str, str]:
@@ -414,4 +448,16 @@ def load(config_path: Path | None = None, env_file: Path | None = None) -> Confi
     path = find_config(config_path)
     settings = read_settings(path)
     secrets = read_secrets(env_file)
+    beside = (path.parent / ".env").absolute()
+    if beside.is_file() and not (secrets.env_file and _same_file(secrets.env_file, beside)):
+        # Only --env-file or ./.env is read (the documented interface): say so when
+        # the config's own folder holds one, or "not set" makes no sense.
+        secrets = dataclasses.replace(secrets, unread=beside)
     return Config(settings=settings, secrets=secrets, path=path)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False

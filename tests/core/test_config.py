@@ -237,6 +237,59 @@ def test_each_missing_secret_is_named_with_the_fix(name: str, tmp_path: Path) ->
         secrets.require()
 
 
+def test_every_missing_secret_is_named_in_one_line(tmp_path: Path) -> None:
+    present = {
+        k: v for k, v in ALL_SECRETS.items() if k not in ("STRIPE_API_KEY", "ESPOCRM_API_KEY")
+    }
+    with pytest.raises(ConfigError) as caught:
+        config.read_secrets(None, present).require()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "secrets STRIPE_API_KEY, ESPOCRM_API_KEY are not set" in message
+
+
+def test_missing_secret_names_the_env_file_that_was_read(tmp_path: Path) -> None:
+    env_file = tmp_path / "campaign.env"
+    env_file.write_text("STRIPE_API_KEY=from-file\n")
+    with pytest.raises(ConfigError) as caught:
+        config.read_secrets(env_file, {}).require()
+    message = str(caught.value)
+    assert f"in neither the environment nor {env_file}" in message
+    assert f"add them to {env_file}" in message
+
+
+def test_missing_secret_without_env_file_says_where_one_was_looked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        config.read_secrets(None, {}).require()
+    message = str(caught.value)
+    assert f"no .env file was read (looked for {tmp_path / '.env'})" in message
+    assert "--env-file" in message and "syncctl init" in message
+
+
+def test_missing_secret_says_the_env_file_beside_the_config_was_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, example_text: str
+) -> None:
+    campaign = tmp_path / "etc"
+    campaign.mkdir()
+    write(campaign, example_text)
+    (campaign / ".env").write_text("".join(f"{k}={v}\n" for k, v in ALL_SECRETS.items()))
+    elsewhere = tmp_path / "home"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("SYNCCTL_CONFIG", str(campaign / "syncctl.toml"))
+    result = CliRunner().invoke(app, ["reconcile", "--dry-run"])
+    assert result.exit_code == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "secrets STRIPE_API_KEY, MAUTIC_USERNAME," in lines[0]
+    assert f"{campaign / '.env'} beside the config was not read" in lines[0]
+    assert f"pass --env-file {campaign / '.env'}" in lines[0]
+    assert "value-of" not in result.output
+
+
 def test_env_file_with_a_bad_line_names_the_line(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text("STRIPE_API_KEY=ok\nthis is not an assignment\n")

@@ -104,6 +104,14 @@ def test_missing_secret_is_named_and_its_service_skipped(run: Run, campaign: Pat
     assert lines_of(result)["espocrm.access"].startswith("skip")
 
 
+def test_missing_secrets_name_the_env_file_that_was_read(run: Run, campaign: Path) -> None:
+    set_secret(campaign, "ESPOCRM_API_KEY", None)
+    set_secret(campaign, "STRIPE_API_KEY", None)
+    line = failing(run("doctor"), "secrets")
+    assert "secrets STRIPE_API_KEY, ESPOCRM_API_KEY are not set" in line
+    assert f"add them to {campaign / '.env'}" in line
+
+
 def test_env_file_others_can_read_is_a_failing_check(run: Run, campaign: Path) -> None:
     (campaign / ".env").chmod(0o644)
     line = failing(run("doctor"), "secrets.file")

@@ -211,13 +211,8 @@ class _Doctor:
         secrets = self.config.secrets
         missing = secrets.missing()
         if missing:
-            self.add(
-                "secrets",
-                False,
-                f"not set: {', '.join(missing)}",
-                "export them or add them to the .env file (`syncctl init` writes a template; "
-                "--env-file names another file)",
-            )
+            problem, fix = secrets.explain_missing(missing)
+            self.add("secrets", False, problem, fix)
             return
         sources: dict[str, int] = {}
         for name in SECRET_NAMES:
