@@ -191,6 +191,7 @@ class RunSettings(_Section):
 
     @property
     def state_path(self) -> Path:
+        """The state directory; read from a file, it is already absolute (`read_settings`)."""
         return Path(os.path.expandvars(self.state_dir)).expanduser()
 
 
@@ -316,9 +317,32 @@ def read_settings(path: Path) -> Settings:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     try:
-        return Settings.model_validate(raw)
+        settings = Settings.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_describe(path, exc, raw)) from None
+    return _resolve_paths(settings, path)
+
+
+#: (section, key) of every config value that is a filesystem path.
+PATH_KEYS = (("run", "state_dir"),)
+
+
+def _resolve_paths(settings: Settings, path: Path) -> Settings:
+    """Make every path key absolute: `~` and `$VARS` expanded, relative ones taken
+    from the config file's folder.
+
+    Relative to the working directory, one config would name a different state
+    dir (and lock) for each folder it is run from: two runs applying at once.
+    """
+    base = path.parent.absolute()
+    update: dict[str, BaseModel] = {}
+    for section_name, key in PATH_KEYS:
+        section = update.get(section_name) or getattr(settings, section_name)
+        value = Path(os.path.expandvars(getattr(section, key))).expanduser()
+        if not value.is_absolute():
+            value = base / value
+        update[section_name] = section.model_copy(update={key: str(value)})
+    return settings.model_copy(update=update)
 
 
 def _describe(path: Path, exc: ValidationError, raw: Mapping[str, Any]) -> str:

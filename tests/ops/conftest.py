@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -71,3 +73,10 @@ def one_error_line(result: Result) -> str:
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.output + result.stderr
     return lines[0]
+
+
+def set_state_dir(campaign: Path, value: str) -> None:
+    """Point the campaign's [run] state_dir at `value`, as written (relative stays relative)."""
+    config = campaign / "syncctl.toml"
+    text = re.sub(r"(?m)^state_dir = .*$", f"state_dir = {json.dumps(value)}", config.read_text())
+    config.write_text(text)

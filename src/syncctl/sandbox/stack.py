@@ -6,6 +6,7 @@ use this, so a newcomer's first run and the suite exercise the same servers.
 
 from __future__ import annotations
 
+import json
 import secrets as _secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -167,7 +168,7 @@ vip_promotion_id = "{VIP_PROMOTION_ID}"
 base_url = "{u["espocrm"]}"
 
 [run]
-state_dir = "{state_dir}"
+state_dir = {json.dumps(str(state_dir))}
 max_actions = {max_actions}
 """
 
@@ -179,7 +180,8 @@ max_actions = {max_actions}
         directory.mkdir(parents=True, exist_ok=True)
         config = directory / "syncctl.toml"
         env = directory / ".env"
-        config.write_text(self.config_toml(state_dir or directory / ".syncctl-state"))
+        # Absolute: the same state dir (and lock) whichever folder syncctl runs from.
+        config.write_text(self.config_toml(state_dir or directory.absolute() / ".syncctl-state"))
         env.touch(mode=0o600)
         env.chmod(0o600)
         env.write_text(self.env_text())
