@@ -368,7 +368,10 @@ def _describe(path: Path, exc: ValidationError, raw: Mapping[str, Any]) -> str:
         return f"{path}: {first['msg']}{more}"
     if kind == "missing":
         if len(loc) == 1:
-            return f"{path}: section [{loc[0]}] is missing: copy it from config.example.toml{more}"
+            return (
+                f"{path}: section [{loc[0]}] is missing: add it (`syncctl init --dir DIR` "
+                f"writes a commented example of every section){more}"
+            )
         return f"{path}: [{'.'.join(loc[:-1])}] {loc[-1]} is required{more}"
     where = f"[{'.'.join(loc[:-1])}] {loc[-1]}" if len(loc) > 1 else f"[{loc[0]}]"
     if index is not None:

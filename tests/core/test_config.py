@@ -195,6 +195,13 @@ def test_bad_config_exits_2_without_traceback(
     assert len(lines) == 1 and re.search(expected, lines[0])
 
 
+def test_missing_section_points_at_syncctl_init(tmp_path: Path, example_text: str) -> None:
+    """An installed syncctl has no config.example.toml on disk; `init` writes its text."""
+    path = write(tmp_path, example_text.split("[espocrm]")[0])
+    with pytest.raises(ConfigError, match=r"section \[espocrm\] is missing: .*syncctl init"):
+        config.read_settings(path)
+
+
 def test_config_is_found_in_env_then_cwd_then_user_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, example_text: str
 ) -> None:

@@ -135,7 +135,9 @@ def run_doctor(load: Callable[[], Config]) -> DoctorReport:
                 "config",
                 False,
                 exc.message,
-                exc.hint or "fix the config file; every key is documented in config.example.toml",
+                exc.hint
+                or "fix the config file (`syncctl init --dir DIR` writes a commented example "
+                "of every key)",
             )
         )
         report.duration = time.monotonic() - started
