@@ -274,31 +274,29 @@ def sandbox_serve(
     ] = 0.0,
     seed: Annotated[bool, typer.Option(help="Seed the demo campaign.")] = True,
     force: Annotated[
-        bool, typer.Option(help="Overwrite a syncctl.toml not written by the sandbox.")
+        bool,
+        typer.Option(
+            help="Replace a syncctl.toml or .env not written by the sandbox (each is kept as "
+            "<name>.bak-<time> first)."
+        ),
     ] = False,
 ) -> None:
     """Serve the five emulated APIs on loopback until interrupted.
 
     Writes a ready syncctl.toml and .env pointing at them, so `syncctl reconcile`
-    run from that directory talks to the sandbox.
+    run from that directory talks to the sandbox. Files it wrote before are
+    replaced and the previous sandbox's state dir is cleared (the services
+    start afresh); other files are refused unless --force.
 
     \b
     Example:
       syncctl sandbox serve --dir /tmp/campaign --latency 0.02
     """
+    from syncctl.sandbox import workdir
     from syncctl.sandbox.seed import seed_demo
     from syncctl.sandbox.stack import SERVICES, Sandbox
 
-    target = directory / "syncctl.toml"
-    if (
-        target.exists()
-        and not force
-        and not target.read_text().startswith("# Written by `syncctl sandbox`")
-    ):
-        raise SyncctlError(
-            f"{target} exists and was not written by the sandbox",
-            hint="use --dir elsewhere, or --force to overwrite it",
-        )
+    target = workdir.inspect(directory, force=force)  # before anything starts or is written
     ports = {name: port_base + i for i, name in enumerate(SERVICES)} if port_base else {}
     try:
         sandbox = Sandbox(latency=latency, ports=ports).start()
@@ -310,20 +308,29 @@ def sandbox_serve(
     try:
         if seed:
             seed_demo(sandbox)
-        config_path, env_path = sandbox.write_files(directory)
+        notes = workdir.install(target, sandbox.files(target.state_dir))
         table = Table(title="syncctl sandbox", show_lines=False)
         table.add_column("service")
         table.add_column("base URL")
         for name, url in sandbox.urls.items():
             table.add_row(name, url)
         err.print(table)
-        err.print(f"wrote {config_path} and {env_path} (secrets, mode 0600)", markup=False)
+        for note in notes:
+            err.print(note, markup=False, soft_wrap=True)
+        err.print(
+            f"wrote {target.config_path} and {target.env_path} (secrets, mode 0600)", markup=False
+        )
         err.print("try: syncctl reconcile --dry-run    (Ctrl-C stops the sandbox)", markup=False)
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        while True:
-            time.sleep(3600)
+        _serve_until_stopped(sandbox)
     finally:
         sandbox.stop()
+
+
+def _serve_until_stopped(sandbox: Any) -> None:
+    """Block until Ctrl-C or SIGTERM (tests replace this to act on the running sandbox)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    while True:
+        time.sleep(3600)
 
 
 # -- reconcile ------------------------------------------------------------------

@@ -9,6 +9,7 @@ into those lines.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tomllib
@@ -128,6 +129,24 @@ class MauticFields(_Section):
     invite_link_basic: Alias = "discord_invite_link_basic"
     opt_in_confirmed: Alias = "opt_in_confirmed"
 
+    @model_validator(mode="after")
+    def _one_field_per_key(self) -> MauticFields:
+        # Two keys on one field make every run overwrite what the last one
+        # wrote (a VIP link replaced by a Basic one, and back): never converges.
+        keys = list(type(self).model_fields)
+        for i, key in enumerate(keys):
+            alias = getattr(self, key)
+            clash = next((k for k in keys[i + 1 :] if getattr(self, k) == alias), None)
+            if clash is not None:
+                # Point at the key that left its default: that is the likely typo.
+                fields = type(self).model_fields
+                moved = key if fields[key].default != alias else clash
+                raise ValueError(
+                    f"{key} and {clash} both name the Mautic field '{alias}': give each key "
+                    f'its own field (e.g. {moved} = "{fields[moved].default}", the default)'
+                )
+        return self
+
 
 class MauticSettings(_Section):
     base_url: HttpUrl
@@ -180,6 +199,7 @@ class RunSettings(_Section):
 
     @property
     def state_path(self) -> Path:
+        """The state directory; read from a file, it is already absolute (`read_settings`)."""
         return Path(os.path.expandvars(self.state_dir)).expanduser()
 
 
@@ -198,22 +218,51 @@ class Secrets:
 
     values: Mapping[str, SecretStr]
     sources: Mapping[str, str] = field(default_factory=dict)
+    #: The .env file that was read (absolute), or None.
+    env_file: Path | None = None
+    #: Where a .env was looked for when none was named and none was found.
+    looked_for: Path | None = None
+    #: A .env beside the config file that was not read (only a named or ./.env is).
+    unread: Path | None = None
 
     def get(self, name: str) -> str:
         secret = self.values.get(name)
         if secret is None or not secret.get_secret_value():
-            raise ConfigError(
-                f"secret {name} is not set",
-                hint=f"export {name}=... or add it to the .env file (see `syncctl init`)",
-            )
+            raise self.missing_error([name])
         return secret.get_secret_value()
 
     def missing(self, names: tuple[str, ...] = SECRET_NAMES) -> list[str]:
         return [n for n in names if not (n in self.values and self.values[n].get_secret_value())]
 
     def require(self, names: tuple[str, ...] = SECRET_NAMES) -> None:
-        for name in names:
-            self.get(name)
+        """Raise one ConfigError naming every missing secret, where they were looked for."""
+        missing = self.missing(names)
+        if missing:
+            raise self.missing_error(missing)
+
+    def missing_error(self, missing: list[str]) -> ConfigError:
+        problem, fix = self.explain_missing(missing)
+        return ConfigError(problem, hint=fix)
+
+    def explain_missing(self, missing: list[str]) -> tuple[str, str]:
+        """(what is missing and which .env was read, how to fix it): one line each."""
+        names = ", ".join(missing)
+        them = "them" if len(missing) > 1 else "it"
+        what = f"secrets {names} are not set" if len(missing) > 1 else f"secret {names} is not set"
+        if self.env_file is not None:
+            where = f"in neither the environment nor {self.env_file}"
+            fix = f"add {them} to {self.env_file}, or export {them}"
+        else:
+            looked = f"looked for {self.looked_for}" if self.looked_for else "none was named"
+            where = f"not in the environment, and no .env file was read ({looked})"
+            fix = (
+                f"export {them}, or write a .env (`syncctl init` writes a template) "
+                "and pass --env-file PATH"
+            )
+        if self.unread is not None:
+            where += f"; {self.unread} beside the config was not read"
+            fix = f"pass --env-file {self.unread}, or " + fix
+        return f"{what}: {where}", fix
 
     def __repr__(self) -> str:
         return f"Secrets({sorted(self.values)})"
@@ -276,9 +325,32 @@ def read_settings(path: Path) -> Settings:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     try:
-        return Settings.model_validate(raw)
+        settings = Settings.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_describe(path, exc, raw)) from None
+    return _resolve_paths(settings, path)
+
+
+#: (section, key) of every config value that is a filesystem path.
+PATH_KEYS = (("run", "state_dir"),)
+
+
+def _resolve_paths(settings: Settings, path: Path) -> Settings:
+    """Make every path key absolute: `~` and `$VARS` expanded, relative ones taken
+    from the config file's folder.
+
+    Relative to the working directory, one config would name a different state
+    dir (and lock) for each folder it is run from: two runs applying at once.
+    """
+    base = path.parent.absolute()
+    update: dict[str, BaseModel] = {}
+    for section_name, key in PATH_KEYS:
+        section = update.get(section_name) or getattr(settings, section_name)
+        value = Path(os.path.expandvars(getattr(section, key))).expanduser()
+        if not value.is_absolute():
+            value = base / value
+        update[section_name] = section.model_copy(update={key: str(value)})
+    return settings.model_copy(update=update)
 
 
 def _describe(path: Path, exc: ValidationError, raw: Mapping[str, Any]) -> str:
@@ -304,7 +376,10 @@ def _describe(path: Path, exc: ValidationError, raw: Mapping[str, Any]) -> str:
         return f"{path}: {first['msg']}{more}"
     if kind == "missing":
         if len(loc) == 1:
-            return f"{path}: section [{loc[0]}] is missing: copy it from config.example.toml{more}"
+            return (
+                f"{path}: section [{loc[0]}] is missing: add it (`syncctl init --dir DIR` "
+                f"writes a commented example of every section){more}"
+            )
         return f"{path}: [{'.'.join(loc[:-1])}] {loc[-1]} is required{more}"
     where = f"[{'.'.join(loc[:-1])}] {loc[-1]}" if len(loc) > 1 else f"[{loc[0]}]"
     if index is not None:
@@ -322,8 +397,9 @@ def _describe(path: Path, exc: ValidationError, raw: Mapping[str, Any]) -> str:
     if "input" in first and kind not in ("missing",) and not isinstance(first["input"], dict):
         got = _redacted(first["input"])
         message += f" (got {got!r})"
-    if len(loc) == 1 and kind == "value_error":
-        return f"{path}: [{loc[0]}] {message}{more}"
+    if kind == "value_error" and _model_at(loc) is not None:
+        # A whole section's check (e.g. two keys that must differ): no key to point at.
+        return f"{path}: [{'.'.join(loc)}] {message}{more}"
     return f"{path}: {where} {message}{more}"
 
 
@@ -346,6 +422,7 @@ def read_secrets(env_file: Path | None, environ: Mapping[str, str] | None = None
     """Secrets from the environment, falling back to a .env file (env wins)."""
     environ = os.environ if environ is None else environ
     file_values: dict[str, str] = {}
+    looked_for: Path | None = None
     if env_file is not None:
         if not env_file.is_file():
             raise ConfigError(f"{env_file}: env file not found", hint="check the --env-file path")
@@ -353,6 +430,8 @@ def read_secrets(env_file: Path | None, environ: Mapping[str, str] | None = None
     elif Path(".env").is_file():
         env_file = Path(".env")
         file_values = _parse_env_file(env_file)
+    else:
+        looked_for = Path(".env").absolute()
     values: dict[str, SecretStr] = {}
     sources: dict[str, str] = {}
     for name in SECRET_NAMES:
@@ -362,31 +441,58 @@ def read_secrets(env_file: Path | None, environ: Mapping[str, str] | None = None
         elif file_values.get(name):
             values[name] = SecretStr(file_values[name])
             sources[name] = str(env_file)
-    return Secrets(values, sources)
+    read = env_file.absolute() if env_file is not None else None
+    return Secrets(values, sources, env_file=read, looked_for=looked_for)
 
 
 def _parse_env_file(path: Path) -> dict[str, str]:
+    """NAME=value lines; every line that is not one (nor a comment) is named by number."""
     from dotenv.parser import parse_stream
 
     values: dict[str, str] = {}
+    bad: list[int] = []
     try:
         with path.open(encoding="utf-8") as stream:
             for binding in parse_stream(stream):
-                if binding.error:
-                    line = binding.original.line
-                    raise ConfigError(
-                        f"{path} line {line}: cannot parse this line",
-                        hint="each line must be NAME=value (quote values with spaces)",
-                    )
-                if binding.key is not None and binding.value is not None:
+                # A bare NAME parses without error but sets nothing (value None):
+                # a secret pasted without its "=" must not vanish silently.
+                if binding.error or (binding.key is not None and binding.value is None):
+                    bad.append(_first_line(binding.original.string, binding.original.line))
+                elif binding.key is not None and binding.value is not None:
                     values[binding.key] = binding.value
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
+    if bad:
+        where = f"line {bad[0]}" if len(bad) == 1 else f"lines {', '.join(map(str, bad))}"
+        these = "this line" if len(bad) == 1 else "these lines"
+        raise ConfigError(
+            f"{path} {where}: cannot parse {these}",
+            hint="each line must be NAME=value (quote values with spaces; a NAME alone sets "
+            "nothing)",
+        )
     return values
+
+
+def _first_line(text: str, line: int) -> int:
+    """The line a binding's text starts on: dotenv counts from the blank lines before it."""
+    blank = text[: len(text) - len(text.lstrip())]
+    return line + blank.count("\n")
 
 
 def load(config_path: Path | None = None, env_file: Path | None = None) -> Config:
     path = find_config(config_path)
     settings = read_settings(path)
     secrets = read_secrets(env_file)
+    beside = (path.parent / ".env").absolute()
+    if beside.is_file() and not (secrets.env_file and _same_file(secrets.env_file, beside)):
+        # Only --env-file or ./.env is read (the documented interface): say so when
+        # the config's own folder holds one, or "not set" makes no sense.
+        secrets = dataclasses.replace(secrets, unread=beside)
     return Config(settings=settings, secrets=secrets, path=path)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False

@@ -39,6 +39,15 @@ class StateError(SyncctlError):
     """The local state directory or database cannot be used."""
 
 
+class StateDirUnusable(ConfigError, StateError):
+    """`[run] state_dir` names a place syncctl cannot create or write.
+
+    A state error, but caused by the config: it exits 2 like any bad config.
+    """
+
+    exit_code = 2
+
+
 class LockBusy(SyncctlError):
     """Another syncctl run holds the state directory's lock."""
 

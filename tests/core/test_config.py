@@ -157,6 +157,15 @@ BAD_CONFIGS = [
         r"\[mautic.fields\] vip_status must be a Mautic field alias",
         id="bad-field-alias",
     ),
+    pytest.param(
+        lambda t: t.replace(
+            'invite_link_basic = "discord_invite_link_basic"',
+            'invite_link_basic = "discord_invite_link_vip"',
+        ),
+        r"\[mautic.fields\] invite_link_vip and invite_link_basic both name the Mautic field "
+        r"'discord_invite_link_vip': give each key its own field",
+        id="two-keys-one-field-alias",
+    ),
 ]
 
 
@@ -184,6 +193,13 @@ def test_bad_config_exits_2_without_traceback(
     assert "Traceback" not in result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and re.search(expected, lines[0])
+
+
+def test_missing_section_points_at_syncctl_init(tmp_path: Path, example_text: str) -> None:
+    """An installed syncctl has no config.example.toml on disk; `init` writes its text."""
+    path = write(tmp_path, example_text.split("[espocrm]")[0])
+    with pytest.raises(ConfigError, match=r"section \[espocrm\] is missing: .*syncctl init"):
+        config.read_settings(path)
 
 
 def test_config_is_found_in_env_then_cwd_then_user_dir(
@@ -228,11 +244,86 @@ def test_each_missing_secret_is_named_with_the_fix(name: str, tmp_path: Path) ->
         secrets.require()
 
 
+def test_every_missing_secret_is_named_in_one_line(tmp_path: Path) -> None:
+    present = {
+        k: v for k, v in ALL_SECRETS.items() if k not in ("STRIPE_API_KEY", "ESPOCRM_API_KEY")
+    }
+    with pytest.raises(ConfigError) as caught:
+        config.read_secrets(None, present).require()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "secrets STRIPE_API_KEY, ESPOCRM_API_KEY are not set" in message
+
+
+def test_missing_secret_names_the_env_file_that_was_read(tmp_path: Path) -> None:
+    env_file = tmp_path / "campaign.env"
+    env_file.write_text("STRIPE_API_KEY=from-file\n")
+    with pytest.raises(ConfigError) as caught:
+        config.read_secrets(env_file, {}).require()
+    message = str(caught.value)
+    assert f"in neither the environment nor {env_file}" in message
+    assert f"add them to {env_file}" in message
+
+
+def test_missing_secret_without_env_file_says_where_one_was_looked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        config.read_secrets(None, {}).require()
+    message = str(caught.value)
+    assert f"no .env file was read (looked for {tmp_path / '.env'})" in message
+    assert "--env-file" in message and "syncctl init" in message
+
+
+def test_missing_secret_says_the_env_file_beside_the_config_was_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, example_text: str
+) -> None:
+    campaign = tmp_path / "etc"
+    campaign.mkdir()
+    write(campaign, example_text)
+    (campaign / ".env").write_text("".join(f"{k}={v}\n" for k, v in ALL_SECRETS.items()))
+    elsewhere = tmp_path / "home"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("SYNCCTL_CONFIG", str(campaign / "syncctl.toml"))
+    result = CliRunner().invoke(app, ["reconcile", "--dry-run"])
+    assert result.exit_code == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "secrets STRIPE_API_KEY, MAUTIC_USERNAME," in lines[0]
+    assert f"{campaign / '.env'} beside the config was not read" in lines[0]
+    assert f"pass --env-file {campaign / '.env'}" in lines[0]
+    assert "value-of" not in result.output
+
+
 def test_env_file_with_a_bad_line_names_the_line(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text("STRIPE_API_KEY=ok\nthis is not an assignment\n")
     with pytest.raises(ConfigError, match=r"\.env line 2: cannot parse"):
         config.read_secrets(env_file, {})
+
+
+def test_env_file_bare_name_without_value_is_reported_not_ignored(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("STRIPE_API_KEY=ok\nSYNCCTL_CODE_SECRET\n")
+    with pytest.raises(ConfigError, match=r"\.env line 2: cannot parse"):
+        config.read_secrets(env_file, {})
+
+
+def test_env_file_bad_line_after_blank_lines_names_its_own_line(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("STRIPE_API_KEY=ok\n\n\nthis is not an assignment\n")
+    with pytest.raises(ConfigError, match=r"\.env line 4: cannot parse"):
+        config.read_secrets(env_file, {})
+
+
+def test_env_file_names_every_malformed_line(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("\nbare\nSTRIPE_API_KEY=ok\n# comment\nnot an assignment\n\nlast")
+    with pytest.raises(ConfigError) as caught:
+        config.read_secrets(env_file, {})
+    assert str(caught.value).startswith(f"{env_file} lines 2, 5, 7: cannot parse")
 
 
 def test_missing_env_file_given_explicitly_is_an_error(tmp_path: Path) -> None:

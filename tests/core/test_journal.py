@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from syncctl.errors import StateError
+from syncctl.errors import StateDirUnusable, StateError
 from syncctl.state import journal as journal_module
 from syncctl.state.journal import SCHEMA_VERSION, EntryState, Journal
 
@@ -165,11 +165,12 @@ def test_full_disk_is_a_state_error_with_the_fix(journal: Journal) -> None:
     assert journal.latest("mail:1:c1:x") is None  # rolled back, nothing half-written
 
 
-def test_unusable_state_dir_is_a_state_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("readonly", [False, True], ids=["writable", "readonly"])
+def test_state_dir_under_a_file_is_refused_as_bad_config(tmp_path: Path, readonly: bool) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(StateError, match=r"cannot create .*: Not a directory"):
-        Journal.open(blocker / "state")
+    with pytest.raises(StateDirUnusable, match=r"cannot be created: .*file is a file"):
+        Journal.open(blocker / "state", readonly=readonly)
 
 
 def test_closed_journal_refuses_calls(state_dir: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from syncctl.errors import LockBusy, StateError
+from syncctl.errors import LockBusy, StateDirUnusable, StateError
 from syncctl.state.lock import state_lock
 
 HOLDER = """
@@ -132,11 +132,13 @@ def test_wait_with_timeout_gives_up_with_lock_busy(state_dir: Path) -> None:
         assert 0.15 <= time.monotonic() - started < 2
 
 
-def test_unusable_state_dir_is_a_state_error(tmp_path: Path) -> None:
+def test_state_dir_under_a_file_is_refused_as_bad_config(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with (
-        pytest.raises(StateError, match=r"cannot create the lock file .*state_dir"),
+        pytest.raises(StateDirUnusable, match=r"cannot be created: .*file is a file") as caught,
         state_lock(blocker / "state"),
     ):
         pass
+    assert caught.value.exit_code == 2
+    assert isinstance(caught.value, StateError)

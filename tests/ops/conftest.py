@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -71,3 +73,35 @@ def one_error_line(result: Result) -> str:
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.output + result.stderr
     return lines[0]
+
+
+def set_state_dir(campaign: Path, value: str) -> None:
+    """Point the campaign's [run] state_dir at `value`, as written (relative stays relative)."""
+    config = campaign / "syncctl.toml"
+    text = re.sub(r"(?m)^state_dir = .*$", f"state_dir = {json.dumps(value)}", config.read_text())
+    config.write_text(text)
+
+
+@pytest.fixture
+def serve(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    """`syncctl sandbox serve --port-base 0 ARGS` in-process.
+
+    Instead of blocking until Ctrl-C, it calls `while_up(sandbox)` (if given)
+    while the servers run, then stops them as Ctrl-C would.
+    """
+
+    def invoke(*args: str, while_up: Callable[[Sandbox], object] | None = None) -> Result:
+        def up(sandbox: Sandbox) -> None:
+            if while_up is not None:
+                while_up(sandbox)
+
+        monkeypatch.setattr("syncctl.cli._serve_until_stopped", up)
+        return CliRunner().invoke(app, ["sandbox", "serve", "--port-base", "0", *args])
+
+    return invoke
+
+
+@pytest.fixture
+def real_env() -> str:
+    """A .env an operator filled in by hand (values are made up)."""
+    return "STRIPE_API_KEY=rk_live_not_a_sandbox_key\nSYNCCTL_CODE_SECRET=the-one-true-secret\n"

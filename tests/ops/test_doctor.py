@@ -104,6 +104,14 @@ def test_missing_secret_is_named_and_its_service_skipped(run: Run, campaign: Pat
     assert lines_of(result)["espocrm.access"].startswith("skip")
 
 
+def test_missing_secrets_name_the_env_file_that_was_read(run: Run, campaign: Path) -> None:
+    set_secret(campaign, "ESPOCRM_API_KEY", None)
+    set_secret(campaign, "STRIPE_API_KEY", None)
+    line = failing(run("doctor"), "secrets")
+    assert "secrets STRIPE_API_KEY, ESPOCRM_API_KEY are not set" in line
+    assert f"add them to {campaign / '.env'}" in line
+
+
 def test_env_file_others_can_read_is_a_failing_check(run: Run, campaign: Path) -> None:
     (campaign / ".env").chmod(0o644)
     line = failing(run("doctor"), "secrets.file")
@@ -200,6 +208,20 @@ def test_invalid_config_is_the_one_failing_check(run: Run, campaign: Path) -> No
     line = failing(result, "config")
     assert "unknown key 'colour'" in line
     assert len(lines_of(result)) == 1
+
+
+def test_two_field_keys_sharing_one_alias_fail_the_config_check(
+    run: Run, campaign: Path, sandbox: Sandbox
+) -> None:
+    config = campaign / "syncctl.toml"
+    config.write_text(
+        config.read_text() + '\n[mautic.fields]\ninvite_link_basic = "discord_invite_link_vip"\n'
+    )
+    result = run("doctor")
+    line = failing(result, "config")
+    assert "invite_link_vip and invite_link_basic both name" in line
+    assert "discord_invite_link_basic" in line  # the fix names the field to use
+    assert sandbox.call_count() == 0
 
 
 def test_no_config_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -104,6 +104,11 @@ BAD_CONFIGS = [
         id="unknown-nested-key",
     ),
     pytest.param(
+        lambda t: t + '\n[mautic.fields]\ninvite_link_basic = "discord_invite_link_vip"\n',
+        r"\[mautic.fields\] invite_link_vip and invite_link_basic both name the Mautic field",
+        id="two-keys-one-field-alias",
+    ),
+    pytest.param(
         replace(r"^max_actions = 500$", 'max_actions = "many"'),
         r"\[run\] max_actions must be a valid integer",
         id="type-int-as-string",
@@ -282,19 +287,20 @@ def test_a_credential_no_http_header_can_carry_is_a_config_error(
 
 # -- the .env file -----------------------------------------------------------------------------
 
+#: The sandbox's .env: its marker line, then the eight secrets; a line added at the end is 10.
 BAD_ENV_FILES = [
     pytest.param(
         lambda t: t + "this is not an assignment\n",
-        r"\.env line 9: cannot parse",
+        r"\.env line 10: cannot parse",
         id="not-an-assignment",
     ),
     pytest.param(
         lambda t: t + 'DISCORD_HINT="unterminated\n',
-        r"\.env line 9: cannot parse",
+        r"\.env line 10: cannot parse",
         id="unterminated-quote",
     ),
     pytest.param(
-        lambda t: t + "=value-without-name\n", r"\.env line 9: cannot parse", id="no-name"
+        lambda t: t + "=value-without-name\n", r"\.env line 10: cannot parse", id="no-name"
     ),
     pytest.param(
         lambda t: "garbage line\n" + t, r"\.env line 1: cannot parse", id="bad-first-line"

@@ -19,7 +19,6 @@ uses individual codes; EspoCRM: the API user may read and create Leads).
 
 from __future__ import annotations
 
-import os
 import stat
 import time
 from collections.abc import Callable, Iterator
@@ -45,6 +44,8 @@ from syncctl.errors import (
 )
 from syncctl.net.http import CallStats, RetryPolicy
 from syncctl.state.journal import Journal
+from syncctl.state.location import FIX as STATE_DIR_FIX
+from syncctl.state.location import state_dir_problem
 
 FORMAT_VERSION = 1
 #: Doctor answers within seconds: one retry, short timeouts.
@@ -134,7 +135,9 @@ def run_doctor(load: Callable[[], Config]) -> DoctorReport:
                 "config",
                 False,
                 exc.message,
-                exc.hint or "fix the config file; every key is documented in config.example.toml",
+                exc.hint
+                or "fix the config file (`syncctl init --dir DIR` writes a commented example "
+                "of every key)",
             )
         )
         report.duration = time.monotonic() - started
@@ -211,13 +214,8 @@ class _Doctor:
         secrets = self.config.secrets
         missing = secrets.missing()
         if missing:
-            self.add(
-                "secrets",
-                False,
-                f"not set: {', '.join(missing)}",
-                "export them or add them to the .env file (`syncctl init` writes a template; "
-                "--env-file names another file)",
-            )
+            problem, fix = secrets.explain_missing(missing)
+            self.add("secrets", False, problem, fix)
             return
         sources: dict[str, int] = {}
         for name in SECRET_NAMES:
@@ -244,33 +242,24 @@ class _Doctor:
 
     def state_dir(self) -> None:
         path = self.settings.run.state_path
-        fix = "fix the permissions, or point [run] state_dir at a directory syncctl may write"
-        if path.exists():
-            if not path.is_dir():
-                self.add("state_dir", False, f"{path} is not a directory", fix)
-                return
-            if not os.access(path, os.W_OK | os.X_OK):
-                self.add("state_dir", False, f"{path} is not writable", fix)
-                return
-            try:
-                with Journal.open(path, readonly=True) as journal:
-                    runs = journal.runs(limit=1)
-            except StateError as exc:
-                self.add("state_dir", False, exc.message, exc.hint or fix)
-                return
-            last = "no run yet"
-            if runs:
-                outcome = runs[0].outcome or "unfinished"
-                last = f"last run {runs[0].started_at:%Y-%m-%d %H:%M} UTC ({outcome})"
-            self.add("state_dir", True, f"{path}: writable; {last}")
+        problem = state_dir_problem(path)
+        if problem is not None:
+            self.add("state_dir", False, problem, STATE_DIR_FIX)
             return
-        parent = path.parent
-        while not parent.exists() and parent != parent.parent:
-            parent = parent.parent
-        if os.access(parent, os.W_OK | os.X_OK):
+        if not path.exists():
             self.add("state_dir", True, f"{path}: will be created by the first run")
-        else:
-            self.add("state_dir", False, f"{path} does not exist and {parent} is not writable", fix)
+            return
+        try:
+            with Journal.open(path, readonly=True) as journal:
+                runs = journal.runs(limit=1)
+        except StateError as exc:
+            self.add("state_dir", False, exc.message, exc.hint or STATE_DIR_FIX)
+            return
+        last = "no run yet"
+        if runs:
+            outcome = runs[0].outcome or "unfinished"
+            last = f"last run {runs[0].started_at:%Y-%m-%d %H:%M} UTC ({outcome})"
+        self.add("state_dir", True, f"{path}: writable; {last}")
 
     # -- Stripe ---------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ use this, so a newcomer's first run and the suite exercise the same servers.
 
 from __future__ import annotations
 
+import json
 import secrets as _secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +18,7 @@ from syncctl.sandbox.mautic import MauticEmulator
 from syncctl.sandbox.server import Emulator, EmulatorServer
 from syncctl.sandbox.shopware import ShopwareEmulator
 from syncctl.sandbox.stripe import StripeEmulator
+from syncctl.sandbox.workdir import CONFIG_NAME, ENV_NAME, MARKER, Workdir, write_files
 
 GUILD_ID = "100000000000000000"
 VIP_CHANNEL_ID = "100000000000000001"
@@ -142,7 +144,7 @@ class Sandbox:
         """A complete syncctl.toml pointing at these servers."""
         u = self.urls
         return f"""\
-# Written by `syncctl sandbox`: points every service at the local sandbox.
+{MARKER}: points every service at the local sandbox.
 [stripe]
 api_base = "{u["stripe"]}"
 vip_price_ids = ["{VIP_PRICE_ID}"]
@@ -167,20 +169,23 @@ vip_promotion_id = "{VIP_PROMOTION_ID}"
 base_url = "{u["espocrm"]}"
 
 [run]
-state_dir = "{state_dir}"
+state_dir = {json.dumps(str(state_dir))}
 max_actions = {max_actions}
 """
 
     def env_text(self) -> str:
-        return "".join(f"{name}={value}\n" for name, value in self.secrets.items())
+        header = f"{MARKER}: the emulators' credentials, replaced on every serve.\n"
+        return header + "".join(f"{name}={value}\n" for name, value in self.secrets.items())
+
+    def files(self, state_dir: Path) -> dict[str, tuple[str, int]]:
+        """syncctl.toml and .env (mode 0600) for these servers: name -> (text, mode)."""
+        return {
+            CONFIG_NAME: (self.config_toml(state_dir), 0o644),
+            ENV_NAME: (self.env_text(), 0o600),
+        }
 
     def write_files(self, directory: Path, *, state_dir: Path | None = None) -> tuple[Path, Path]:
-        """Write syncctl.toml and .env (mode 0600) into `directory`."""
-        directory.mkdir(parents=True, exist_ok=True)
-        config = directory / "syncctl.toml"
-        env = directory / ".env"
-        config.write_text(self.config_toml(state_dir or directory / ".syncctl-state"))
-        env.touch(mode=0o600)
-        env.chmod(0o600)
-        env.write_text(self.env_text())
-        return config, env
+        """Write syncctl.toml and .env (mode 0600) into `directory`, replacing any."""
+        target = Workdir(directory)
+        write_files(directory, self.files(state_dir or target.state_dir))
+        return target.config_path, target.env_path

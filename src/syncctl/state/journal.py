@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import quote
 
 from syncctl.errors import StateError
+from syncctl.state.location import check_state_dir
 
 DB_NAME = "state.db"
 
@@ -301,6 +302,7 @@ class Journal:
         reads as empty, and one from an older syncctl is migrated in memory.
         """
         state_dir = Path(state_dir)
+        check_state_dir(state_dir, write=not readonly)
         path = state_dir / DB_NAME
         conn = cls._open_readonly(path) if readonly else cls._open_writable(state_dir, path)
         return cls(conn, path, readonly=readonly, clock=clock)

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from syncctl.errors import LockBusy, StateError
+from syncctl.state.location import check_state_dir
 
 LOCK_NAME = "lock"
 
@@ -32,6 +33,7 @@ _HINT = "wait for it, or use --wait to queue"
 def _open_lock_file(state_dir: Path) -> tuple[Path, int]:
     """Create state_dir (0700) and the lock file (0600); return its descriptor."""
     path = state_dir / LOCK_NAME
+    check_state_dir(state_dir)
     try:
         if not state_dir.exists():
             # exist_ok: two runs starting together both get here.
