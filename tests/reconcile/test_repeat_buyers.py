@@ -74,8 +74,9 @@ def test_an_older_purchase_whose_coupon_failed_still_gets_its_email(shop, config
     shop.shopware.inject(
         method="POST", path="^/api/promotion-individual-code$", status=503, times=1
     )
-    assert not reconcile(config).ok  # the older purchase's coupon failed; the newer went out
-    reconcile(config)
+    # The older purchase's coupon failed and the newer one's email went out;
+    # the run found the code absent and created it after all, then mailed it.
+    assert reconcile(config).ok
     assert coupon_codes_mailed(shop, cid) == issued_codes(shop, config)
     assert reconcile(config, full=True).plan.is_empty
     assert violations(shop, config) == []
@@ -99,9 +100,8 @@ def test_recovery_does_not_take_another_purchases_send_for_a_lost_one(shop, conf
     buy(shop, 5)
     # The first coupon email's connection drops before Mautic sees it: unknown outcome.
     shop.mautic.inject(method="POST", path=r"/send$", kind="reset", when="before", times=1)
-    reconcile(config)
-    second = reconcile(config)
-    assert [r.result for r in second.recovered] == ["aborted"]
+    first = reconcile(config)
+    assert [r.result for r in first.settled.resolutions] == ["aborted"]
     assert coupon_codes_mailed(shop, cid) == issued_codes(shop, config)
     assert violations(shop, config) == []
 
@@ -127,8 +127,7 @@ def test_a_reissued_links_failed_email_is_sent_though_the_old_one_went_minutes_a
     reconcile(config)
     shop.mautic.set_fields(cid, discord_invite_link_basic="")  # the operator asks for a new link
     shop.mautic.inject(method="POST", path=r"/send$", status=500, times=1)
-    assert not reconcile(config).ok
-    reconcile(config)
+    assert reconcile(config).ok  # not in the stats: sent again in the same run
     delivered = [s for s in shop.mautic.sent(contact_id=cid) if not s["failed"]]
     assert len(delivered) == 2  # one email per stored link
     assert violations(shop, config) == []
@@ -150,7 +149,9 @@ def test_an_upgrade_whose_coupon_fails_keeps_the_basic_invite(shop, config) -> N
     reconcile(config)
     basic = shop.mautic.contact(cid)["discord_invite_link_basic"]
     buy(shop, 1)
-    shop.shopware.inject(method="POST", path="^/api/promotion-individual-code$", status=503)
+    shop.shopware.inject(
+        method="POST", path="^/api/promotion-individual-code$", status=503, times=None
+    )
     assert not reconcile(config).ok
     assert shop.mautic.contact(cid)["discord_invite_link_basic"] == basic
     assert shop.discord.invite(basic.rsplit("/", 1)[-1]) is not None  # still live

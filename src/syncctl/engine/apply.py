@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 #: actions may touch.
 WORKERS_PER_SLOT = 5
 UNRESOLVED = "an earlier attempt's outcome is still unknown; resolved next run"
+SETTLED = "its answer was lost, and the service shows it happened"
 
 
 class Status(StrEnum):
@@ -107,6 +108,17 @@ class Chain:
     orphans: list[str] = field(default_factory=list)
     holders: dict[str, list[int]] = field(default_factory=dict)
 
+    def record(self, outcome: Outcome) -> None:
+        """Note an outcome, and what a done one produced for later actions."""
+        action = outcome.action
+        self.outcomes[action.key] = outcome
+        if outcome.status is not Status.DONE or not outcome.ref:
+            return
+        if action.kind is ActionKind.CONTACT_CREATE and outcome.ref.isdigit():
+            self.contact_id = int(outcome.ref)
+        elif action.kind is ActionKind.INVITE:
+            self.minted[str(action.params["tier"])] = outcome.ref
+
 
 class Applier:
     def __init__(
@@ -140,8 +152,17 @@ class Applier:
     # -- driving ------------------------------------------------------------------
 
     def apply(self, plan: Plan) -> list[Outcome]:
+        return self.again(plan.actions, {})
+
+    def again(self, actions: Iterable[Action], before: Mapping[str, Outcome]) -> list[Outcome]:
+        """Run `actions` person by person, each person's in plan order.
+
+        `before`: outcomes earlier in this run of the actions they depend on
+        (`settle` runs what a storm left undone once more).
+        """
+        actions = list(actions)
         chains: dict[str, list[Action]] = defaultdict(list)
-        for action in plan.actions:
+        for action in actions:
             chains[action.subject].append(action)
         # Each service admits `concurrency` calls at once (ServiceHTTP); people
         # waiting on one service's rate limit must not keep the others idle,
@@ -149,21 +170,30 @@ class Applier:
         concurrency = max(1, self.settings.run.concurrency)
         workers = 1 if concurrency == 1 else min(64, concurrency * WORKERS_PER_SLOT)
         ordered = _interleave(list(chains.values()))
+
+        def run(chain: list[Action]) -> list[Outcome]:
+            return self._run_chain(chain, before)
+
         if workers == 1 or len(chains) == 1:
-            results = [self._run_chain(actions) for actions in ordered]
+            results = [run(chain) for chain in ordered]
         else:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apply") as pool:
-                results = list(pool.map(self._run_chain, ordered))
+                results = list(pool.map(run, ordered))
         by_key = {o.action.key: o for chain in results for o in chain}
-        return [by_key[a.key] for a in plan.actions]
+        return [by_key[a.key] for a in actions]
 
-    def _run_chain(self, actions: Iterable[Action]) -> list[Outcome]:
+    def _run_chain(
+        self, actions: Iterable[Action], before: Mapping[str, Outcome] | None = None
+    ) -> list[Outcome]:
         actions = list(actions)
         chain = Chain(orphans=[str(a.params["code"]) for a in actions if a.params.get("orphan")])
+        for outcome in (before or {}).values():
+            if outcome.action.subject == actions[0].subject:
+                chain.record(outcome)
         done: list[Outcome] = []
         for action in actions:
             outcome = self._run_one(action, chain)
-            chain.outcomes[action.key] = outcome
+            chain.record(outcome)
             done.append(outcome)
             if self.on_outcome:
                 self.on_outcome(outcome)
@@ -184,7 +214,17 @@ class Applier:
         down = self._down.get(action.system)
         if down:
             return Outcome(action, Status.SKIPPED, action.key, message=down, retry=True)
-        blocked = self._blocked(action, action.key, self.journal.latest(action.key))
+        latest = self.journal.latest(action.key)
+        if (
+            latest is not None
+            and latest.state is EntryState.DONE
+            and latest.run_id == self.run_id
+            and self.run_id is not None
+        ):
+            # An earlier attempt this run whose answer was lost: the service
+            # showed it happened (`settle`).
+            return Outcome(action, Status.DONE, action.key, ref=latest.ref, message=SETTLED)
+        blocked = self._blocked(action, action.key, latest)
         if blocked is not None:
             return blocked
         handler = getattr(self, f"_do_{action.kind.name.lower()}")

@@ -18,7 +18,7 @@ from typing import Any
 
 from syncctl.clients.services import Services
 from syncctl.config import Config
-from syncctl.engine.apply import Applier, Outcome, Status
+from syncctl.engine.apply import UNRESOLVED, Applier, Outcome, Status
 from syncctl.engine.budget import alarms, cap, refusal
 from syncctl.engine.codes import invite_code
 from syncctl.engine.model import (
@@ -33,6 +33,7 @@ from syncctl.engine.model import (
 from syncctl.engine.observe import Observation, observe
 from syncctl.engine.plan import plan as make_plan
 from syncctl.engine.recover import Recovery, Resolution
+from syncctl.engine.settle import Settled, settle
 from syncctl.net.http import CallStats
 from syncctl.state.journal import EntryState, Journal
 from syncctl.state.lock import state_lock
@@ -62,6 +63,8 @@ class RunResult:
     #: Services that could not be read (service -> error); what depends on
     #: them waited, the rest went on.
     observe_errors: dict[str, str] = field(default_factory=dict)
+    #: What the run settled itself after trouble (lost answers checked, retries).
+    settled: Settled = field(default_factory=Settled)
 
     @property
     def failed(self) -> list[Outcome]:
@@ -86,6 +89,7 @@ class RunResult:
             and not self.refused
             and not self.observe_errors
             and not any(r.result == "unresolved" for r in self.recovered)
+            and not any(o.message == UNRESOLVED for o in self.outcomes)
         )
 
     def exit_code(self, detailed: bool) -> int:
@@ -116,6 +120,11 @@ class RunResult:
             },
             "outcomes": [o.to_dict() for o in self.outcomes],
             "recovered": [r.to_dict() for r in self.recovered],
+            "settled": {
+                "rounds": self.settled.rounds,
+                "retried": self.settled.retried,
+                "checked": [r.to_dict() for r in self.settled.resolutions],
+            },
             "service_errors": dict(self.observe_errors),
             "api_calls": {
                 name: {
@@ -197,7 +206,10 @@ def reconcile(
             # The plan carries what applying needs: let the snapshot go (at
             # 100k contacts some 70 MB) before the run's busiest part.
             observation.snapshot = snapshot = Snapshot()
-            result.outcomes = applier.apply(taken)
+            outcomes = applier.apply(taken)
+            result.outcomes, result.settled = settle(
+                applier, lambda: Recovery(sv, journal, applier), outcomes
+            )
             _remember(journal, observation, scope, result)
             return result
         finally:

@@ -62,6 +62,11 @@ def set_testing(enabled: bool) -> None:
     _testing = enabled
 
 
+def is_testing() -> bool:
+    """Backoff sleeps are off (see `set_testing`)."""
+    return _testing
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How hard to try a call before giving up for this run."""

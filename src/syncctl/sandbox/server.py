@@ -112,11 +112,16 @@ class Fault:
     times: int | None = 1
     delay: float = 5.0
     skip: int = 0  # let this many matching requests through first
+    #: A regex the raw request body must contain (None: any body).
+    request_body: str | None = None
 
-    def matches(self, method: str, path: str) -> bool:
-        return (self.method is None or self.method == method) and re.search(
-            self.path, path
-        ) is not None
+    def matches(self, method: str, path: str, body: bytes = b"") -> bool:
+        if self.method is not None and self.method != method:
+            return False
+        if re.search(self.path, path) is None:
+            return False
+        wanted = self.request_body
+        return wanted is None or re.search(wanted, body.decode("utf-8", "replace")) is not None
 
 
 @dataclass
@@ -239,10 +244,10 @@ class Emulator:
 
     # -- dispatch ---------------------------------------------------------
 
-    def _take_fault(self, method: str, path: str, when: str) -> Fault | None:
+    def _take_fault(self, method: str, path: str, when: str, body: bytes = b"") -> Fault | None:
         with self.lock:
             for fault in self.faults:
-                if fault.when != when or not fault.matches(method, path):
+                if fault.when != when or not fault.matches(method, path, body):
                     continue
                 if fault.skip > 0:
                     fault.skip -= 1
@@ -273,7 +278,7 @@ class Emulator:
         """Answer a request; (None, fault) means: drop the connection."""
         if self.latency:
             time.sleep(self.latency)
-        fault = self._take_fault(request.method, request.path, "before")
+        fault = self._take_fault(request.method, request.path, "before", request.body)
         if fault is not None:
             return self._fault_response(fault), fault
         fate = self.storm.draw() if self.storm is not None else None
@@ -292,7 +297,7 @@ class Emulator:
             except (ValueError, KeyError, TypeError) as exc:
                 response = self.error_response(400, f"bad request: {exc}")
             self.decorate(request, response)
-        after = self._take_fault(request.method, request.path, "after")
+        after = self._take_fault(request.method, request.path, "after", request.body)
         if after is not None:
             return self._fault_response(after), after
         if fate is not None:  # the service acted; the caller learns nothing of it

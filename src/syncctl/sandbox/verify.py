@@ -56,7 +56,7 @@ def violations(sandbox: Sandbox, config: Config) -> list[str]:
     sends = [x for x in mautic.sent() if not x["failed"]]
     latest: dict[str, dict] = {}
     for p in sorted(purchases, key=lambda p: (p["created"], p["id"])):
-        email = (p["customer_details"] or {}).get("email") or p.get("customer_email")
+        email = str((p["customer_details"] or {}).get("email") or p.get("customer_email") or "")
         latest[email.lower()] = p
         ids = mautic.find(email)
         if not ids:
@@ -84,7 +84,7 @@ def violations(sandbox: Sandbox, config: Config) -> list[str]:
             problems.append(f"{email} promo_code {c.get(f.promo_code)!r} != {want}")
     live = {inv["code"]: inv for inv in discord.invites()}
     held: set[str] = set()
-    lead_counts = Counter()
+    lead_counts: Counter[str] = Counter()
     for lead in espo.leads():
         for address in lead.get("emailAddressData") or [{"emailAddress": lead.get("emailAddress")}]:
             if address.get("emailAddress"):
