@@ -150,6 +150,7 @@ class ServiceHTTP:
         auth: httpx.Auth | tuple[str, str] | None = None,
         timeout: float = 30.0,
         connect_timeout: float = 5.0,
+        keepalive_expiry: float = 5.0,
         retry: RetryPolicy | None = None,
         stats: CallStats | None = None,
         limiter: BucketLimiter | None = None,
@@ -173,6 +174,10 @@ class ServiceHTTP:
             headers={"User-Agent": user_agent, "Accept": "application/json", **(headers or {})},
             auth=auth,
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            # httpx's defaults, with the keep-alive expiry a test can shorten.
+            limits=httpx.Limits(
+                max_connections=100, max_keepalive_connections=20, keepalive_expiry=keepalive_expiry
+            ),
             transport=transport,
             follow_redirects=False,
         )
