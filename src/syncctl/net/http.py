@@ -16,6 +16,7 @@ Retry rules (see docs in README, "HTTP behaviour"):
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import functools
 import json
@@ -23,7 +24,7 @@ import ssl
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,7 +145,7 @@ class _Retry(Exception):
 
 
 class ServiceHTTP:
-    """An httpx client bound to one vendor, with retries, limits and counters."""
+    """httpx clients bound to one vendor, with retries, limits and counters."""
 
     def __init__(
         self,
@@ -155,6 +156,7 @@ class ServiceHTTP:
         auth: httpx.Auth | tuple[str, str] | None = None,
         timeout: float = 30.0,
         connect_timeout: float = 5.0,
+        keepalive_expiry: float = 5.0,
         retry: RetryPolicy | None = None,
         stats: CallStats | None = None,
         limiter: BucketLimiter | None = None,
@@ -172,21 +174,62 @@ class ServiceHTTP:
         self._error_message = error_message or _generic_error_message
         self._sleep = sleep
         self._slots = threading.BoundedSemaphore(max(1, max_concurrency))
-        self._client = httpx.Client(
+        # httpx clients, one per slot, each lent to one call at a time: never one
+        # client shared by the worker threads. httpcore's pool (1.0.9; open bug
+        # encode/httpcore#1110) can close, in one thread, an idle connection it has
+        # just handed to another thread's request (here: its keep-alive expired in
+        # between), and that request loses its answer ("connection lost after
+        # sending") or waits out its read timeout. Workers resuming together after
+        # a pause as long as the keep-alive expiry (Discord's 5 s invite window,
+        # httpx's 5 s default) met it about once per 1,000 invite creations in the
+        # benchmark. A client used by one thread at a time cannot.
+        self._new_client = functools.partial(
+            httpx.Client,
             base_url=self.base_url,
             verify=_tls_context(),
             headers={"User-Agent": user_agent, "Accept": "application/json", **(headers or {})},
             auth=auth,
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            transport=transport,
+            # httpx's defaults, with the keep-alive expiry a test can shorten.
+            limits=httpx.Limits(
+                max_connections=100, max_keepalive_connections=20, keepalive_expiry=keepalive_expiry
+            ),
+            transport=transport,  # tests' mock transports: shared, they keep no pool
             follow_redirects=False,
         )
+        self._clients_lock = threading.Lock()
+        self._clients: list[httpx.Client] = []  # every client made, for close()
+        self._idle: list[httpx.Client] = []  # not lent to a call now
+        self._closed = False
 
     def __repr__(self) -> str:  # never show headers: they hold credentials
         return f"ServiceHTTP({self.service!r}, {self.base_url!r})"
 
     def close(self) -> None:
-        self._client.close()
+        with self._clients_lock:
+            self._closed = True
+            clients, self._clients, self._idle = self._clients, [], []
+        for client in clients:
+            client.close()
+
+    @contextlib.contextmanager
+    def _slot(self) -> Iterator[httpx.Client]:
+        """One of `max_concurrency` slots, with a client no other thread uses meanwhile."""
+        with self._slots:
+            with self._clients_lock:
+                if self._closed:
+                    raise RuntimeError(f"the {self.service} HTTP client is closed")
+                if self._idle:
+                    client = self._idle.pop()  # the most recent: its connection is warm
+                else:
+                    client = self._new_client()
+                    self._clients.append(client)
+            try:
+                yield client
+            finally:
+                with self._clients_lock:
+                    if not self._closed:
+                        self._idle.append(client)
 
     def __enter__(self) -> ServiceHTTP:
         return self
@@ -337,11 +380,11 @@ class ServiceHTTP:
                 )
             self.stats.add(self.service, waited=wait)
             self._sleep(wait)
-        with self._slots:
+        with self._slot() as client:
             self.stats.record(self.service, write=write, route=f"{method} {_route_shape(route)}")
             try:
                 response = self._request(
-                    method, path, params, json_body, content, headers, idempotent
+                    client, method, path, params, json_body, content, headers, idempotent
                 )
             except BaseException:
                 self.limiter.unanswered(method, route)
@@ -353,6 +396,7 @@ class ServiceHTTP:
 
     def _request(
         self,
+        client: httpx.Client,
         method: str,
         path: str,
         params: Any,
@@ -364,7 +408,7 @@ class ServiceHTTP:
         """One HTTP exchange, its transport failures mapped to what may be retried."""
         route = httpx.URL(path).path if "://" in path else path
         try:
-            return self._client.request(
+            return client.request(
                 method, path, params=params, json=json_body, content=content, headers=headers
             )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
