@@ -8,7 +8,8 @@ Exit codes (README, "Exit codes"):
   0  success: in sync, or every planned action done
   1  an action or a service failed (details on stderr / in --json)
   2  bad config, secret or command line (with --detailed-exitcode: changes
-     were pending or applied, and config errors exit 1 instead)
+     were pending or applied, and errors of any kind, a mistyped option
+     too, exit 1 instead)
   3  another run holds the state directory's lock
   4  the plan exceeded max_actions and was not applied
 `doctor` exits 1 when a check fails; `status` exits 1 when a service could
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer._click.exceptions import UsageError as ClickUsageError
 
 from syncctl import __version__, logs
 from syncctl import config as config_mod
@@ -56,17 +58,51 @@ def _print_error(ctx: ClickContext, text: str) -> None:
         err.print(f"syncctl: {text}", markup=False, soft_wrap=True)
 
 
+#: With this flag, exit 2 means "changes": every error, usage errors too, exits 1.
+DETAILED_EXITCODE = "--detailed-exitcode"
+
+
+def _asks_detailed_exitcode(args: list[str]) -> bool:
+    """Whether the command line holds --detailed-exitcode (options end at `--`)."""
+    words = args[: args.index("--")] if "--" in args else args
+    return DETAILED_EXITCODE in words
+
+
 class _Group(typer.core.TyperGroup):
     """Maps library errors to one clean line and an exit code."""
 
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: ClickContext | None = None,
+        **extra: Any,
+    ) -> ClickContext:
+        # Decided from the raw words, before parsing: a usage error found while
+        # parsing (an unknown option, --max-actions 0) must know the flag
+        # whatever the order of the words.
+        detailed = _asks_detailed_exitcode(list(args))
+        try:
+            ctx = super().make_context(info_name, args, parent=parent, **extra)
+        except ClickUsageError as exc:
+            if detailed:
+                exc.exit_code = 1
+            raise
+        ctx.meta[DETAILED_EXITCODE] = detailed
+        return ctx
+
     def invoke(self, ctx: ClickContext) -> Any:
+        detailed = bool(ctx.meta.get(DETAILED_EXITCODE))
         try:
             return super().invoke(ctx)
+        except ClickUsageError as exc:
+            if detailed:
+                exc.exit_code = 1  # with --detailed-exitcode, 2 means "changes"
+            raise
         except SyncctlError as exc:
             _print_error(ctx, f"error: {exc}")
-            state = ctx.find_object(AppState)
             code = exc.exit_code
-            if state is not None and state.detailed_exitcode and code == 2:
+            if detailed and code == 2:
                 code = 1  # with --detailed-exitcode, 2 means "changes", never an error
             raise typer.Exit(code) from None
         except KeyboardInterrupt:
@@ -101,7 +137,6 @@ class AppState:
 
     config_path: Path | None = None
     env_file: Path | None = None
-    detailed_exitcode: bool = False
     log_format: str = "text"
     verbosity: int = 0
     #: stderr is a terminal that may show tables and progress.
@@ -381,7 +416,6 @@ def reconcile(
     from syncctl.engine.reconcile import reconcile as run
 
     state = _state(ctx)
-    state.detailed_exitcode = detailed_exitcode
     cfg = state.config
     with RunProgress(err, enabled=state.rich and not state.quiet, fallback=_debug) as shown:
 
