@@ -32,6 +32,14 @@ def campaign(sandbox: Sandbox, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def odd_campaign(sandbox: Sandbox, tmp_path: Path) -> Path:
+    """The campaign directory in a folder whose path holds a space and a percent sign."""
+    directory = tmp_path / "odd dir" / "50%"
+    sandbox.write_files(directory)
+    return directory
+
+
+@pytest.fixture
 def config(campaign: Path) -> config_mod.Config:
     return config_mod.load(campaign / "syncctl.toml", campaign / ".env")
 
@@ -54,6 +62,14 @@ def run(campaign: Path) -> Run:
         )
 
     return invoke
+
+
+def run_in(campaign: Path, *args: str) -> Result:
+    """`syncctl --config ... --env-file ... ARGS` for the campaign in `campaign`."""
+    return CliRunner().invoke(
+        app,
+        ["--config", str(campaign / "syncctl.toml"), "--env-file", str(campaign / ".env"), *args],
+    )
 
 
 def set_secret(campaign: Path, name: str, value: str | None) -> None:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from syncctl.commands import schedule as sched
-from tests.ops.conftest import Run, one_error_line
+from syncctl.errors import UsageError
+from tests.ops.conftest import Run, one_error_line, run_in
 
 
 def units_of(stdout: str) -> dict[str, str]:
@@ -166,3 +169,53 @@ def test_units_keep_their_own_tmp_unless_syncctl_lives_in_tmp() -> None:
     assert "PrivateTmp=yes" in service
     trial = dataclasses.replace(installed, state_dir=Path("/tmp/campaign/state"))
     assert "PrivateTmp" not in sched.systemd_units(trial, user_units=False)[0].text
+
+
+# -- paths systemd reads as written ---------------------------------------------------------
+
+
+ODD = Path("/srv/odd dir/50%")
+
+
+def test_a_path_with_a_space_and_a_percent_is_escaped_per_systemd_syntax() -> None:
+    """systemd.syntax(7): specifiers everywhere (% is %%); WorkingDirectory= takes the
+    path as written (quotes would be part of it); ExecStart= words are quoted."""
+    spec = sched.ScheduleSpec(
+        executable=("/usr/bin/syncctl",),
+        config=ODD / "syncctl.toml",
+        env_file=ODD / ".env",
+    )
+    service = sched.systemd_units(spec, user_units=False, run_as="alice")[0].text
+    assert "WorkingDirectory=/srv/odd dir/50%%\n" in service
+    assert '--config "/srv/odd dir/50%%/syncctl.toml"' in service
+    assert '--env-file "/srv/odd dir/50%%/.env"' in service
+
+
+@pytest.mark.parametrize("name", ["line\nbreak", "ends in a space ", "ends in a backslash\\"])
+def test_a_directory_a_unit_cannot_name_is_refused(name: str) -> None:
+    spec = sched.ScheduleSpec(
+        executable=("/usr/bin/syncctl",), config=Path("/srv") / name / "syncctl.toml", env_file=None
+    )
+    with pytest.raises(UsageError, match="cannot be written into a systemd unit"):
+        sched.systemd_units(spec, user_units=False, run_as="alice")
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_units_from_a_folder_with_a_space_pass_systemd_analyze_verify(
+    odd_campaign: Path, tmp_path: Path
+) -> None:
+    result = run_in(odd_campaign, "schedule", "systemd")
+    assert result.exit_code == 0, result.output
+    unit_dir = tmp_path / "units"
+    unit_dir.mkdir()
+    for name, text in units_of(result.stdout).items():
+        (unit_dir / name).write_text(text)
+    assert f"WorkingDirectory={odd_campaign.resolve()}".replace("%", "%%") in result.stdout
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *sorted(map(str, unit_dir.iterdir()))],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert verify.returncode == 0, verify.stderr

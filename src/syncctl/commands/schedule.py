@@ -117,15 +117,50 @@ def check_every(minutes: int) -> None:
 # -- systemd ------------------------------------------------------------------------
 
 
-def _systemd_quote(arg: str) -> str:
+# systemd.syntax(7) and systemd.service(5) read a unit's values in two ways,
+# so each value is escaped for the way its setting reads it:
+# - command lines (ExecStart=), like Environment= and the path lists
+#   (ReadWritePaths=, ...), are split into words: a word with a space,
+#   quote, backslash or `;` goes in double quotes, where C escapes apply
+#   (`\\`, `\"`, `\xNN`); `$` must be `$$` (ExecStart= expands variables);
+# - single-path settings (WorkingDirectory=) take the rest of the line as it
+#   is: no quotes (they would become part of the path, which systemd then
+#   rejects as not absolute) and no C escapes (`\x20` would stay four
+#   characters), so a space is written as a space;
+# and every value expands specifiers, so `%` is always written `%%`.
+_NEEDS_QUOTES = re.compile(r"[\s\"'\\;]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _exec_word(arg: str) -> str:
+    """One word of a command line (ExecStart=), as systemd splits and unescapes it."""
     escaped = arg.replace("%", "%%").replace("$", "$$")
-    if escaped and not re.search(r"[\s\"'\\;]", escaped):
+    if escaped and not _NEEDS_QUOTES.search(escaped):
         return escaped
-    return '"' + escaped.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    escaped = escaped.replace("\\", "\\\\").replace('"', '\\"')
+    escaped = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", escaped)
+    return f'"{escaped}"'
 
 
 def _exec(args: list[str]) -> str:
-    return " ".join(_systemd_quote(a) for a in args)
+    return " ".join(_exec_word(a) for a in args)
+
+
+def _path_value(path: Path) -> str:
+    """A single-path setting's value (WorkingDirectory=): the path itself, `%` doubled.
+
+    What such a setting cannot carry is refused: a line break or control
+    character, and spaces or a backslash at the end of the line (systemd
+    strips the former and reads the latter as a line continuation).
+    """
+    text = str(path)
+    if _CONTROL.search(text) or text != text.rstrip() or text.endswith("\\"):
+        raise UsageError(
+            f"{text!r} cannot be written into a systemd unit",
+            hint="move the config into a directory whose path has no control characters "
+            "and does not end in a space or a backslash",
+        )
+    return text.replace("%", "%%")
 
 
 def on_calendar(minutes: int) -> str:
@@ -141,7 +176,7 @@ def systemd_units(
     who = "" if user_units or not run_as else f"User={run_as}\n"
     common = (
         "Wants=network-online.target\nAfter=network-online.target\n\n[Service]\nType=oneshot\n"
-        f"WorkingDirectory={_systemd_quote(str(spec.workdir))}\n"
+        f"WorkingDirectory={_path_value(spec.workdir)}\n"
     )
     # PrivateTmp= gives the unit its own /tmp: files kept there would vanish.
     hardening = "NoNewPrivileges=yes\n" + ("" if spec.uses_tmp else "PrivateTmp=yes\n")
