@@ -746,6 +746,22 @@ def schedule(
         int,
         typer.Option("--delay", min=0, help="systemd RandomizedDelaySec of the frequent timer."),
     ] = 60,
+    user_name: Annotated[
+        str | None,
+        typer.Option(
+            "--user-name",
+            metavar="NAME",
+            help="systemd: the account the system units run as (default: the user behind "
+            "sudo, else the one running this).",
+        ),
+    ] = None,
+    allow_root: Annotated[
+        bool,
+        typer.Option(
+            "--allow-root",
+            help="systemd: let the units run as root (refused otherwise: never needed).",
+        ),
+    ] = False,
 ) -> None:
     """Print (or install) a systemd timer or crontab lines that run reconcile.
 
@@ -764,8 +780,16 @@ def schedule(
     from syncctl.commands import schedule as sched
 
     state = _state(ctx)
-    if user and kind is ScheduleKind.CRON:
-        raise UsageError("--user applies to systemd units only", hint="drop --user for cron")
+    if kind is ScheduleKind.CRON:
+        for flag, given in (
+            ("--user", user),
+            ("--user-name", user_name),
+            ("--allow-root", allow_root),
+        ):
+            if given:
+                raise UsageError(
+                    f"{flag} applies to systemd units only", hint=f"drop {flag} for cron"
+                )
     sched.check_every(every)
     cfg = state.config
     config_path = cfg.path.resolve()
@@ -793,8 +817,22 @@ def schedule(
         else:
             typer.echo(block, nl=False)
         return
-    units = sched.systemd_units(spec, user_units=user, run_as=sched.default_run_as())
+    run_as = sched.choose_run_as(user_name=user_name, allow_root=allow_root, user_units=user)
+    units = sched.systemd_units(spec, user_units=user, run_as=None if user else run_as.name)
     directory = sched.unit_dir(user)
+    if run_as.is_root:
+        err.print(
+            "warning: the units run as root (--allow-root): every run may read and change "
+            "anything on this machine",
+            markup=False,
+            soft_wrap=True,
+        )
+    elif not user:
+        err.print(
+            f"the units run as {run_as.name} (User=; --user-name NAME chooses another account)",
+            markup=False,
+            soft_wrap=True,
+        )
     if install:
         for path in sched.install_units(units, directory):
             err.print(f"wrote {path}", markup=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -87,3 +89,38 @@ def one_error_line(result: Result) -> str:
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.output + result.stderr
     return lines[0]
+
+
+# -- who runs `syncctl schedule` --------------------------------------------------------
+
+
+@pytest.fixture
+def other_account() -> pwd.struct_passwd:
+    """An existing account of this machine that is not root."""
+    for entry in sorted(pwd.getpwall(), key=lambda e: e.pw_uid):
+        if entry.pw_uid != 0 and entry.pw_name != "nobody":  # systemd warns about nobody
+            return entry
+    pytest.skip("this machine has no account but root")
+
+
+@pytest.fixture
+def as_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A root shell: effective uid 0 and no SUDO_USER."""
+    monkeypatch.delenv("SUDO_USER", raising=False)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+
+
+@pytest.fixture
+def behind_sudo(monkeypatch: pytest.MonkeyPatch, other_account: pwd.struct_passwd) -> str:
+    """`sudo syncctl ...` run by `other_account`: root, with SUDO_USER naming them."""
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setenv("SUDO_USER", other_account.pw_name)
+    return other_account.pw_name
+
+
+@pytest.fixture
+def as_operator(monkeypatch: pytest.MonkeyPatch, other_account: pwd.struct_passwd) -> str:
+    """`other_account`'s own shell, no sudo."""
+    monkeypatch.delenv("SUDO_USER", raising=False)
+    monkeypatch.setattr(os, "geteuid", lambda: other_account.pw_uid)
+    return other_account.pw_name

@@ -15,8 +15,8 @@ directory, because cron and systemd start with an almost empty environment.
 
 from __future__ import annotations
 
-import getpass
 import os
+import pwd
 import re
 import shlex
 import shutil
@@ -234,10 +234,86 @@ def unit_dir(user_units: bool) -> Path:
     return Path(base) / "systemd" / "user"
 
 
-def default_run_as() -> str | None:
-    """The account system units run as: the invoking user (behind sudo too), never root."""
-    name = os.environ.get("SUDO_USER") or getpass.getuser()
-    return None if name == "root" else name
+@dataclass(frozen=True)
+class Account:
+    """A user account of this machine."""
+
+    name: str
+    uid: int
+
+    @property
+    def is_root(self) -> bool:
+        return self.uid == 0
+
+
+def _account(name: str) -> Account | None:
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        return None
+    return Account(entry.pw_name, entry.pw_uid)
+
+
+def effective_account() -> Account:
+    """The account this process runs as (root under sudo)."""
+    uid = os.geteuid()
+    try:
+        return Account(pwd.getpwuid(uid).pw_name, uid)
+    except KeyError:  # a uid without a passwd entry (containers)
+        return Account(str(uid), uid)
+
+
+def invoking_account() -> Account:
+    """Who runs this command: the user behind `sudo`, else the effective user."""
+    behind_sudo = os.environ.get("SUDO_USER")
+    found = _account(behind_sudo) if behind_sudo else None
+    return found if found is not None else effective_account()
+
+
+_ROOT_HINT = (
+    "pass --user-name NAME, the account that owns the config, the .env and the state_dir; "
+    "or --allow-root if the units really must run as root"
+)
+
+
+def choose_run_as(*, user_name: str | None, allow_root: bool, user_units: bool) -> Account:
+    """The account the units will run as: `User=` of system units, or the user units' owner.
+
+    Never root unless asked for with `allow_root`: a reconcile run needs
+    the config, the secrets and the state directory, nothing a root account
+    adds, and units written from a root shell (no `SUDO_USER`) would
+    otherwise run as root without anyone choosing it.
+    """
+    if user_units:
+        if user_name is not None:
+            raise UsageError(
+                "--user-name applies to system units",
+                hint="user units run as the account that installs them: drop --user-name, "
+                "or drop --user",
+            )
+        owner = effective_account()
+        if owner.is_root and not allow_root:
+            raise UsageError(
+                "user units installed as root would run every reconcile as root",
+                hint="run `syncctl schedule systemd --user` (without sudo) as the account "
+                "that should run syncctl, or pass --allow-root",
+            )
+        return owner
+    if user_name is None:
+        account = invoking_account()
+        why = "syncctl runs as root, and no SUDO_USER names the account behind sudo"
+    else:
+        found = _account(user_name)
+        if found is None:
+            raise UsageError(
+                f"--user-name {user_name}: no such account on this machine",
+                hint=f"create it (e.g. `useradd --system {user_name}`) or name an existing one",
+            )
+        account = found
+        why = f"--user-name {user_name} names root"
+    if account.is_root and not allow_root:
+        raise UsageError(f"the units would run as root: {why}", hint=_ROOT_HINT)
+    return account
 
 
 def install_units(units: list[UnitFile], directory: Path) -> list[Path]:
