@@ -471,12 +471,15 @@ def status_lines(status: PersonStatus) -> list[str]:
     out = [f"status of {status.email}"]
 
     def section(name: str, service: str | None, rows: list[str], empty: str) -> None:
+        """A section's rows; what was not read is said so, never shown as absent."""
         out.append(f"{name}:")
         if service and service in status.errors:
-            out.append(f"  could not read: {status.errors[service]}")
-        elif rows:
-            out.extend(f"  {row}" for row in rows)
-        else:
+            out.append(f"  could not be read: {status.errors[service]}")
+            return
+        out.extend(f"  {row}" for row in rows)
+        if service and service in status.unchecked:
+            out.append(f"  could not be read: {status.unchecked[service]}")
+        elif not rows:
             out.append(f"  {empty}")
 
     section(
