@@ -565,7 +565,8 @@ def doctor(
     the five custom fields and their types, the three emails published;
     Discord token and the bot's permissions in both channels; Shopware
     credentials and the VIP promotion (active, individual codes); EspoCRM
-    Lead read/create rights. Only reads. Exit 0 when every check passes, 1
+    Lead read/create rights and lead_source among the Lead's source
+    options. Only reads. Exit 0 when every check passes, 1
     otherwise.
 
     \b

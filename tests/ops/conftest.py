@@ -83,6 +83,14 @@ def set_secret(campaign: Path, name: str, value: str | None) -> None:
     env.write_text("".join(line + "\n" for line in lines))
 
 
+def set_lead_source(campaign: Path, value: str) -> None:
+    """Set `[espocrm] lead_source` in the campaign's syncctl.toml."""
+    config = campaign / "syncctl.toml"
+    text = config.read_text()
+    assert "\nlead_source" not in text
+    config.write_text(text.replace("[espocrm]\n", f'[espocrm]\nlead_source = "{value}"\n'))
+
+
 def one_error_line(result: Result) -> str:
     """The single stderr line of a failed command (and no traceback anywhere)."""
     lines = [line for line in result.stderr.splitlines() if line.strip()]

@@ -14,7 +14,7 @@ from syncctl.commands import render
 from syncctl.engine.reconcile import reconcile
 from syncctl.sandbox.stack import Sandbox
 from syncctl.state.lock import state_lock
-from tests.ops.conftest import Run
+from tests.ops.conftest import Run, set_lead_source
 
 BOX = set("┏┃━│└┌╇┡")
 
@@ -51,6 +51,19 @@ def test_quiet_still_shows_failures(run: Run, sandbox: Sandbox) -> None:
     assert lines and all(line.startswith("warning: ") for line in lines)
     assert any("outcome=failed" in line and "kind=create_lead" in line for line in lines)
     assert any(line.startswith("warning: Outcome:") for line in lines)
+
+
+def test_quiet_names_each_held_refusal_and_its_cause(run: Run, campaign) -> None:
+    """A refusal held from an earlier run makes the run exit 1: cron must hear why."""
+    set_lead_source(campaign, "Bogus")
+    assert run("reconcile").exit_code == 1  # Espo refuses the three leads (400)
+    result = run("reconcile", globals_=("-q",))
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    held = [line for line in lines if "outcome=skipped" in line]
+    assert len(held) == 3 and all(line.startswith("warning: action ") for line in held)
+    assert all("kind=create_lead" in line and "lead_source = 'Bogus'" in line for line in held)
+    assert lines[-1] == "warning: Outcome: espocrm skipped 3"
 
 
 def test_json_logs_are_one_object_per_line(run: Run, sandbox: Sandbox) -> None:

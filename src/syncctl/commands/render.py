@@ -285,12 +285,13 @@ def result_lines(result: RunResult, *, outcomes_logged: bool = False) -> list[Li
     for note in result.plan.notes:
         lines.append((INFO, f"note: {note.subject}: {note.message}"))
     if result.outcomes:
-        level = WARNING if result.failed else INFO
+        level = WARNING if result.failed or result.held else INFO
         lines.append((level, outcome_line(result.outcomes)))
         if not outcomes_logged:
             for o in result.outcomes:
                 if o.status is not Status.DONE:
-                    lines.append((INFO, f"  {o.status} {o.key} {o.action.subject}: {o.message}"))
+                    level = WARNING if o.status is Status.FAILED or o.refused else INFO
+                    lines.append((level, f"  {o.status} {o.key} {o.action.subject}: {o.message}"))
     lines.append((INFO, calls_line(result)))
     return lines
 
