@@ -432,6 +432,7 @@ def reconcile(
             retry_refused=retry_refused,
             progress=shown.phase,
             on_outcome=on_outcome,
+            on_plan=shown.planned,
         )
     _report_run(state, result, outcomes_logged=True)
     if json_out:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pwd
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner, Result
 
 from syncctl import config as config_mod
@@ -39,6 +41,13 @@ def odd_campaign(sandbox: Sandbox, tmp_path: Path) -> Path:
     directory = tmp_path / "odd dir" / "50%"
     sandbox.write_files(directory)
     return directory
+
+
+@pytest.fixture
+def terminal_80(monkeypatch: pytest.MonkeyPatch) -> Console:
+    """A terminal of COLUMNS=80 (the suite's default is 160) writing into a buffer."""
+    monkeypatch.setenv("COLUMNS", "80")
+    return Console(file=io.StringIO(), force_terminal=True, color_system=None)
 
 
 @pytest.fixture

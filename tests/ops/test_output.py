@@ -5,12 +5,15 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 
 import pytest
 from rich.console import Console
 
 from syncctl import logs
 from syncctl.commands import render
+from syncctl.commands.history import read_history
+from syncctl.engine.apply import Status
 from syncctl.engine.reconcile import reconcile
 from syncctl.sandbox.stack import Sandbox
 from syncctl.state.lock import state_lock
@@ -194,3 +197,67 @@ def test_a_dry_run_over_max_actions_warns_of_the_refusal(run: Run) -> None:
 def test_the_first_run_is_labelled_once_as_a_run(run: Run) -> None:
     first_line = run("reconcile", "--dry-run").stderr.splitlines()[0]
     assert first_line == "full run (first run) (dry run: nothing was changed)"
+
+
+# -- a terminal 80 columns wide ------------------------------------------------------------
+
+#: What must stay whole to be copied: coupon codes, invite links, emails.
+WHOLE = re.compile(r"VIP-[A-Z0-9-]+|https://\S+|\S+@\S+")
+
+
+def printed(console: Console, renderable) -> list[str]:
+    console.print(renderable)
+    assert isinstance(console.file, io.StringIO)
+    return console.file.getvalue().splitlines()
+
+
+def test_at_80_columns_the_plan_splits_no_code_link_or_email(config, terminal_80) -> None:
+    plan = reconcile(config, dry_run=True).plan
+    lines = printed(terminal_80, render.plan_table(plan))
+    assert terminal_80.width == 80 and all(len(line) <= 80 for line in lines)
+    for action in plan.actions:
+        for word in {action.subject, *WHOLE.findall(render._change(action))}:
+            assert any(word in line for line in lines), f"{word} was split"
+
+
+def test_at_80_columns_a_22_action_plan_takes_two_lines_an_action(config, terminal_80) -> None:
+    """Title, header, rule, caption and one row per system: 10 lines at most besides."""
+    plan = reconcile(config, dry_run=True).plan
+    assert len(plan) == 22
+    assert len(printed(terminal_80, render.plan_table(plan))) <= 2 * len(plan) + 10
+
+
+def test_at_80_columns_the_journal_splits_no_reference_or_email(config, terminal_80) -> None:
+    reconcile(config)
+    entries = read_history(config, email=None, since=None, failed=False, limit=None)
+    lines = printed(terminal_80, render.history_table(entries))
+    assert all(len(line) <= 80 for line in lines)
+    for entry in entries:
+        for word in filter(None, (entry.subject, entry.ref)):
+            assert any(word in line for line in lines), f"{word} was split"
+
+
+def test_at_80_columns_what_was_not_done_splits_no_email(
+    config, sandbox: Sandbox, terminal_80
+) -> None:
+    sandbox.espocrm.set_lead_acl(create=False)
+    outcomes = reconcile(config).outcomes
+    problems = render.problems_table(outcomes)
+    assert problems is not None
+    lines = printed(terminal_80, problems)
+    assert all(len(line) <= 80 for line in lines)
+    for outcome in outcomes:
+        if outcome.status is not Status.DONE:
+            assert any(outcome.action.subject in line for line in lines)
+
+
+def test_the_progress_bar_counts_up_to_the_planned_actions(config) -> None:
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=140)
+    with render.RunProgress(console, enabled=True) as shown:
+        result = reconcile(
+            config, progress=shown.phase, on_outcome=shown.outcome, on_plan=shown.planned
+        )
+    total = len(result.plan)
+    assert total > 0
+    assert f"{total}/{total}" in buffer.getvalue() and "eta" in buffer.getvalue()

@@ -126,8 +126,12 @@ def reconcile(
     progress: Callable[[str], None] | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
     services: Services | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
 ) -> RunResult:
-    """Run once; the result says what was planned and what happened."""
+    """Run once; the result says what was planned and what happened.
+
+    `on_plan` hears the plan just before it is applied (a progress bar's total).
+    """
     settings = config.settings
     config.secrets.require()
     code_secret = config.secret("SYNCCTL_CODE_SECRET")
@@ -170,6 +174,8 @@ def reconcile(
             # The plan carries what applying needs: let the snapshot go (at
             # 100k contacts some 70 MB) before the run's busiest part.
             observation.snapshot = Snapshot()
+            if on_plan is not None:
+                on_plan(result.plan)
             result.outcomes = applier.apply(result.plan)
             _remember(journal, observation, scope, result)
             return result
