@@ -194,9 +194,13 @@ def test_a_dry_run_over_max_actions_warns_of_the_refusal(run: Run) -> None:
     assert "--max-actions N" in result.stderr
 
 
-def test_the_first_run_is_labelled_once_as_a_run(run: Run) -> None:
+def test_the_first_dry_run_is_labelled_in_one_phrase(run: Run) -> None:
     first_line = run("reconcile", "--dry-run").stderr.splitlines()[0]
-    assert first_line == "full run (first run) (dry run: nothing was changed)"
+    assert first_line == "first full dry run: nothing was changed"
+
+
+def test_the_first_real_run_is_labelled_in_one_phrase(run: Run) -> None:
+    assert "first full run" in run("reconcile").stderr.splitlines()
 
 
 # -- a terminal 80 columns wide ------------------------------------------------------------

@@ -279,10 +279,14 @@ def calls_line(result: RunResult) -> str:
 
 
 def run_label(result: RunResult) -> str:
-    """ "full run (first run)", "incremental run (dry run: nothing was changed)"."""
+    """One phrase: "incremental run", "first full run", "full dry run: nothing was changed"."""
     mode, _, aside = result.mode.partition(" (")
-    label = f"{mode} run" + (f" ({aside}" if aside else "")
-    return label + (" (dry run: nothing was changed)" if result.dry_run else "")
+    aside = aside.removesuffix(")")
+    first = aside == "first run"
+    label = f"{'first ' if first else ''}{mode} {'dry run' if result.dry_run else 'run'}"
+    if aside and not first:
+        label += f" ({aside})"  # a mode this label does not know yet, kept as said
+    return label + (": nothing was changed" if result.dry_run else "")
 
 
 def empty_plan_line(result: RunResult) -> str:
