@@ -870,12 +870,25 @@ def demo(
     """
     import tempfile
 
-    from syncctl.commands.render import calls_line, outcome_table, plan_table, show_result
+    from syncctl.commands import render
     from syncctl.engine.reconcile import reconcile as run
     from syncctl.sandbox.seed import seed_demo
     from syncctl.sandbox.stack import Sandbox
 
     console = Console(highlight=False)
+    # On a terminal tables; into a pipe or a file plain lines, like every command.
+    rich = render.use_rich(console)
+
+    def say(*lines: str) -> None:
+        for line in lines:
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    def heading(text: str) -> None:
+        if rich:
+            console.rule(text)
+        else:
+            say(f"== {text}")
+
     with (
         tempfile.TemporaryDirectory(prefix="syncctl-demo-") as tmp,
         Sandbox(latency=latency) as sandbox,
@@ -883,24 +896,31 @@ def demo(
         seed_demo(sandbox)
         config_path, env_path = sandbox.write_files(Path(tmp))
         cfg = config_mod.load(config_path, env_path)
-        console.rule("1. dry run: what syncctl would change")
+        heading("1. dry run: what syncctl would change")
         planned = run(cfg, dry_run=True)
-        console.print(plan_table(planned.plan))
-        for note in planned.plan.notes:
-            console.print(f"note: {note.subject}: {note.message}", markup=False)
-        console.print(calls_line(planned), markup=False)
-        console.rule("2. reconcile: applying it")
+        if rich:
+            console.print(render.plan_table(planned.plan))
+        else:
+            say(*render.plan_lines(planned.plan))
+        say(*(f"note: {note.subject}: {note.message}" for note in planned.plan.notes))
+        say(render.calls_line(planned))
+        heading("2. reconcile: applying it")
         applied = run(cfg)
-        console.print(outcome_table(applied.outcomes))
-        console.print(calls_line(applied), markup=False)
-        console.rule("3. reconcile again: nothing left to do")
+        if rich:
+            console.print(render.outcome_table(applied.outcomes))
+        else:
+            say(render.outcome_line(applied.outcomes))
+        say(render.calls_line(applied))
+        heading("3. reconcile again: nothing left to do")
         again = run(cfg)
-        show_result(console, again)
-        console.print(
+        if rich:
+            render.show_result(console, again)
+        else:
+            say(*(line for _, line in render.result_lines(again)))
+        say(
             f"sandbox now holds {len(sandbox.shopware.codes())} coupon code(s), "
             f"{len(sandbox.discord.invites())} live invite(s), "
-            f"{len(sandbox.mautic.sent())} email(s) sent, {len(sandbox.espocrm.leads())} lead(s)",
-            markup=False,
+            f"{len(sandbox.mautic.sent())} email(s) sent, {len(sandbox.espocrm.leads())} lead(s)"
         )
     failed = applied.failed or again.failed or not again.plan.is_empty
     raise typer.Exit(1 if failed else 0)

@@ -9,8 +9,10 @@ import re
 
 import pytest
 from rich.console import Console
+from typer.testing import CliRunner
 
 from syncctl import logs
+from syncctl.cli import app
 from syncctl.commands import render
 from syncctl.commands.history import read_history
 from syncctl.engine.apply import Status
@@ -265,3 +267,14 @@ def test_the_progress_bar_counts_up_to_the_planned_actions(config) -> None:
     total = len(result.plan)
     assert total > 0
     assert f"{total}/{total}" in buffer.getvalue() and "eta" in buffer.getvalue()
+
+
+def test_demo_into_a_pipe_writes_plain_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR")  # only the pipe decides here
+    monkeypatch.setenv("TERM", "xterm")
+    result = CliRunner().invoke(app, ["demo"])
+    assert result.exit_code == 0, result.output
+    assert not BOX & set(result.stdout) and "─" not in result.stdout
+    assert "== 1. dry run: what syncctl would change" in result.stdout.splitlines()
+    assert "Planned changes (22): shopware 3, mautic 11, discord 5, espocrm 3" in result.stdout
+    assert "In sync: nothing to do." in result.stdout
