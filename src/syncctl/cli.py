@@ -27,6 +27,7 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -39,7 +40,7 @@ from typer._click.exceptions import UsageError as ClickUsageError
 
 from syncctl import __version__, logs
 from syncctl import config as config_mod
-from syncctl.errors import SyncctlError, UsageError
+from syncctl.errors import LockBusy, SyncctlError, UsageError
 
 if TYPE_CHECKING:
     # Typer vendors click; its base Context (what Group.invoke receives) is not re-exported.
@@ -100,7 +101,12 @@ class _Group(typer.core.TyperGroup):
                 exc.exit_code = 1  # with --detailed-exitcode, 2 means "changes"
             raise
         except SyncctlError as exc:
-            _print_error(ctx, f"error: {exc}")
+            state = ctx.find_object(AppState)
+            # Under cron (-q) a run overlapping another is routine and any output is
+            # mailed: a busy lock stays silent (exit 3) unless its holder looks stuck.
+            routine = isinstance(exc, LockBusy) and not exc.stuck
+            if not (routine and state is not None and state.quiet):
+                _print_error(ctx, f"error: {exc}")
             code = exc.exit_code
             if detailed and code == 2:
                 code = 1  # with --detailed-exitcode, 2 means "changes", never an error
@@ -237,6 +243,22 @@ def root(
             err.print(line, markup=False, highlight=False, soft_wrap=True)
 
     ctx.call_on_close(logs.configure(state.log_format, state.verbosity, terminal=rich, write=write))
+
+
+def _waiting_notice(ctx: typer.Context) -> Callable[[str], None]:
+    """The `on_wait` of a --wait run: one line saying whose lock it waits for (not with -q)."""
+    state = _state(ctx)
+
+    def notice(holder: str) -> None:
+        if state.quiet:
+            return
+        text = f"waiting for the lock: {holder}"
+        if state.log_format == "json":
+            logs.event(logs.LOGGER, logging.INFO, text)
+        else:
+            err.print(f"syncctl: {text}", markup=False, soft_wrap=True)
+
+    return notice
 
 
 def _state(ctx: typer.Context) -> AppState:
@@ -433,6 +455,7 @@ def reconcile(
             progress=shown.phase,
             on_outcome=on_outcome,
             on_plan=shown.planned,
+            on_wait=_waiting_notice(ctx),
         )
     _report_run(state, result, outcomes_logged=True)
     if json_out:
@@ -529,7 +552,13 @@ def reissue_invite(
         return typer.confirm("Apply these changes?", default=False, err=True)
 
     result = reissue(
-        cfg, email, dry_run=dry_run, send_email=not no_email, confirm=confirm, wait=wait
+        cfg,
+        email,
+        dry_run=dry_run,
+        send_email=not no_email,
+        confirm=confirm,
+        wait=wait,
+        on_wait=_waiting_notice(ctx),
     )
     if dry_run:
         if state.rich:

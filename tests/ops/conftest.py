@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import pwd
+import threading
+import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,6 +20,7 @@ from syncctl import config as config_mod
 from syncctl.cli import app
 from syncctl.sandbox.seed import seed_demo
 from syncctl.sandbox.stack import Sandbox
+from syncctl.state.lock import state_lock
 
 Run = Callable[..., Result]
 
@@ -53,6 +58,34 @@ def terminal_80(monkeypatch: pytest.MonkeyPatch) -> Console:
 @pytest.fixture
 def config(campaign: Path) -> config_mod.Config:
     return config_mod.load(campaign / "syncctl.toml", campaign / ".env")
+
+
+@pytest.fixture
+def lock_held_briefly(config: config_mod.Config) -> Iterator[None]:
+    """Another run holding the state directory's lock for half a second from now."""
+    held = threading.Event()
+
+    def hold() -> None:
+        with state_lock(config.settings.run.state_path):
+            held.set()
+            time.sleep(0.5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    yield
+    holder.join(10)
+
+
+@pytest.fixture
+def lock_held_for_hours(config: config_mod.Config) -> Iterator[None]:
+    """Another run holding the state lock since seven hours ago (a hung run)."""
+    state_dir = config.settings.run.state_path
+    with state_lock(state_dir):
+        started = datetime.now(UTC) - timedelta(hours=7)
+        line = json.dumps({"pid": 4242, "started": started.isoformat(timespec="seconds")})
+        (state_dir / "lock").write_text(line + "\n")
+        yield
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
 
 import pytest
@@ -69,6 +70,35 @@ def test_quiet_names_each_held_refusal_and_its_cause(run: Run, campaign) -> None
     assert len(held) == 3 and all(line.startswith("warning: action ") for line in held)
     assert all("kind=create_lead" in line and "lead_source = 'Bogus'" in line for line in held)
     assert lines[-1] == "warning: Outcome: espocrm skipped 3"
+
+
+def test_quiet_run_finding_the_lock_busy_exits_3_silently(run: Run, config) -> None:
+    """Cron (-q) mails any output; overlapping the audit is routine, not news."""
+    with state_lock(config.settings.run.state_path):
+        result = run("reconcile", globals_=("-q",))
+    assert result.exit_code == 3
+    assert result.stderr == "" and result.stdout == ""
+
+
+def test_quiet_run_still_reports_a_lock_held_for_hours(run: Run, lock_held_for_hours) -> None:
+    result = run("reconcile", globals_=("-q",))
+    assert result.exit_code == 3
+    (line,) = result.stderr.splitlines()
+    assert "pid 4242" in line and "looks stuck" in line and "kill 4242" in line
+
+
+def test_wait_says_once_whose_lock_it_waits_for(run: Run, lock_held_briefly) -> None:
+    result = run("reconcile", "--wait")
+    assert result.exit_code == 0, result.output
+    waiting = [line for line in result.stderr.splitlines() if "waiting for the lock" in line]
+    assert len(waiting) == 1
+    assert "another syncctl run holds" in waiting[0] and f"pid {os.getpid()}" in waiting[0]
+
+
+def test_quiet_wait_waits_silently(run: Run, lock_held_briefly) -> None:
+    result = run("reconcile", "--wait", globals_=("-q",))
+    assert result.exit_code == 0, result.output
+    assert "waiting" not in result.stderr
 
 
 def test_json_logs_are_one_object_per_line(run: Run, sandbox: Sandbox) -> None:

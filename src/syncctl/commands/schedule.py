@@ -367,7 +367,8 @@ def crontab_block(spec: ScheduleSpec) -> str:
     return (
         f"{BEGIN}\n"
         "# syncctl locks its state directory itself: no flock wrapper. -q: output (and\n"
-        "# so cron mail) only for warnings and errors; exit 3 = another run was busy.\n"
+        "# so cron mail) only for warnings and errors; exit 3 = another run was busy\n"
+        "# (silent, unless that run has held the lock for hours).\n"
         f"{cron_schedule(spec.every_minutes)} {frequent}\n"
         f"{int(minute)} {int(hour)} * * * {audit}\n"
         f"{END}\n"

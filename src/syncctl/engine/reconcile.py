@@ -127,10 +127,12 @@ def reconcile(
     on_outcome: Callable[[Outcome], None] | None = None,
     services: Services | None = None,
     on_plan: Callable[[Plan], None] | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Run once; the result says what was planned and what happened.
 
-    `on_plan` hears the plan just before it is applied (a progress bar's total).
+    `on_plan` hears the plan just before it is applied (a progress bar's
+    total); `on_wait`, with `wait`, who holds the lock it waits for.
     """
     settings = config.settings
     config.secrets.require()
@@ -138,7 +140,9 @@ def reconcile(
     limit = max_actions or settings.run.max_actions
     state_dir = settings.run.state_path
     started = time.monotonic()
-    lock = contextlib.nullcontext() if dry_run else state_lock(state_dir, wait=wait)
+    lock = (
+        contextlib.nullcontext() if dry_run else state_lock(state_dir, wait=wait, on_wait=on_wait)
+    )
     with (
         lock,
         Journal.open(state_dir, readonly=dry_run) as journal,
