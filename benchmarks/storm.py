@@ -30,6 +30,7 @@ from typing import Any
 
 from syncctl import config as config_mod
 from syncctl.engine.reconcile import reconcile
+from syncctl.errors import SyncctlError
 from syncctl.sandbox.seed import seed_demo
 from syncctl.sandbox.stack import VIP_PRICE_ID, VIP_PRODUCT_ID, Sandbox
 from syncctl.sandbox.storm import Storm
@@ -55,6 +56,8 @@ class SeedResult:
     converged_after: int | None
     #: What was still wrong after each storm run.
     left: list[int] = field(default_factory=list)
+    #: Runs that stopped with an error (Mautic, the hub, could not be read).
+    stopped: list[str] = field(default_factory=list)
     #: Anything done twice, at any point (must stay empty).
     duplicates: list[str] = field(default_factory=list)
     #: The calm run after the storm: its plan and what it found.
@@ -95,7 +98,10 @@ def run_seed(
             storms[name] = emulator.storm = Storm(seed * 10 + i, rate=rate)
         result = SeedResult(seed, None)
         for run in range(1, max_runs + 1):
-            reconcile(config)
+            try:
+                reconcile(config)
+            except SyncctlError as exc:  # Mautic unreadable: the run stops, exit 1
+                result.stopped.append(f"run {run}: {exc}")
             problems = violations(sandbox, config)
             result.left.append(len(problems))
             result.duplicates += [p for p in problems if _TWICE.search(p)]
@@ -124,6 +130,7 @@ def summary(results: Sequence[SeedResult], max_runs: int) -> dict[str, Any]:
         "max_runs": max_runs,
         "runs_needed": [r.converged_after for r in results],
         "duplicates": sum(len(r.duplicates) for r in results),
+        "runs_stopped": sum(len(r.stopped) for r in results),
         "calm_run_clean": sum(1 for r in results if not r.calm_problems and not r.calm_plan),
     }
 

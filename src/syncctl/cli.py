@@ -8,7 +8,8 @@ Exit codes (README, "Exit codes"):
   0  success: in sync, or every planned action done
   1  an action or a service failed (details on stderr / in --json)
   2  bad config, secret or command line (with --detailed-exitcode: changes
-     were pending or applied, and config errors exit 1 instead)
+     were pending or applied, and errors of any kind, a mistyped option
+     too, exit 1 instead)
   3  another run holds the state directory's lock
   4  the plan looked like a configuration mistake and was not applied
 `doctor` exits 1 when a check fails; `status` exits 1 when a service could
@@ -26,6 +27,7 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -34,10 +36,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer._click.exceptions import UsageError as ClickUsageError
 
 from syncctl import __version__, logs
 from syncctl import config as config_mod
-from syncctl.errors import SyncctlError, UsageError
+from syncctl.errors import LockBusy, SyncctlError, UsageError
 
 if TYPE_CHECKING:
     # Typer vendors click; its base Context (what Group.invoke receives) is not re-exported.
@@ -56,17 +59,56 @@ def _print_error(ctx: ClickContext, text: str) -> None:
         err.print(f"syncctl: {text}", markup=False, soft_wrap=True)
 
 
+#: With this flag, exit 2 means "changes": every error, usage errors too, exits 1.
+DETAILED_EXITCODE = "--detailed-exitcode"
+
+
+def _asks_detailed_exitcode(args: list[str]) -> bool:
+    """Whether the command line holds --detailed-exitcode (options end at `--`)."""
+    words = args[: args.index("--")] if "--" in args else args
+    return DETAILED_EXITCODE in words
+
+
 class _Group(typer.core.TyperGroup):
     """Maps library errors to one clean line and an exit code."""
 
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: ClickContext | None = None,
+        **extra: Any,
+    ) -> ClickContext:
+        # Decided from the raw words, before parsing: a usage error found while
+        # parsing (an unknown option, --max-actions 0) must know the flag
+        # whatever the order of the words.
+        detailed = _asks_detailed_exitcode(list(args))
+        try:
+            ctx = super().make_context(info_name, args, parent=parent, **extra)
+        except ClickUsageError as exc:
+            if detailed:
+                exc.exit_code = 1
+            raise
+        ctx.meta[DETAILED_EXITCODE] = detailed
+        return ctx
+
     def invoke(self, ctx: ClickContext) -> Any:
+        detailed = bool(ctx.meta.get(DETAILED_EXITCODE))
         try:
             return super().invoke(ctx)
+        except ClickUsageError as exc:
+            if detailed:
+                exc.exit_code = 1  # with --detailed-exitcode, 2 means "changes"
+            raise
         except SyncctlError as exc:
-            _print_error(ctx, f"error: {exc}")
             state = ctx.find_object(AppState)
+            # Under cron (-q) a run overlapping another is routine and any output is
+            # mailed: a busy lock stays silent (exit 3) unless its holder looks stuck.
+            routine = isinstance(exc, LockBusy) and not exc.stuck
+            if not (routine and state is not None and state.quiet):
+                _print_error(ctx, f"error: {exc}")
             code = exc.exit_code
-            if state is not None and state.detailed_exitcode and code == 2:
+            if detailed and code == 2:
                 code = 1  # with --detailed-exitcode, 2 means "changes", never an error
             raise typer.Exit(code) from None
         except KeyboardInterrupt:
@@ -101,7 +143,6 @@ class AppState:
 
     config_path: Path | None = None
     env_file: Path | None = None
-    detailed_exitcode: bool = False
     log_format: str = "text"
     verbosity: int = 0
     #: stderr is a terminal that may show tables and progress.
@@ -202,6 +243,22 @@ def root(
             err.print(line, markup=False, highlight=False, soft_wrap=True)
 
     ctx.call_on_close(logs.configure(state.log_format, state.verbosity, terminal=rich, write=write))
+
+
+def _waiting_notice(ctx: typer.Context) -> Callable[[str], None]:
+    """The `on_wait` of a --wait run: one line saying whose lock it waits for (not with -q)."""
+    state = _state(ctx)
+
+    def notice(holder: str) -> None:
+        if state.quiet:
+            return
+        text = f"waiting for the lock: {holder}"
+        if state.log_format == "json":
+            logs.event(logs.LOGGER, logging.INFO, text)
+        else:
+            err.print(f"syncctl: {text}", markup=False, soft_wrap=True)
+
+    return notice
 
 
 def _state(ctx: typer.Context) -> AppState:
@@ -398,7 +455,6 @@ def reconcile(
     from syncctl.engine.reconcile import reconcile as run
 
     state = _state(ctx)
-    state.detailed_exitcode = detailed_exitcode
     cfg = state.config
     with RunProgress(err, enabled=state.rich and not state.quiet, fallback=_debug) as shown:
 
@@ -416,6 +472,8 @@ def reconcile(
             allow_mass_change=allow_mass_change,
             progress=shown.phase,
             on_outcome=on_outcome,
+            on_plan=shown.planned,
+            on_wait=_waiting_notice(ctx),
         )
     _report_run(state, result, outcomes_logged=True)
     if json_out:
@@ -512,7 +570,13 @@ def reissue_invite(
         return typer.confirm("Apply these changes?", default=False, err=True)
 
     result = reissue(
-        cfg, email, dry_run=dry_run, send_email=not no_email, confirm=confirm, wait=wait
+        cfg,
+        email,
+        dry_run=dry_run,
+        send_email=not no_email,
+        confirm=confirm,
+        wait=wait,
+        on_wait=_waiting_notice(ctx),
     )
     if dry_run:
         if state.rich:
@@ -549,7 +613,8 @@ def doctor(
     the five custom fields and their types, the three emails published;
     Discord token and the bot's permissions in both channels; Shopware
     credentials and the VIP promotion (active, individual codes); EspoCRM
-    Lead read/create rights. Only reads. Exit 0 when every check passes, 1
+    Lead read/create rights and lead_source among the Lead's source
+    options. Only reads. Exit 0 when every check passes, 1
     otherwise.
 
     \b
@@ -730,6 +795,22 @@ def schedule(
         int,
         typer.Option("--delay", min=0, help="systemd RandomizedDelaySec of the frequent timer."),
     ] = 60,
+    user_name: Annotated[
+        str | None,
+        typer.Option(
+            "--user-name",
+            metavar="NAME",
+            help="systemd: the account the system units run as (default: the user behind "
+            "sudo, else the one running this).",
+        ),
+    ] = None,
+    allow_root: Annotated[
+        bool,
+        typer.Option(
+            "--allow-root",
+            help="systemd: let the units run as root (refused otherwise: never needed).",
+        ),
+    ] = False,
 ) -> None:
     """Print (or install) a systemd timer or crontab lines that run reconcile.
 
@@ -748,8 +829,16 @@ def schedule(
     from syncctl.commands import schedule as sched
 
     state = _state(ctx)
-    if user and kind is ScheduleKind.CRON:
-        raise UsageError("--user applies to systemd units only", hint="drop --user for cron")
+    if kind is ScheduleKind.CRON:
+        for flag, given in (
+            ("--user", user),
+            ("--user-name", user_name),
+            ("--allow-root", allow_root),
+        ):
+            if given:
+                raise UsageError(
+                    f"{flag} applies to systemd units only", hint=f"drop {flag} for cron"
+                )
     sched.check_every(every)
     cfg = state.config
     config_path = cfg.path.resolve()
@@ -777,8 +866,22 @@ def schedule(
         else:
             typer.echo(block, nl=False)
         return
-    units = sched.systemd_units(spec, user_units=user, run_as=sched.default_run_as())
+    run_as = sched.choose_run_as(user_name=user_name, allow_root=allow_root, user_units=user)
+    units = sched.systemd_units(spec, user_units=user, run_as=None if user else run_as.name)
     directory = sched.unit_dir(user)
+    if run_as.is_root:
+        err.print(
+            "warning: the units run as root (--allow-root): every run may read and change "
+            "anything on this machine",
+            markup=False,
+            soft_wrap=True,
+        )
+    elif not user:
+        err.print(
+            f"the units run as {run_as.name} (User=; --user-name NAME chooses another account)",
+            markup=False,
+            soft_wrap=True,
+        )
     if install:
         for path in sched.install_units(units, directory):
             err.print(f"wrote {path}", markup=False)
@@ -814,12 +917,25 @@ def demo(
     """
     import tempfile
 
-    from syncctl.commands.render import calls_line, outcome_table, plan_table, show_result
+    from syncctl.commands import render
     from syncctl.engine.reconcile import reconcile as run
     from syncctl.sandbox.seed import seed_demo
     from syncctl.sandbox.stack import Sandbox
 
     console = Console(highlight=False)
+    # On a terminal tables; into a pipe or a file plain lines, like every command.
+    rich = render.use_rich(console)
+
+    def say(*lines: str) -> None:
+        for line in lines:
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    def heading(text: str) -> None:
+        if rich:
+            console.rule(text)
+        else:
+            say(f"== {text}")
+
     with (
         tempfile.TemporaryDirectory(prefix="syncctl-demo-") as tmp,
         Sandbox(latency=latency) as sandbox,
@@ -827,24 +943,31 @@ def demo(
         seed_demo(sandbox)
         config_path, env_path = sandbox.write_files(Path(tmp))
         cfg = config_mod.load(config_path, env_path)
-        console.rule("1. dry run: what syncctl would change")
+        heading("1. dry run: what syncctl would change")
         planned = run(cfg, dry_run=True)
-        console.print(plan_table(planned.plan))
-        for note in planned.plan.notes:
-            console.print(f"note: {note.subject}: {note.message}", markup=False)
-        console.print(calls_line(planned), markup=False)
-        console.rule("2. reconcile: applying it")
+        if rich:
+            console.print(render.plan_table(planned.plan))
+        else:
+            say(*render.plan_lines(planned.plan))
+        say(*(f"note: {note.subject}: {note.message}" for note in planned.plan.notes))
+        say(render.calls_line(planned))
+        heading("2. reconcile: applying it")
         applied = run(cfg)
-        console.print(outcome_table(applied.outcomes))
-        console.print(calls_line(applied), markup=False)
-        console.rule("3. reconcile again: nothing left to do")
+        if rich:
+            console.print(render.outcome_table(applied.outcomes))
+        else:
+            say(render.outcome_line(applied.outcomes))
+        say(render.calls_line(applied))
+        heading("3. reconcile again: nothing left to do")
         again = run(cfg)
-        show_result(console, again)
-        console.print(
+        if rich:
+            render.show_result(console, again)
+        else:
+            say(*(line for _, line in render.result_lines(again)))
+        say(
             f"sandbox now holds {len(sandbox.shopware.codes())} coupon code(s), "
             f"{len(sandbox.discord.invites())} live invite(s), "
-            f"{len(sandbox.mautic.sent())} email(s) sent, {len(sandbox.espocrm.leads())} lead(s)",
-            markup=False,
+            f"{len(sandbox.mautic.sent())} email(s) sent, {len(sandbox.espocrm.leads())} lead(s)"
         )
     failed = applied.failed or again.failed or not again.plan.is_empty
     raise typer.Exit(1 if failed else 0)

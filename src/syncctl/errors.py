@@ -49,9 +49,17 @@ class StateDirUnusable(ConfigError, StateError):
 
 
 class LockBusy(SyncctlError):
-    """Another syncctl run holds the state directory's lock."""
+    """Another syncctl run holds the state directory's lock.
+
+    `stuck`: the holder has held it for longer than any run should take,
+    which is news even where a busy lock is routine (cron with -q).
+    """
 
     exit_code = 3
+
+    def __init__(self, message: str, *, hint: str | None = None, stuck: bool = False) -> None:
+        super().__init__(message, hint=hint)
+        self.stuck = stuck
 
 
 class ServiceError(SyncctlError):

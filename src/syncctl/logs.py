@@ -186,9 +186,15 @@ def event(logger: str, level: int, message: str, **fields: Any) -> None:
 
 
 def log_outcome(outcome: Any) -> None:
-    """The line for one applied action: key, outcome, reference (and the error)."""
+    """The line for one applied action: key, outcome, reference (and the error).
+
+    A failure is a warning, and so is an action skipped because the service
+    refused it before with the same inputs: it makes the run exit 1, so
+    `-q` (cron mail) must still say which item and why.
+    """
     status = str(outcome.status)
-    level = logging.WARNING if status == "failed" else logging.INFO
+    held = status == "skipped" and bool(getattr(outcome, "refused", False))
+    level = logging.WARNING if status == "failed" or held else logging.INFO
     event(
         ACTIONS,
         level,

@@ -614,6 +614,49 @@ def test_check_access_grants_an_admin_everything() -> None:
     assert "t0k" not in repr(report)
 
 
+# -- the Lead's source options (doctor) --------------------------------------------------
+
+
+def test_lead_field_reads_the_source_options_from_metadata(
+    client: EspoClient, emulator: EspoEmulator
+) -> None:
+    field = client.lead_field("source")
+
+    assert field is not None and field.type == "enum"
+    assert field.options is not None and "Campaign" in field.options
+    (exchange,) = emulator.exchanges("GET", r"/Metadata$")
+    assert ("key", "entityDefs.Lead.fields.source") in exchange.query
+
+
+def test_lead_field_walks_the_whole_document_of_a_version_that_ignores_key() -> None:
+    metadata = {"entityDefs": {"Lead": {"fields": {"source": {"type": "enum", "options": ["X"]}}}}}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=metadata)
+
+    with EspoClient("http://espo.test", API_KEY, transport=httpx.MockTransport(handler)) as c:
+        field = c.lead_field("source")
+
+    assert field is not None and field.options == ("X",)
+
+
+def test_lead_field_is_none_for_a_user_without_lead_access(
+    client: EspoClient, emulator: EspoEmulator
+) -> None:
+    emulator.set_lead_acl(read=False, create=False)
+
+    assert client.lead_field("source") is None
+
+
+def test_a_refused_source_names_the_config_key(client: EspoClient, emulator: EspoEmulator) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        client.create_lead(first_name="A", last_name="B", email="a@example.com", source="Bogus")
+
+    assert "field 'source'" in str(refused.value)
+    assert "[espocrm] lead_source = 'Bogus'" in str(refused.value)
+    assert "syncctl doctor" in str(refused.value)
+
+
 # -- emulator pitfalls ------------------------------------------------------------------
 
 

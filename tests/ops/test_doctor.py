@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from syncctl.sandbox.stack import BASIC_CHANNEL_ID, VIP_PROMOTION_ID, Sandbox
-from tests.ops.conftest import Run, set_secret
+from tests.ops.conftest import Run, set_lead_source, set_secret
 
 
 def lines_of(result) -> dict[str, str]:
@@ -48,6 +48,7 @@ def test_all_checks_pass_with_zero_writes(run: Run, sandbox: Sandbox) -> None:
         "shopware.access",
         "shopware.promotion",
         "espocrm.access",
+        "espocrm.lead_source",
     }
     assert expected <= set(checks), sorted(checks)
     assert any(name.startswith("stripe.price ") for name in checks)
@@ -186,6 +187,27 @@ def test_espo_user_may_not_create_leads(run: Run, sandbox: Sandbox) -> None:
     sandbox.espocrm.set_lead_acl(create=False)
     line = failing(run("doctor"), "espocrm.access")
     assert "may not create Leads" in line and "Roles" in line
+
+
+def test_a_lead_source_espo_does_not_offer_fails_with_the_allowed_values(
+    run: Run, campaign: Path, sandbox: Sandbox
+) -> None:
+    set_lead_source(campaign, "Bogus")
+    line = failing(run("doctor"), "espocrm.lead_source")
+    assert "lead_source = 'Bogus' is not one of the Lead's source options" in line
+    assert "'Campaign'" in line and "'Web Site'" in line
+    assert "Entity Manager > Lead > Fields > Source" in line
+    assert sandbox.write_count() == 0
+
+
+def test_a_lead_source_added_to_the_options_in_espo_passes(
+    run: Run, campaign: Path, sandbox: Sandbox
+) -> None:
+    sandbox.espocrm.source_options.append("Kickstarter")
+    set_lead_source(campaign, "Kickstarter")
+    result = run("doctor")
+    assert result.exit_code == 0, result.output
+    assert lines_of(result)["espocrm.lead_source"].startswith("ok ")
 
 
 def test_stripe_price_that_does_not_exist(run: Run, campaign: Path) -> None:

@@ -5,16 +5,22 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import re
 
 import pytest
 from rich.console import Console
+from typer.testing import CliRunner
 
 from syncctl import logs
+from syncctl.cli import app
 from syncctl.commands import render
+from syncctl.commands.history import read_history
+from syncctl.engine.apply import Status
 from syncctl.engine.reconcile import reconcile
 from syncctl.sandbox.stack import Sandbox
 from syncctl.state.lock import state_lock
-from tests.ops.conftest import Run
+from tests.ops.conftest import Run, set_lead_source
 
 BOX = set("┏┃━│└┌╇┡")
 
@@ -51,6 +57,48 @@ def test_quiet_still_shows_failures(run: Run, sandbox: Sandbox) -> None:
     assert lines and all(line.startswith("warning: ") for line in lines)
     assert any("outcome=failed" in line and "kind=create_lead" in line for line in lines)
     assert any(line.startswith("warning: Outcome:") for line in lines)
+
+
+def test_quiet_names_each_held_refusal_and_its_cause(run: Run, campaign) -> None:
+    """A refusal held from an earlier run makes the run exit 1: cron must hear why."""
+    set_lead_source(campaign, "Bogus")
+    assert run("reconcile").exit_code == 1  # Espo refuses the three leads (400)
+    result = run("reconcile", globals_=("-q",))
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    held = [line for line in lines if "outcome=skipped" in line]
+    assert len(held) == 3 and all(line.startswith("warning: action ") for line in held)
+    assert all("kind=create_lead" in line and "lead_source = 'Bogus'" in line for line in held)
+    assert lines[-1] == "warning: Outcome: espocrm skipped 3"
+
+
+def test_quiet_run_finding_the_lock_busy_exits_3_silently(run: Run, config) -> None:
+    """Cron (-q) mails any output; overlapping the audit is routine, not news."""
+    with state_lock(config.settings.run.state_path):
+        result = run("reconcile", globals_=("-q",))
+    assert result.exit_code == 3
+    assert result.stderr == "" and result.stdout == ""
+
+
+def test_quiet_run_still_reports_a_lock_held_for_hours(run: Run, lock_held_for_hours) -> None:
+    result = run("reconcile", globals_=("-q",))
+    assert result.exit_code == 3
+    (line,) = result.stderr.splitlines()
+    assert "pid 4242" in line and "looks stuck" in line and "kill 4242" in line
+
+
+def test_wait_says_once_whose_lock_it_waits_for(run: Run, lock_held_briefly) -> None:
+    result = run("reconcile", "--wait")
+    assert result.exit_code == 0, result.output
+    waiting = [line for line in result.stderr.splitlines() if "waiting for the lock" in line]
+    assert len(waiting) == 1
+    assert "another syncctl run holds" in waiting[0] and f"pid {os.getpid()}" in waiting[0]
+
+
+def test_quiet_wait_waits_silently(run: Run, lock_held_briefly) -> None:
+    result = run("reconcile", "--wait", globals_=("-q",))
+    assert result.exit_code == 0, result.output
+    assert "waiting" not in result.stderr
 
 
 def test_json_logs_are_one_object_per_line(run: Run, sandbox: Sandbox) -> None:
@@ -178,6 +226,85 @@ def test_a_dry_run_over_max_actions_says_how_much_would_wait(run: Run) -> None:
     assert "for the next runs (max_actions=5)" in result.stderr
 
 
-def test_the_first_run_is_labelled_once_as_a_run(run: Run) -> None:
+def test_the_first_dry_run_is_labelled_in_one_phrase(run: Run) -> None:
     first_line = run("reconcile", "--dry-run").stderr.splitlines()[0]
-    assert first_line == "full run (first run) (dry run: nothing was changed)"
+    assert first_line == "first full dry run: nothing was changed"
+
+
+def test_the_first_real_run_is_labelled_in_one_phrase(run: Run) -> None:
+    assert "first full run" in run("reconcile").stderr.splitlines()
+
+
+# -- a terminal 80 columns wide ------------------------------------------------------------
+
+#: What must stay whole to be copied: coupon codes, invite links, emails.
+WHOLE = re.compile(r"VIP-[A-Z0-9-]+|https://\S+|\S+@\S+")
+
+
+def printed(console: Console, renderable) -> list[str]:
+    console.print(renderable)
+    assert isinstance(console.file, io.StringIO)
+    return console.file.getvalue().splitlines()
+
+
+def test_at_80_columns_the_plan_splits_no_code_link_or_email(config, terminal_80) -> None:
+    plan = reconcile(config, dry_run=True).plan
+    lines = printed(terminal_80, render.plan_table(plan))
+    assert terminal_80.width == 80 and all(len(line) <= 80 for line in lines)
+    for action in plan.actions:
+        for word in {action.subject, *WHOLE.findall(render._change(action))}:
+            assert any(word in line for line in lines), f"{word} was split"
+
+
+def test_at_80_columns_a_22_action_plan_takes_two_lines_an_action(config, terminal_80) -> None:
+    """Title, header, rule, caption and one row per system: 10 lines at most besides."""
+    plan = reconcile(config, dry_run=True).plan
+    assert len(plan) == 22
+    assert len(printed(terminal_80, render.plan_table(plan))) <= 2 * len(plan) + 10
+
+
+def test_at_80_columns_the_journal_splits_no_reference_or_email(config, terminal_80) -> None:
+    reconcile(config)
+    entries = read_history(config, email=None, since=None, failed=False, limit=None)
+    lines = printed(terminal_80, render.history_table(entries))
+    assert all(len(line) <= 80 for line in lines)
+    for entry in entries:
+        for word in filter(None, (entry.subject, entry.ref)):
+            assert any(word in line for line in lines), f"{word} was split"
+
+
+def test_at_80_columns_what_was_not_done_splits_no_email(
+    config, sandbox: Sandbox, terminal_80
+) -> None:
+    sandbox.espocrm.set_lead_acl(create=False)
+    outcomes = reconcile(config).outcomes
+    problems = render.problems_table(outcomes)
+    assert problems is not None
+    lines = printed(terminal_80, problems)
+    assert all(len(line) <= 80 for line in lines)
+    for outcome in outcomes:
+        if outcome.status is not Status.DONE:
+            assert any(outcome.action.subject in line for line in lines)
+
+
+def test_the_progress_bar_counts_up_to_the_planned_actions(config) -> None:
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=140)
+    with render.RunProgress(console, enabled=True) as shown:
+        result = reconcile(
+            config, progress=shown.phase, on_outcome=shown.outcome, on_plan=shown.planned
+        )
+    total = len(result.plan)
+    assert total > 0
+    assert f"{total}/{total}" in buffer.getvalue() and "eta" in buffer.getvalue()
+
+
+def test_demo_into_a_pipe_writes_plain_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR")  # only the pipe decides here
+    monkeypatch.setenv("TERM", "xterm")
+    result = CliRunner().invoke(app, ["demo"])
+    assert result.exit_code == 0, result.output
+    assert not BOX & set(result.stdout) and "─" not in result.stdout
+    assert "== 1. dry run: what syncctl would change" in result.stdout.splitlines()
+    assert "Planned changes (22): shopware 3, mautic 11, discord 5, espocrm 3" in result.stdout
+    assert "In sync: nothing to do." in result.stdout

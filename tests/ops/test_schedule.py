@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from syncctl.commands import schedule as sched
-from tests.ops.conftest import Run, one_error_line
+from syncctl.errors import UsageError
+from tests.ops.conftest import Run, one_error_line, run_in
 
 
 def units_of(stdout: str) -> dict[str, str]:
@@ -26,7 +29,7 @@ def units_of(stdout: str) -> dict[str, str]:
     return units
 
 
-def test_systemd_units(run: Run, campaign: Path) -> None:
+def test_systemd_units(run: Run, campaign: Path, behind_sudo: str) -> None:
     result = run("schedule", "systemd")
     assert result.exit_code == 0, result.output
     units = units_of(result.stdout)
@@ -46,6 +49,7 @@ def test_systemd_units(run: Run, campaign: Path) -> None:
     assert exec_start.endswith(" reconcile")
     assert "SuccessExitStatus=3" in service
     assert f"WorkingDirectory={campaign.resolve()}" in service
+    assert f"User={behind_sudo}" in service
     timer = units["syncctl.timer"]
     assert "OnCalendar=*:0/15" in timer
     assert "Persistent=true" in timer and "RandomizedDelaySec=60" in timer
@@ -57,7 +61,7 @@ def test_systemd_units(run: Run, campaign: Path) -> None:
     assert "flock" not in result.stdout
 
 
-def test_systemd_options_and_json_logs(run: Run) -> None:
+def test_systemd_options_and_json_logs(run: Run, behind_sudo: str) -> None:
     result = run(
         "schedule",
         "systemd",
@@ -76,7 +80,7 @@ def test_systemd_options_and_json_logs(run: Run) -> None:
     assert "--log-format json" in units["syncctl.service"]
 
 
-def test_systemd_install_user_units(run: Run, tmp_path: Path, monkeypatch) -> None:
+def test_systemd_install_user_units(run: Run, tmp_path: Path, monkeypatch, as_operator) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     result = run("schedule", "systemd", "--user", "--install")
     assert result.exit_code == 0, result.output
@@ -128,8 +132,10 @@ def test_cron_install_replaces_its_own_block(run: Run, tmp_path: Path, monkeypat
         (("systemd", "--every", "90"), "--every 90"),
         (("systemd", "--every", "7"), "divide the hour"),
         (("cron", "--audit-at", "25:00"), "--audit-at"),
+        (("cron", "--allow-root"), "--allow-root applies to systemd"),
+        (("systemd", "--user", "--user-name", "x"), "--user-name applies to system units"),
     ],
-    ids=["user-with-cron", "every-90", "every-7", "bad-time"],
+    ids=["user-with-cron", "every-90", "every-7", "bad-time", "cron-root", "user-name-user"],
 )
 def test_bad_options_are_one_line_exit_2(run: Run, args, expected) -> None:
     result = run("schedule", *args)
@@ -166,3 +172,106 @@ def test_units_keep_their_own_tmp_unless_syncctl_lives_in_tmp() -> None:
     assert "PrivateTmp=yes" in service
     trial = dataclasses.replace(installed, state_dir=Path("/tmp/campaign/state"))
     assert "PrivateTmp" not in sched.systemd_units(trial, user_units=False)[0].text
+
+
+# -- who the units run as -------------------------------------------------------------------
+
+
+def services_of(stdout: str) -> list[str]:
+    units = units_of(stdout)
+    return [units["syncctl.service"], units["syncctl-audit.service"]]
+
+
+def test_a_root_shell_gets_no_units_that_would_run_as_root(run: Run, as_root) -> None:
+    result = run("schedule", "systemd")
+    assert result.exit_code == 2
+    line = one_error_line(result)
+    assert "would run as root" in line
+    assert "--user-name NAME" in line and "--allow-root" in line
+    assert result.stdout == ""
+
+
+def test_user_name_chooses_the_account_the_units_run_as(run: Run, as_root, other_account) -> None:
+    result = run("schedule", "systemd", "--user-name", other_account.pw_name)
+    assert result.exit_code == 0, result.output
+    assert all(f"User={other_account.pw_name}\n" in unit for unit in services_of(result.stdout))
+    assert f"the units run as {other_account.pw_name}" in result.stderr
+
+
+def test_allow_root_runs_the_units_as_root_and_says_so(run: Run, as_root) -> None:
+    result = run("schedule", "systemd", "--allow-root")
+    assert result.exit_code == 0, result.output
+    assert all("User=root\n" in unit for unit in services_of(result.stdout))
+    assert "warning: the units run as root" in result.stderr
+
+
+def test_user_name_root_needs_allow_root_too(run: Run, behind_sudo) -> None:
+    result = run("schedule", "systemd", "--user-name", "root")
+    assert result.exit_code == 2
+    assert "--user-name root names root" in one_error_line(result)
+
+
+def test_an_unknown_user_name_is_refused(run: Run, behind_sudo) -> None:
+    result = run("schedule", "systemd", "--user-name", "no-such-syncctl-account")
+    assert result.exit_code == 2
+    assert "no-such-syncctl-account: no such account" in one_error_line(result)
+
+
+def test_user_units_from_a_root_shell_are_refused(
+    run: Run, as_root, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    result = run("schedule", "systemd", "--user", "--install")
+    assert result.exit_code == 2
+    assert "user units installed as root" in one_error_line(result)
+    assert not (tmp_path / "xdg" / "systemd").exists()
+
+
+# -- paths systemd reads as written ---------------------------------------------------------
+
+
+ODD = Path("/srv/odd dir/50%")
+
+
+def test_a_path_with_a_space_and_a_percent_is_escaped_per_systemd_syntax() -> None:
+    """systemd.syntax(7): specifiers everywhere (% is %%); WorkingDirectory= takes the
+    path as written (quotes would be part of it); ExecStart= words are quoted."""
+    spec = sched.ScheduleSpec(
+        executable=("/usr/bin/syncctl",),
+        config=ODD / "syncctl.toml",
+        env_file=ODD / ".env",
+    )
+    service = sched.systemd_units(spec, user_units=False, run_as="alice")[0].text
+    assert "WorkingDirectory=/srv/odd dir/50%%\n" in service
+    assert '--config "/srv/odd dir/50%%/syncctl.toml"' in service
+    assert '--env-file "/srv/odd dir/50%%/.env"' in service
+
+
+@pytest.mark.parametrize("name", ["line\nbreak", "ends in a space ", "ends in a backslash\\"])
+def test_a_directory_a_unit_cannot_name_is_refused(name: str) -> None:
+    spec = sched.ScheduleSpec(
+        executable=("/usr/bin/syncctl",), config=Path("/srv") / name / "syncctl.toml", env_file=None
+    )
+    with pytest.raises(UsageError, match="cannot be written into a systemd unit"):
+        sched.systemd_units(spec, user_units=False, run_as="alice")
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_units_from_a_folder_with_a_space_pass_systemd_analyze_verify(
+    odd_campaign: Path, behind_sudo: str, tmp_path: Path
+) -> None:
+    result = run_in(odd_campaign, "schedule", "systemd")
+    assert result.exit_code == 0, result.output
+    unit_dir = tmp_path / "units"
+    unit_dir.mkdir()
+    for name, text in units_of(result.stdout).items():
+        (unit_dir / name).write_text(text)
+    assert f"WorkingDirectory={odd_campaign.resolve()}".replace("%", "%%") in result.stdout
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *sorted(map(str, unit_dir.iterdir()))],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert verify.returncode == 0, verify.stderr

@@ -115,7 +115,7 @@ def test_a_service_that_fails_is_named_and_the_rest_shown(run: Run, config, camp
     result = run("status", "grace.hopper@example.com")
     assert result.exit_code == 1
     assert "Traceback" not in result.output + result.stderr
-    assert "could not read: discord" in result.stdout
+    assert "could not be read: discord" in result.stdout
     assert "opt-in yes" in result.stdout  # Mautic still shown
     assert "next run would do is not shown" in result.stdout
     assert "discord" in one_error_line(result)
@@ -126,3 +126,41 @@ def test_missing_secret_is_a_config_error(run: Run, campaign: Path) -> None:
     result = run("status", "grace.hopper@example.com")
     assert result.exit_code == 2
     assert "SYNCCTL_CODE_SECRET" in one_error_line(result)
+
+
+def section(stdout: str, name: str) -> list[str]:
+    """The indented lines under `name:` in the plain status."""
+    lines = stdout.splitlines()
+    start = lines.index(f"{name}:") + 1
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("  "):
+            break
+        rows.append(line.strip())
+    return rows
+
+
+def test_with_mautic_unread_discord_does_not_claim_no_link_is_stored(
+    run: Run, config, sandbox: Sandbox
+) -> None:
+    reconcile(config)  # grace holds a basic link, stored in Mautic
+    sandbox.mautic.inject(method=None, path="/api/contacts", status=503, times=None)
+    result = run("status", "grace.hopper@example.com")
+    assert result.exit_code == 1
+    assert section(result.stdout, "Discord") == [
+        "could not be read: what to look up comes from mautic, which could not be read"
+    ]
+    document = json.loads(run("status", "grace.hopper@example.com", "--json").stdout)
+    assert "discord" in document["unchecked"] and document["discord"]["invites"] == []
+
+
+def test_with_stripe_unread_shopware_does_not_claim_no_code_is_expected(
+    run: Run, sandbox: Sandbox
+) -> None:
+    sandbox.stripe.inject(method="GET", path="/v1/checkout/sessions", status=503, times=None)
+    result = run("status", "ada.lovelace@example.com")  # a paid VIP purchase, no code yet
+    assert result.exit_code == 1
+    assert section(result.stdout, "Shopware") == [
+        "could not be read: what to look up comes from stripe, which could not be read"
+    ]
+    assert section(result.stdout, "Stripe")[0].startswith("could not be read: stripe: ")

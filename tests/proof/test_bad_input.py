@@ -230,6 +230,26 @@ def test_detailed_exitcode_turns_a_config_error_into_1(cli, campaign, sandbox: S
     assert sandbox.call_count() == 0
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("reconcile", "--detailed-exitcode", "--bogus"),
+        ("reconcile", "--bogus", "--detailed-exitcode"),
+        ("reconcile", "--detailed-exitcode", "--max-actions", "0"),
+        ("reconcile", "--max-actions", "0", "--detailed-exitcode"),
+        ("--bogus", "reconcile", "--detailed-exitcode"),
+    ],
+    ids=["flag-first", "flag-last", "bad-value-after", "bad-value-before", "bad-global"],
+)
+def test_detailed_exitcode_turns_a_usage_error_into_1(cli, sandbox: Sandbox, args) -> None:
+    """2 would read as "changes were applied" to a caller that asked for detailed codes."""
+    result = cli(*args)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert sum("Error" in line for line in result.stderr.splitlines()) == 1
+    assert sandbox.call_count() == 0
+
+
 # -- secrets ----------------------------------------------------------------------------------
 
 

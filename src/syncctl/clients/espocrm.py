@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from syncctl.clients import VendorClient, header_credential
-from syncctl.errors import BadResponse, ConfigError, Conflict
+from syncctl.errors import BadResponse, ConfigError, Conflict, InvalidRequest
 from syncctl.net.http import CallStats, RetryPolicy, ServiceHTTP, expect_dict, parse_json
 
 SERVICE = "espocrm"
@@ -92,6 +92,17 @@ class LeadResult:
     #: Same-name Leads of other people that Espo's duplicate check reported
     #: before the create was repeated with the check skipped.
     other_people: tuple[Lead, ...] = ()
+
+
+@dataclass(frozen=True)
+class LeadField:
+    """A Lead field's definition in Espo's metadata (`entityDefs.Lead.fields.<name>`)."""
+
+    name: str
+    type: str | None
+    #: The values an enum field accepts (as stored, not as labelled); None
+    #: for a field of another type, which takes any value.
+    options: tuple[str, ...] | None
 
 
 @dataclass(frozen=True)
@@ -277,6 +288,35 @@ class EspoClient(VendorClient):
             can_create_leads=can_create,
         )
 
+    def lead_field(self, name: str) -> LeadField | None:
+        """The Lead field `name` as Espo's metadata defines it (for `doctor`).
+
+        `GET Metadata?key=entityDefs.Lead.fields.<name>` answers that part of
+        the metadata the web app loads (any user may read it; a user without
+        Lead access gets no `entityDefs.Lead`), JSON null when it is absent.
+        Versions that ignore `key` answer the whole document, which is
+        walked here. None: Espo shows no such field to this user.
+        """
+        path = ("entityDefs", "Lead", "fields", name)
+        response = self._http.request(
+            "GET", f"{API_PREFIX}/Metadata", params=[("key", ".".join(path))]
+        )
+        value = parse_json(SERVICE, response)
+        if isinstance(value, dict) and "entityDefs" in value:
+            for part in path:
+                value = value.get(part) if isinstance(value, dict) else None
+        if value is None or value == []:  # PHP's empty array is a JSON list
+            return None
+        what = f"GET {API_PREFIX}/Metadata (Lead field {name})"
+        defs = expect_dict(SERVICE, value, what)
+        field_type = _opt_str(defs.get("type"))
+        options = defs.get("options")
+        if field_type not in ("enum", "multiEnum", "checklist", "array"):
+            return LeadField(name, field_type, None)
+        if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
+            raise BadResponse(SERVICE, f"{what}: an {field_type} field without a list of options")
+        return LeadField(name, field_type, tuple(options))
+
     # -- writes ---------------------------------------------------------------
 
     def create_lead(
@@ -310,7 +350,7 @@ class EspoClient(VendorClient):
         if description is not None:
             body["description"] = description
         path = f"{API_PREFIX}/Lead"
-        response = self._http.request("POST", path, json_body=body, ok=(409,))
+        response = self._post_lead(body, source=source, ok=(409,))
         if response.status_code != 409:
             return LeadResult(self._created(response), created=True)
 
@@ -345,12 +385,31 @@ class EspoClient(VendorClient):
                 status=409,
                 payload=_json_or_none(response),
             )
-        response = self._http.request(
-            "POST", path, json_body=body, headers={"X-Skip-Duplicate-Check": "true"}
-        )
+        response = self._post_lead(body, source=source, headers={"X-Skip-Duplicate-Check": "true"})
         return LeadResult(self._created(response), created=True, other_people=tuple(others))
 
     # -- internals ------------------------------------------------------------
+
+    def _post_lead(
+        self,
+        body: dict[str, Any],
+        *,
+        source: str,
+        headers: dict[str, str] | None = None,
+        ok: tuple[int, ...] = (),
+    ) -> httpx.Response:
+        """POST a Lead; a refused `source` names the config key behind it."""
+        try:
+            return self._http.request(
+                "POST", f"{API_PREFIX}/Lead", json_body=body, headers=headers, ok=ok
+            )
+        except InvalidRequest as exc:
+            if "field 'source'" in exc.message and exc.hint is None:
+                exc.hint = (
+                    f"[espocrm] lead_source = {source!r} is not a value the Lead's source "
+                    "field accepts; `syncctl doctor` lists the allowed ones"
+                )
+            raise
 
     def _created(self, response: httpx.Response) -> Lead:
         what = f"POST {API_PREFIX}/Lead"

@@ -14,7 +14,8 @@ what syncctl needs from it (Stripe: sessions, events, the VIP prices and
 products; Mautic: the five custom fields with their types, the three
 template emails published; Discord: the bot may view, create invites in,
 and manage both channels; Shopware: the VIP promotion exists, is active and
-uses individual codes; EspoCRM: the API user may read and create Leads).
+uses individual codes; EspoCRM: the API user may read and create Leads,
+and `lead_source` is one of the Lead's source options).
 """
 
 from __future__ import annotations
@@ -486,27 +487,52 @@ class _Doctor:
             lambda secret: EspoClient(e.base_url, secret("ESPOCRM_API_KEY"), **self.common()),
         )
         if client is None:
-            return
-        with (
-            client,
-            self.probe(
+            return self._skip_rest("espocrm", "espocrm.access")
+        with client:
+            with self.probe(
                 "espocrm.access",
                 "check ESPOCRM_API_KEY (Administration > API Users > the user's API key)",
-            ),
-        ):
-            report = client.check_access()
-            who = report.user_name or report.user_id or "the API user"
-            if report.ok:
-                self.add("espocrm.access", True, f"{who} may read and create Leads")
+            ) as passed:
+                report = client.check_access()
+                who = report.user_name or report.user_id or "the API user"
+                if report.ok:
+                    self.add("espocrm.access", True, f"{who} may read and create Leads")
+                else:
+                    passed[0] = False
+                    rights = (("read", report.can_read_leads), ("create", report.can_create_leads))
+                    lacks = [verb for verb, may in rights if not may]
+                    self.add(
+                        "espocrm.access",
+                        False,
+                        f"{who} may not {' or '.join(lacks)} Leads",
+                        "give the API user a role with Lead: create yes, read all (or team) "
+                        "(Administration > Roles, then the API user's Roles)",
+                    )
+            if not passed[0]:
+                return self._skip_rest("espocrm", "espocrm.access")
+            self.espocrm_lead_source(client, e.lead_source)
+
+    def espocrm_lead_source(self, client: EspoClient, source: str) -> None:
+        """Espo refuses (400) every Lead whose `source` is not one of the field's options."""
+        name = "espocrm.lead_source"
+        with self.probe(name, "check that the API user may read Espo's metadata"):
+            field_defs = client.lead_field("source")
+            if field_defs is None:
+                self.skip(name, "not checked: Espo's metadata shows the API user no Lead source")
+            elif field_defs.options is None:
+                kind = field_defs.type or "untyped"
+                self.add(name, True, f"{source!r}: the Lead's source is a {kind} field")
+            elif source in field_defs.options:
+                self.add(name, True, f"{source!r} is one of the Lead's source options")
             else:
-                rights = (("read", report.can_read_leads), ("create", report.can_create_leads))
-                lacks = [verb for verb, may in rights if not may]
+                allowed = ", ".join(repr(o) for o in field_defs.options if o)
                 self.add(
-                    "espocrm.access",
+                    name,
                     False,
-                    f"{who} may not {' or '.join(lacks)} Leads",
-                    "give the API user a role with Lead: create yes, read all (or team) "
-                    "(Administration > Roles, then the API user's Roles)",
+                    f"[espocrm] lead_source = {source!r} is not one of the Lead's source "
+                    f"options ({allowed}): EspoCRM would refuse every new lead",
+                    f"set [espocrm] lead_source to one of them, or add {source!r} to the options "
+                    "(Administration > Entity Manager > Lead > Fields > Source)",
                 )
 
     def _skip_rest(self, service: str, because: str) -> None:
@@ -516,6 +542,7 @@ class _Doctor:
             "mautic": ["mautic.fields", "mautic.emails"],
             "discord": ["discord.channels"],
             "shopware": ["shopware.promotion"],
+            "espocrm": ["espocrm.lead_source"],
         }.get(service, [])
         for name in names:
             self.skip(name, f"not checked: {because} did not pass")

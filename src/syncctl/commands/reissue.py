@@ -154,13 +154,19 @@ def reissue(
     send_email: bool = True,
     confirm: Callable[[Plan], bool] | None = None,
     wait: bool = False,
+    on_wait: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Find, plan, confirm and apply one reissue under the run lock."""
+    """Find, plan, confirm and apply one reissue under the run lock.
+
+    `on_wait`, with `wait`, hears who holds the lock it waits for.
+    """
     settings = config.settings
     config.secrets.require()
     state_dir = settings.run.state_path
     started = time.monotonic()
-    lock = contextlib.nullcontext() if dry_run else state_lock(state_dir, wait=wait)
+    lock = (
+        contextlib.nullcontext() if dry_run else state_lock(state_dir, wait=wait, on_wait=on_wait)
+    )
     with lock, Journal.open(state_dir, readonly=dry_run) as journal, Services.connect(config) as sv:
         target = find_target(sv, settings, email)
         plan = reissue_plan(target, settings, email=send_email)

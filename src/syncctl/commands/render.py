@@ -3,7 +3,10 @@
 Rendering only reads results (`Plan`, `RunResult`, a doctor report, a
 person's status, journal entries); nothing here decides anything.
 
-Two styles: on a terminal, rich tables and a progress display; otherwise
+Two styles: on a terminal, rich tables and a progress display (tables
+laid out for the terminal's width: below `WIDE` columns they lose their
+box and low-value columns, and no code, link or email is ever cut);
+otherwise
 (cron, systemd, a pipe, `NO_COLOR`, `TERM=dumb`) plain lines, one fact each,
 that the CLI sends through the log handler so `-q` silences them and
 `--log-format json` turns them into JSON records.
@@ -15,12 +18,23 @@ import logging
 import os
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich import box
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from syncctl.commands.history import outcome as history_outcome
 from syncctl.engine.apply import Outcome, Status
@@ -81,29 +95,135 @@ def _short(value: Any) -> str:
     return str(value)
 
 
-def plan_table(plan: Plan, *, title: str = "Planned changes") -> Table:
-    table = Table(title=f"{title} ({len(plan)})", title_justify="left", expand=False)
-    table.add_column("system", style="bold")
-    table.add_column("action")
-    table.add_column("who")
-    table.add_column("what changes", overflow="fold")
-    table.add_column("why", overflow="fold")
+# -- tables that fit the terminal ----------------------------------------------------
+
+#: Below this many columns tables drop their boxes and low-value columns.
+WIDE = 140
+
+
+class Fitted:
+    """A table built for the width it is printed at (rich asks when rendering).
+
+    Codes, links and email addresses are single words that must stay whole
+    to be copied: every column gets at least its longest word when the
+    width allows it, and only prose columns wrap (at spaces).
+    """
+
+    def __init__(self, build: Callable[[int], Table]) -> None:
+        self.build = build
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.build(options.max_width)
+
+
+Cell = str | Text
+
+
+def _plain(cell: Cell) -> str:
+    return cell.plain if isinstance(cell, Text) else cell
+
+
+def _natural(texts: list[str]) -> int:
+    return max((cell_len(line) for t in texts for line in t.splitlines() or [""]), default=0)
+
+
+def _longest_word(texts: list[str]) -> int:
+    return max((cell_len(w) for t in texts for w in t.split()), default=0)
+
+
+def _fit_widths(available: int, cells: list[list[str]], shrink: list[int]) -> list[int]:
+    """Column widths that fit `available`.
+
+    Natural widths first; then the widest of the `shrink` columns is
+    narrowed, a column at a time, never below its longest word (so text
+    wraps at spaces and no word is cut); only when that is not enough is
+    the first `shrink` column narrowed further (its words fold).
+    """
+    widths = [max(_natural(column), 1) for column in cells]
+    floors = {i: min(widths[i], max(_longest_word(cells[i]), 1)) for i in shrink}
+    excess = sum(widths) - available
+    while excess > 0:
+        slack = [i for i in shrink if widths[i] > floors[i]]
+        if not slack:
+            break
+        widest = max(slack, key=lambda i: widths[i])
+        others = [widths[i] for i in slack if i != widest]
+        target = max(floors[widest], max(others, default=0), widths[widest] - excess)
+        if target >= widths[widest]:  # ties: take one column off the widest
+            target = widths[widest] - 1
+        excess -= widths[widest] - target
+        widths[widest] = target
+    if excess > 0 and shrink:
+        widths[shrink[0]] = max(1, widths[shrink[0]] - excess)
+    return widths
+
+
+def _table(
+    width: int,
+    title: str,
+    headers: list[str],
+    rows: list[list[Cell] | str],
+    shrink: list[int],
+    *,
+    boxed: bool,
+    styles: dict[int, str] | None = None,
+) -> Table:
+    """A table of `rows` (a str is a section row) whose columns fit `width`.
+
+    boxed: the heavy box of wide terminals; else a header rule and no
+    edges, for narrow ones.
+    """
+    n = len(headers)
+    # Between two cells: padding, a rule (a space in the light style),
+    # padding; a box adds a rule and padding at each edge.
+    overhead = 3 * n + 1 if boxed else 3 * (n - 1)
+    data = [r for r in rows if not isinstance(r, str)]
+    cells = [[headers[i]] + [_plain(row[i]) for row in data] for i in range(n)]
+    widths = _fit_widths(width - overhead, cells, shrink)
+    if boxed:
+        table = Table(title=title, title_justify="left")
+    else:
+        table = Table(
+            title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False
+        )
+    for i, header in enumerate(headers):
+        table.add_column(header, width=widths[i], overflow="fold", style=(styles or {}).get(i, ""))
+    for row in rows:
+        if isinstance(row, str):
+            table.add_row(Text(row, style="bold"), *[""] * (n - 1))
+        else:
+            table.add_row(*(c if isinstance(c, Text) else Text(c) for c in row))
+    return table
+
+
+def plan_table(plan: Plan, *, title: str = "Planned changes") -> Fitted:
+    """The plan grouped by system; narrow terminals get action, who, what changes."""
     grouped: dict[str, list[Action]] = defaultdict(list)
     for action in plan.actions:
         grouped[action.system].append(action)
-    for system in sorted(grouped, key=lambda s: SYSTEM_ORDER.index(s)):
-        for i, action in enumerate(grouped[system]):
-            table.add_row(
-                system if i == 0 else "",
-                LABELS.get(str(action.kind), str(action.kind)),
-                action.subject,
-                _change(action),
-                action.reason,
-                end_section=i == len(grouped[system]) - 1,
-            )
+    systems = sorted(grouped, key=lambda s: SYSTEM_ORDER.index(s))
     counts = plan.counts()
-    table.caption = ", ".join(f"{s}: {counts[s]}" for s in SYSTEM_ORDER if s in counts) or None
-    return table
+    caption = ", ".join(f"{s}: {counts[s]}" for s in SYSTEM_ORDER if s in counts) or None
+
+    def label(action: Action) -> str:
+        return LABELS.get(str(action.kind), str(action.kind))
+
+    def build(width: int) -> Table:
+        wide = width >= WIDE
+        rows: list[list[Cell] | str] = []
+        for system in systems:
+            rows.append(f"{system} ({len(grouped[system])})")
+            rows += [
+                [label(a), a.subject, _change(a), *([a.reason] if wide else [])]
+                for a in grouped[system]
+            ]
+        headers = ["action", "who", "what changes", *(["why"] if wide else [])]
+        shrink = [3, 2, 0] if wide else [2, 0]
+        table = _table(width, f"{title} ({len(plan)})", headers, rows, shrink, boxed=wide)
+        table.caption = caption if wide else f"why each: --json, or {WIDE}+ columns"
+        return table
+
+    return Fitted(build)
 
 
 def outcome_table(outcomes: list[Outcome]) -> Table:
@@ -119,18 +239,32 @@ def outcome_table(outcomes: list[Outcome]) -> Table:
     return table
 
 
-def problems_table(outcomes: list[Outcome]) -> Table | None:
-    rows = [o for o in outcomes if o.status is not Status.DONE]
-    if not rows:
+def problems_table(outcomes: list[Outcome]) -> Fitted | None:
+    """What was not done and why; narrow terminals stack the action over the person."""
+    problems = [o for o in outcomes if o.status is not Status.DONE]
+    if not problems:
         return None
-    table = Table(title="Not done", title_justify="left")
-    table.add_column("status")
-    table.add_column("action")
-    table.add_column("who")
-    table.add_column("reason", overflow="fold")
-    for o in rows:
-        table.add_row(str(o.status), o.key, o.action.subject, o.message)
-    return table
+
+    def build(width: int) -> Table:
+        if width >= WIDE:
+            rows: list[list[Cell] | str] = [
+                [str(o.status), o.key, o.action.subject, o.message] for o in problems
+            ]
+            headers = ["status", "action", "who", "reason"]
+            return _table(width, "Not done", headers, rows, [3, 1], boxed=True)
+        rows = [
+            [
+                str(o.status),
+                f"{LABELS.get(str(o.action.kind), str(o.action.kind))}\n{o.action.subject}",
+                o.message,
+            ]
+            for o in problems
+        ]
+        return _table(
+            width, "Not done", ["status", "action / who", "reason"], rows, [2], boxed=False
+        )
+
+    return Fitted(build)
 
 
 def calls_line(result: RunResult) -> str:
@@ -145,10 +279,14 @@ def calls_line(result: RunResult) -> str:
 
 
 def run_label(result: RunResult) -> str:
-    """ "full run (first run)", "incremental run (dry run: nothing was changed)"."""
+    """One phrase: "incremental run", "first full run", "full dry run: nothing was changed"."""
     mode, _, aside = result.mode.partition(" (")
-    label = f"{mode} run" + (f" ({aside}" if aside else "")
-    return label + (" (dry run: nothing was changed)" if result.dry_run else "")
+    aside = aside.removesuffix(")")
+    first = aside == "first run"
+    label = f"{'first ' if first else ''}{mode} {'dry run' if result.dry_run else 'run'}"
+    if aside and not first:
+        label += f" ({aside})"  # a mode this label does not know yet, kept as said
+    return label + (": nothing was changed" if result.dry_run else "")
 
 
 def empty_plan_line(result: RunResult) -> str:
@@ -288,12 +426,13 @@ def result_lines(result: RunResult, *, outcomes_logged: bool = False) -> list[Li
     for note in result.plan.notes:
         lines.append((INFO, f"note: {note.subject}: {note.message}"))
     if result.outcomes:
-        level = WARNING if result.failed else INFO
+        level = WARNING if result.failed or result.held else INFO
         lines.append((level, outcome_line(result.outcomes)))
         if not outcomes_logged:
             for o in result.outcomes:
                 if o.status is not Status.DONE:
-                    lines.append((INFO, f"  {o.status} {o.key} {o.action.subject}: {o.message}"))
+                    level = WARNING if o.status is Status.FAILED or o.refused else INFO
+                    lines.append((level, f"  {o.status} {o.key} {o.action.subject}: {o.message}"))
     lines.append((INFO, calls_line(result)))
     return lines
 
@@ -332,12 +471,25 @@ def action_fields(action: Action) -> dict[str, Any]:
 # -- progress on a terminal ----------------------------------------------------------
 
 
-class RunProgress:
-    """A spinner naming the observe phase, then a count of applied actions.
+class _CountAndEta(ProgressColumn):
+    """`7/22 eta 0:00:04` once the total is known; nothing before."""
 
-    Use as a context manager; `phase` and `outcome` are the callbacks
-    `reconcile` takes (`progress`, `on_outcome`). Disabled (for plain
-    output) it forwards phases to `fallback` and shows nothing.
+    def render(self, task: Task) -> Text:
+        if task.total is None:
+            return Text("")
+        left = task.time_remaining
+        eta = "" if left is None else f" eta {timedelta(seconds=round(left))}"
+        return Text(f"{int(task.completed)}/{int(task.total)}{eta}")
+
+
+class RunProgress:
+    """A spinner naming the observe phase, then a bar over the plan's actions.
+
+    Use as a context manager; `phase`, `planned` and `outcome` are the
+    callbacks `reconcile` takes (`progress`, `on_plan`, `on_outcome`). Once
+    the plan is known the bar has its total: actions finished of N, and the
+    time left estimated from the pace so far. Disabled (for plain output) it
+    forwards phases to `fallback` and shows nothing.
     """
 
     def __init__(
@@ -354,6 +506,7 @@ class RunProgress:
         self._task: Any = None
         self._done = 0
         self._failed = 0
+        self._latest: dict[str, Status] = {}
 
     def __enter__(self) -> RunProgress:
         if self.enabled:
@@ -362,6 +515,7 @@ class RunProgress:
                 TextColumn("{task.description}"),
                 BarColumn(),
                 TimeElapsedColumn(),
+                _CountAndEta(),
                 console=self.console,
                 transient=True,
             )
@@ -380,15 +534,21 @@ class RunProgress:
         elif self.fallback is not None:
             self.fallback(message)
 
+    def planned(self, plan: Plan) -> None:
+        """The plan is about to be applied: the bar gets its total."""
+        if self._progress is not None and len(plan):
+            self._progress.reset(self._task, total=len(plan), description="applying")
+
     def outcome(self, outcome: Outcome) -> None:
-        self._done += 1
-        if outcome.status is Status.FAILED:
-            self._failed += 1
+        # An action settled again later in the run moves the bar once; its
+        # latest outcome is the one counted as failed or not.
+        first = outcome.action.key not in self._latest
+        self._latest[outcome.action.key] = outcome.status
+        self._done += first
+        self._failed = sum(1 for s in self._latest.values() if s is Status.FAILED)
         if self._progress is not None:
-            failed = f", {self._failed} failed" if self._failed else ""
-            self._progress.update(
-                self._task, description=f"applying: {self._done} actions finished{failed}"
-            )
+            failed = f" ({self._failed} failed)" if self._failed else ""
+            self._progress.update(self._task, advance=int(first), description=f"applying{failed}")
 
 
 # -- doctor -------------------------------------------------------------------------
@@ -430,27 +590,44 @@ def doctor_table(report: DoctorReport) -> Table:
 # -- history ------------------------------------------------------------------------
 
 
-def history_table(entries: list[Entry], *, title: str = "Journal") -> Table:
-    table = Table(title=f"{title} ({len(entries)})", title_justify="left")
-    table.add_column("when (UTC)", no_wrap=True)
-    table.add_column("action")
-    table.add_column("who")
-    table.add_column("outcome")
-    table.add_column("reference", overflow="fold")
-    table.add_column("error", overflow="fold")
-    for e in entries:
+def history_table(entries: list[Entry], *, title: str = "Journal") -> Fitted:
+    """The journal, newest first; narrow terminals get two lines an entry."""
+
+    def outcome(e: Entry) -> Text:
         state = history_outcome(e)
-        style = {"failed": "red", "in_flight": "yellow", "minted": "yellow"}.get(state)
-        outcome = f"[{style}]{state}[/{style}]" if style else state
-        table.add_row(
-            _when(e.started_at),
-            LABELS.get(e.kind, e.kind),
-            e.subject,
-            outcome,
-            e.ref or "",
-            e.error or "",
-        )
-    return table
+        style = {"failed": "red", "in_flight": "yellow", "minted": "yellow"}.get(state, "")
+        return Text(state, style=style)
+
+    def build(width: int) -> Table:
+        heading = f"{title} ({len(entries)})"
+        if width >= WIDE:
+            wide_rows: list[list[Cell] | str] = [
+                [
+                    _when(e.started_at),
+                    LABELS.get(e.kind, e.kind),
+                    e.subject,
+                    outcome(e),
+                    e.ref or "",
+                    e.error or "",
+                ]
+                for e in entries
+            ]
+            headers = ["when (UTC)", "action", "who", "outcome", "reference", "error"]
+            return _table(width, heading, headers, wide_rows, [5, 4, 1], boxed=True)
+        # Narrow: two lines an entry, so no column needs to cut an address or a code.
+        rows: list[list[Cell] | str] = [
+            [
+                f"{e.started_at:%Y-%m-%d}\n{e.started_at:%H:%M:%S}",
+                f"{LABELS.get(e.kind, e.kind)}\n{e.subject}",
+                outcome(e),
+                " ".join(p for p in (e.ref or "", e.error or "") if p),
+            ]
+            for e in entries
+        ]
+        headers = ["when (UTC)", "action / who", "outcome", "reference / error"]
+        return _table(width, heading, headers, rows, [3, 1], boxed=False)
+
+    return Fitted(build)
 
 
 def history_lines(entries: list[Entry]) -> list[str]:
@@ -475,12 +652,15 @@ def status_lines(status: PersonStatus) -> list[str]:
     out = [f"status of {status.email}"]
 
     def section(name: str, service: str | None, rows: list[str], empty: str) -> None:
+        """A section's rows; what was not read is said so, never shown as absent."""
         out.append(f"{name}:")
         if service and service in status.errors:
-            out.append(f"  could not read: {status.errors[service]}")
-        elif rows:
-            out.extend(f"  {row}" for row in rows)
-        else:
+            out.append(f"  could not be read: {status.errors[service]}")
+            return
+        out.extend(f"  {row}" for row in rows)
+        if service and service in status.unchecked:
+            out.append(f"  could not be read: {status.unchecked[service]}")
+        elif not rows:
             out.append(f"  {empty}")
 
     section(

@@ -15,8 +15,8 @@ directory, because cron and systemd start with an almost empty environment.
 
 from __future__ import annotations
 
-import getpass
 import os
+import pwd
 import re
 import shlex
 import shutil
@@ -117,15 +117,50 @@ def check_every(minutes: int) -> None:
 # -- systemd ------------------------------------------------------------------------
 
 
-def _systemd_quote(arg: str) -> str:
+# systemd.syntax(7) and systemd.service(5) read a unit's values in two ways,
+# so each value is escaped for the way its setting reads it:
+# - command lines (ExecStart=), like Environment= and the path lists
+#   (ReadWritePaths=, ...), are split into words: a word with a space,
+#   quote, backslash or `;` goes in double quotes, where C escapes apply
+#   (`\\`, `\"`, `\xNN`); `$` must be `$$` (ExecStart= expands variables);
+# - single-path settings (WorkingDirectory=) take the rest of the line as it
+#   is: no quotes (they would become part of the path, which systemd then
+#   rejects as not absolute) and no C escapes (`\x20` would stay four
+#   characters), so a space is written as a space;
+# and every value expands specifiers, so `%` is always written `%%`.
+_NEEDS_QUOTES = re.compile(r"[\s\"'\\;]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _exec_word(arg: str) -> str:
+    """One word of a command line (ExecStart=), as systemd splits and unescapes it."""
     escaped = arg.replace("%", "%%").replace("$", "$$")
-    if escaped and not re.search(r"[\s\"'\\;]", escaped):
+    if escaped and not _NEEDS_QUOTES.search(escaped):
         return escaped
-    return '"' + escaped.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    escaped = escaped.replace("\\", "\\\\").replace('"', '\\"')
+    escaped = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", escaped)
+    return f'"{escaped}"'
 
 
 def _exec(args: list[str]) -> str:
-    return " ".join(_systemd_quote(a) for a in args)
+    return " ".join(_exec_word(a) for a in args)
+
+
+def _path_value(path: Path) -> str:
+    """A single-path setting's value (WorkingDirectory=): the path itself, `%` doubled.
+
+    What such a setting cannot carry is refused: a line break or control
+    character, and spaces or a backslash at the end of the line (systemd
+    strips the former and reads the latter as a line continuation).
+    """
+    text = str(path)
+    if _CONTROL.search(text) or text != text.rstrip() or text.endswith("\\"):
+        raise UsageError(
+            f"{text!r} cannot be written into a systemd unit",
+            hint="move the config into a directory whose path has no control characters "
+            "and does not end in a space or a backslash",
+        )
+    return text.replace("%", "%%")
 
 
 def on_calendar(minutes: int) -> str:
@@ -141,7 +176,7 @@ def systemd_units(
     who = "" if user_units or not run_as else f"User={run_as}\n"
     common = (
         "Wants=network-online.target\nAfter=network-online.target\n\n[Service]\nType=oneshot\n"
-        f"WorkingDirectory={_systemd_quote(str(spec.workdir))}\n"
+        f"WorkingDirectory={_path_value(spec.workdir)}\n"
     )
     # PrivateTmp= gives the unit its own /tmp: files kept there would vanish.
     hardening = "NoNewPrivileges=yes\n" + ("" if spec.uses_tmp else "PrivateTmp=yes\n")
@@ -199,10 +234,86 @@ def unit_dir(user_units: bool) -> Path:
     return Path(base) / "systemd" / "user"
 
 
-def default_run_as() -> str | None:
-    """The account system units run as: the invoking user (behind sudo too), never root."""
-    name = os.environ.get("SUDO_USER") or getpass.getuser()
-    return None if name == "root" else name
+@dataclass(frozen=True)
+class Account:
+    """A user account of this machine."""
+
+    name: str
+    uid: int
+
+    @property
+    def is_root(self) -> bool:
+        return self.uid == 0
+
+
+def _account(name: str) -> Account | None:
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        return None
+    return Account(entry.pw_name, entry.pw_uid)
+
+
+def effective_account() -> Account:
+    """The account this process runs as (root under sudo)."""
+    uid = os.geteuid()
+    try:
+        return Account(pwd.getpwuid(uid).pw_name, uid)
+    except KeyError:  # a uid without a passwd entry (containers)
+        return Account(str(uid), uid)
+
+
+def invoking_account() -> Account:
+    """Who runs this command: the user behind `sudo`, else the effective user."""
+    behind_sudo = os.environ.get("SUDO_USER")
+    found = _account(behind_sudo) if behind_sudo else None
+    return found if found is not None else effective_account()
+
+
+_ROOT_HINT = (
+    "pass --user-name NAME, the account that owns the config, the .env and the state_dir; "
+    "or --allow-root if the units really must run as root"
+)
+
+
+def choose_run_as(*, user_name: str | None, allow_root: bool, user_units: bool) -> Account:
+    """The account the units will run as: `User=` of system units, or the user units' owner.
+
+    Never root unless asked for with `allow_root`: a reconcile run needs
+    the config, the secrets and the state directory, nothing a root account
+    adds, and units written from a root shell (no `SUDO_USER`) would
+    otherwise run as root without anyone choosing it.
+    """
+    if user_units:
+        if user_name is not None:
+            raise UsageError(
+                "--user-name applies to system units",
+                hint="user units run as the account that installs them: drop --user-name, "
+                "or drop --user",
+            )
+        owner = effective_account()
+        if owner.is_root and not allow_root:
+            raise UsageError(
+                "user units installed as root would run every reconcile as root",
+                hint="run `syncctl schedule systemd --user` (without sudo) as the account "
+                "that should run syncctl, or pass --allow-root",
+            )
+        return owner
+    if user_name is None:
+        account = invoking_account()
+        why = "syncctl runs as root, and no SUDO_USER names the account behind sudo"
+    else:
+        found = _account(user_name)
+        if found is None:
+            raise UsageError(
+                f"--user-name {user_name}: no such account on this machine",
+                hint=f"create it (e.g. `useradd --system {user_name}`) or name an existing one",
+            )
+        account = found
+        why = f"--user-name {user_name} names root"
+    if account.is_root and not allow_root:
+        raise UsageError(f"the units would run as root: {why}", hint=_ROOT_HINT)
+    return account
 
 
 def install_units(units: list[UnitFile], directory: Path) -> list[Path]:
@@ -256,7 +367,8 @@ def crontab_block(spec: ScheduleSpec) -> str:
     return (
         f"{BEGIN}\n"
         "# syncctl locks its state directory itself: no flock wrapper. -q: output (and\n"
-        "# so cron mail) only for warnings and errors; exit 3 = another run was busy.\n"
+        "# so cron mail) only for warnings and errors; exit 3 = another run was busy\n"
+        "# (silent, unless that run has held the lock for hours).\n"
         f"{cron_schedule(spec.every_minutes)} {frequent}\n"
         f"{int(minute)} {int(hour)} * * * {audit}\n"
         f"{END}\n"

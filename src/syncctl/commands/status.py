@@ -56,6 +56,11 @@ FORMAT_VERSION = 1
 #: At most this many of the newest sessions are scanned for other spellings.
 SCAN_LIMIT = 300
 SERVICES = ("mautic", "stripe", "shopware", "discord", "espocrm")
+#: What a section looks up comes from other services: Shopware is asked for
+#: the codes of the Stripe purchases and the codes stored in Mautic; Discord
+#: for the links stored in Mautic. With those unread, an empty section
+#: proves nothing.
+INPUTS: dict[str, tuple[str, ...]] = {"shopware": ("stripe", "mautic"), "discord": ("mautic",)}
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,9 @@ class PersonStatus:
     pending: list[PendingItem] = field(default_factory=list)
     plan: Plan | None = None
     errors: dict[str, str] = field(default_factory=dict)
+    #: Sections whose service answered but was not asked about everything,
+    #: because what to ask comes from a service that could not be read.
+    unchecked: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     duration: float = 0.0
 
@@ -148,6 +156,7 @@ class PersonStatus:
                 "notes": [n.to_dict() for n in self.plan.notes],
             },
             "errors": dict(self.errors),
+            "unchecked": dict(self.unchecked),
             "notes": list(self.notes),
         }
 
@@ -219,6 +228,12 @@ class _Collector:
             if (p.kind == "session" and p.ref in s.sessions)
             or (p.kind == "contact" and p.ref in contact_ids)
         ]
+        for section, inputs in INPUTS.items():
+            unread = [name for name in inputs if name in s.errors]
+            if unread and section not in s.errors:
+                s.unchecked[section] = (
+                    f"what to look up comes from {' and '.join(unread)}, which could not be read"
+                )
         if s.errors:
             s.notes.append(
                 "what the next run would do is not shown: "

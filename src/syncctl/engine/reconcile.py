@@ -151,15 +151,23 @@ def reconcile(
     progress: Callable[[str], None] | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
     services: Services | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Run once; the result says what was planned and what happened."""
+    """Run once; the result says what was planned and what happened.
+
+    `on_plan` hears the plan just before it is applied (a progress bar's
+    total); `on_wait`, with `wait`, who holds the lock it waits for.
+    """
     settings = config.settings
     config.secrets.require()
     code_secret = config.secret("SYNCCTL_CODE_SECRET")
     limit = max_actions or settings.run.max_actions
     state_dir = settings.run.state_path
     started = time.monotonic()
-    lock = contextlib.nullcontext() if dry_run else state_lock(state_dir, wait=wait)
+    lock = (
+        contextlib.nullcontext() if dry_run else state_lock(state_dir, wait=wait, on_wait=on_wait)
+    )
     with (
         lock,
         Journal.open(state_dir, readonly=dry_run) as journal,
@@ -206,6 +214,8 @@ def reconcile(
             # The plan carries what applying needs: let the snapshot go (at
             # 100k contacts some 70 MB) before the run's busiest part.
             observation.snapshot = snapshot = Snapshot()
+            if on_plan is not None:
+                on_plan(taken)
             outcomes = applier.apply(taken)
             result.outcomes, result.settled = settle(
                 applier, lambda: Recovery(sv, journal, applier), outcomes

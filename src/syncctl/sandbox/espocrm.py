@@ -1,4 +1,4 @@
-"""EspoCRM emulator: the Lead endpoints and `App/user` of Espo 10, under /api/v1.
+"""EspoCRM emulator: the Lead endpoints, `App/user` and `Metadata` of Espo 10, under /api/v1.
 
 Why it copies Espo's awkward parts instead of smoothing them: the client must
 cope with them in production. Reproduced here (api-notes.md section 5 and the
@@ -14,7 +14,11 @@ Espo sources it cites):
 - errors carry their reason in `X-Status-Reason`; validation failures carry a
   `messageTranslation` body; a wrong API key gets 401 with an empty body;
 - create answers 200 (not 201); ids are 17 hex characters; datetimes are
-  `YYYY-MM-DD HH:MM:SS` in UTC, so many records share a `createdAt`.
+  `YYYY-MM-DD HH:MM:SS` in UTC, so many records share a `createdAt`;
+- `GET Metadata?key=a.b.c` answers the value at that dotted path of the
+  metadata the frontend gets (JSON null when there is none), without `key`
+  the whole document; for a user without access to Leads, Espo drops
+  `entityDefs.Lead`. Only the Lead's fields syncctl writes are emulated.
 Espo documents no rate limit; `rate_limit` stands in for a proxy in front of it.
 """
 
@@ -229,6 +233,8 @@ class EspoEmulator(Emulator):
         self.rate_limit = rate_limit
         self.clock = clock
         self.user_name = user_name
+        #: The Lead's `source` enum options (an admin may edit them in Espo).
+        self.source_options: list[str] = list(SOURCE_OPTIONS)
         #: Request headers as received (without the API key), aligned with
         #: the order requests arrived in; for contract checks.
         self.header_log: list[tuple[str, str, dict[str, str]]] = []
@@ -394,6 +400,33 @@ class EspoEmulator(Emulator):
                 "appParams": {"maxUploadSize": 50.0, "isRestrictedMode": False},
             },
         )
+
+    @route("GET", "/Metadata")
+    def metadata(self, request: Request) -> Response:
+        """Espo's `Metadata::getActionRead`: the frontend's metadata, or one key of it."""
+        data = self._metadata()
+        key = request.arg("key")
+        if key is None:
+            return Response(200, data)
+        value: Any = data
+        for part in key.split("."):  # Util::getValueByKey
+            value = value.get(part) if isinstance(value, dict) else None
+        # Encoded here: an absent key is the JSON `null`, not an empty body.
+        return Response(200, json.dumps(value, separators=(",", ":")).encode())
+
+    def _metadata(self) -> dict[str, Any]:
+        """The part of Espo's metadata that concerns Leads, as a non-admin user gets it."""
+        lead = {
+            "fields": {
+                "status": {"type": "enum", "options": list(STATUS_OPTIONS), "default": "New"},
+                "source": {"type": "enum", "options": list(self.source_options), "default": ""},
+            }
+        }
+        visible = bool(self.lead_acl.get("read") or self.lead_acl.get("create"))
+        return {
+            "entityDefs": {"Lead": lead} if visible else {},
+            "scopes": {"Lead": {"entity": True, "object": True}} if visible else {},
+        }
 
     # -- helpers for tests and seeding ------------------------------------------
 
@@ -578,7 +611,7 @@ class EspoEmulator(Emulator):
         elif status not in STATUS_OPTIONS:
             raise _validation_failure("status", "valid")
         source = attrs.get("source")
-        if source is not None and source not in SOURCE_OPTIONS:
+        if source is not None and source not in self.source_options:
             raise _validation_failure("source", "valid")
         emails = self._input_emails(data)
         for entry in emails:

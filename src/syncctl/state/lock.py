@@ -14,9 +14,10 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from syncctl.errors import LockBusy, StateError
@@ -26,8 +27,28 @@ LOCK_NAME = "lock"
 
 #: How often a waiting run with a timeout retries.
 POLL_SECONDS = 0.05
+#: A holder older than this is taken for stuck: the nightly audit of 100k
+#: contacts takes about 70 minutes (docs/benchmarks.md), systemd stops it at 3 h.
+STUCK_AFTER = timedelta(hours=6)
 
 _HINT = "wait for it, or use --wait to queue"
+
+
+@dataclass(frozen=True)
+class Holder:
+    """What the lock file says about the run holding the lock."""
+
+    pid: int | None
+    started: datetime | None
+
+    def describe(self) -> str:
+        if self.pid is None or self.started is None:
+            return "pid unknown"  # the holder has not written its line yet
+        return f"pid {self.pid}, started {self.started.isoformat()}"
+
+    @property
+    def stuck(self) -> bool:
+        return self.started is not None and datetime.now(UTC) - self.started > STUCK_AFTER
 
 
 def _open_lock_file(state_dir: Path) -> tuple[Path, int]:
@@ -48,14 +69,31 @@ def _open_lock_file(state_dir: Path) -> tuple[Path, int]:
     return path, fd
 
 
-def _holder(fd: int) -> str:
-    """'pid N, started T' as written by the holder, or what is known of it."""
+def _holder(fd: int) -> Holder:
+    """The pid and start time the holder wrote, or what is known of them."""
     try:
         raw = os.pread(fd, 4096, 0)
         info = json.loads(raw.decode() or "{}")
-        return f"pid {int(info['pid'])}, started {info['started']}"
+        started = datetime.fromisoformat(info["started"])
+        if started.tzinfo is None:
+            started = started.replace(tzinfo=UTC)
+        return Holder(int(info["pid"]), started)
     except (OSError, ValueError, KeyError, TypeError):
-        return "pid unknown"  # the holder has not written its line yet
+        return Holder(None, None)
+
+
+def _busy(path: Path, holder: Holder, *, after: float | None = None) -> LockBusy:
+    waited = f" after {after:g} s" if after is not None else ""
+    message = f"another syncctl run {'still ' if after else ''}holds {path}{waited}"
+    message += f" ({holder.describe()})"
+    if holder.stuck and holder.started is not None:
+        hours = (datetime.now(UTC) - holder.started).total_seconds() / 3600
+        return LockBusy(
+            f"{message}, for {hours:.0f} h: that run looks stuck",
+            hint=f"check it (ps -p {holder.pid}); if it hangs, stop it (kill {holder.pid})",
+            stuck=True,
+        )
+    return LockBusy(message, hint="wait for it, or raise the timeout" if after else _HINT)
 
 
 def _try_lock(fd: int) -> bool:
@@ -66,38 +104,48 @@ def _try_lock(fd: int) -> bool:
     return True
 
 
-def _acquire(fd: int, path: Path, *, wait: bool, timeout: float | None) -> None:
-    if not wait:
-        if not _try_lock(fd):
-            raise LockBusy(f"another syncctl run holds {path} ({_holder(fd)})", hint=_HINT)
+def _acquire(
+    fd: int,
+    path: Path,
+    *,
+    wait: bool,
+    timeout: float | None,
+    on_wait: Callable[[str], None] | None,
+) -> None:
+    if _try_lock(fd):
         return
+    if not wait:
+        raise _busy(path, _holder(fd))
+    if on_wait is not None:
+        on_wait(f"another syncctl run holds {path} ({_holder(fd).describe()})")
     if timeout is None:
         fcntl.flock(fd, fcntl.LOCK_EX)  # blocks until the holder releases or dies
         return
     deadline = time.monotonic() + timeout
     while not _try_lock(fd):
         if time.monotonic() >= deadline:
-            raise LockBusy(
-                f"another syncctl run still holds {path} after {timeout:g} s ({_holder(fd)})",
-                hint="wait for it, or raise the timeout",
-            )
+            raise _busy(path, _holder(fd), after=timeout)
         time.sleep(POLL_SECONDS)
 
 
 @contextmanager
 def state_lock(
-    state_dir: Path, *, wait: bool = False, timeout: float | None = None
+    state_dir: Path,
+    *,
+    wait: bool = False,
+    timeout: float | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> Iterator[None]:
     """Hold the state directory's exclusive lock for the duration of the block.
 
     Without `wait`, a busy lock raises LockBusy at once, naming the holder's
     pid and start time. With `wait`, block until the holder is gone, or
-    until `timeout` seconds have passed (then LockBusy). `timeout` alone
-    implies `wait`.
+    until `timeout` seconds have passed (then LockBusy); `on_wait` hears
+    once, before the wait, who holds it. `timeout` alone implies `wait`.
     """
     path, fd = _open_lock_file(Path(state_dir))
     try:
-        _acquire(fd, path, wait=wait or timeout is not None, timeout=timeout)
+        _acquire(fd, path, wait=wait or timeout is not None, timeout=timeout, on_wait=on_wait)
         try:
             line = json.dumps(
                 {
