@@ -85,8 +85,7 @@ def test_failed_lists_a_send_whose_answer_was_lost_with_its_http_error(
     run: Run, config, sandbox: Sandbox
 ) -> None:
     sandbox.mautic.inject(method="POST", path=r"/send$", status=500, times=1)
-    reconcile(config)
-    reconcile(config)  # recovery finds it was not sent: aborted, and sent again
+    reconcile(config)  # the run finds it was not sent: aborted, and sent again
     document = json.loads(run("history", "--failed", "--json").stdout)
     (lost,) = [e for e in document["entries"] if e["action"] == "send_email"]
     assert lost["outcome"] == "aborted"
@@ -98,3 +97,16 @@ def test_a_waived_email_shows_as_waived(run: Run, config) -> None:
     run("reissue-invite", "grace.hopper@example.com", "--yes", "--no-email")
     lines = run("history", "--email", "grace.hopper@example.com").stdout.splitlines()
     assert any(" send_email " in line and " waived " in line for line in lines), lines
+
+
+def test_failed_lists_right_after_the_run_a_write_whose_answer_is_still_unknown(
+    run: Run, config, sandbox: Sandbox
+) -> None:
+    # Every send's answer is lost, all run long: the last attempt stays in
+    # flight for the next run to settle, and that is what the operator sees.
+    sandbox.mautic.inject(method="POST", path=r"/send$", kind="reset", times=None)
+    assert not reconcile(config).ok
+    document = json.loads(run("history", "--failed", "--json").stdout)
+    unknown = [e for e in document["entries"] if e["outcome"] == "unknown"]
+    assert unknown and {e["action"] for e in unknown} == {"send_email"}
+    assert all("the write may have happened" in e["error"] for e in unknown)

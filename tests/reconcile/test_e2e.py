@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -284,3 +285,25 @@ def test_delayed_payment_succeeding_later_becomes_a_purchase(sandbox, config) ->
     assert result.mode == "incremental"
     assert f"coupon:{pending['id']}" in {a.key for a in result.plan.actions}
     assert violations(sandbox, config) == []
+
+
+def test_links_a_misconfigured_run_revoked_are_replaced_once_the_config_is_fixed(
+    sandbox, config
+) -> None:
+    # Issue 11.5.2: two fields shared one alias (config load refuses that now);
+    # the runs made then revoked links that contacts still held.
+    reconcile(config)
+    mautic = config.settings.mautic
+    shared = mautic.fields.model_copy(update={"invite_link_basic": "discord_invite_link_vip"})
+    broken = dataclasses.replace(
+        config,
+        settings=config.settings.model_copy(
+            update={"mautic": mautic.model_copy(update={"fields": shared})}
+        ),
+    )
+    for _ in range(3):
+        reconcile(broken)
+    reconcile(config)
+    reconcile(config, full=True)
+    assert violations(sandbox, config) == []
+    assert reconcile(config, full=True).plan.is_empty

@@ -425,3 +425,30 @@ def test_contact_with_an_invalid_address_is_noted_not_acted_on(settings) -> None
     result = plan(Snapshot(contacts=(contact(email="not-an-email"),)), settings)
     assert result.is_empty
     assert "not valid" in result.notes[0].message
+
+
+# -- a stored link syncctl revoked itself (issue 11.5.2) --------------------------
+
+
+def test_a_stored_link_syncctl_revoked_is_cleared_and_replaced(settings) -> None:
+    c = contact(link_basic="https://discord.gg/dead001")
+    snapshot = Snapshot(
+        contacts=(c,),
+        leads=frozenset({"ada@example.com"}),
+        sent=frozenset({"mail:12:1:dead001"}),
+        revoked=frozenset({"dead001"}),
+    )
+    result = plan(snapshot, settings).by_key()
+    assert set(result) == {"unset:1:basic", "invite:1:basic", "mail:12:1:new"}
+    assert result["invite:1:basic"].depends_on == ("unset:1:basic",)
+    assert "revoked" in result["invite:1:basic"].reason
+    assert "revoke:dead001" not in result  # revoked already
+
+
+def test_a_live_link_into_the_other_tiers_channel_is_noted(settings) -> None:
+    c = contact(link_basic="https://discord.gg/vipchan")
+    invite = Invite("vipchan", settings.discord.vip_channel_id, AN_HOUR_BEFORE, max_uses=1)
+    snapshot = orphan_audit(settings, invite, contacts=(c,))
+    result = plan(snapshot, settings)
+    assert result.is_empty
+    assert any("other tier's channel" in n.message for n in result.notes)

@@ -63,6 +63,8 @@ def outcome(e: Entry) -> str:
         return "observed"
     if e.ref == WAIVED:
         return "waived"  # reissue-invite --no-email: not sent, on purpose
+    if not e.state.terminal and e.error:
+        return "unknown"  # its answer was lost; the next run settles it
     return str(e.state)
 
 

@@ -140,6 +140,8 @@ class Snapshot:
     #: Invite code syncctl last stored for (contact id, tier): to revoke it
     #: when an operator clears the field (rule 13).
     issued: Mapping[tuple[int, Tier], str] = field(default_factory=dict)
+    #: Invite codes contacts in scope hold that syncctl revoked: dead links.
+    revoked: frozenset[str] = frozenset()
     #: Per normalized email, the latest VIP purchase known (scope + journal),
     #: whose code belongs in `promo_code` (rule 2).
     latest_purchase: Mapping[str, Purchase] = field(default_factory=dict)

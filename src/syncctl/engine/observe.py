@@ -460,6 +460,25 @@ class _Observer:
                 )
         return found
 
+    def revoked(self, contacts: Iterable[Contact]) -> set[str]:
+        """Invite codes opted-in contacts hold that syncctl itself revoked.
+
+        A dead link nobody would notice until the backer tries it (a config
+        mistake once made every run revoke links it had stored); the journal
+        knows, so it costs no call.
+        """
+        held = {
+            f"revoke:{code}": code
+            for c in contacts
+            if c.opt_in
+            for code in (invite_code(c.link_vip), invite_code(c.link_basic))
+            if code
+        }
+        if not held:
+            return set()
+        found = self.journal.latest_many(held)
+        return {held[key] for key, entry in found.items() if entry.state is EntryState.DONE}
+
     def issued(self, contacts: Iterable[Contact]) -> dict[tuple[int, Tier], str]:
         """The invite syncctl last stored for each opted-in contact whose link is empty.
 
@@ -535,6 +554,7 @@ def _facts(
         sent_at=dict(observer.sent_at),
         logged_sends=frozenset(observer.logged_sends),
         issued=observer.issued(contacts.values()),
+        revoked=frozenset(observer.revoked(contacts.values())),
         latest_purchase=observer.latest_known(purchase_emails) if not full else {},
         invites=invites,
         observed_at=observer.now,

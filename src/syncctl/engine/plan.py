@@ -295,16 +295,41 @@ class _Planner:
             )
         current = c.link(tier)
         email_id = invite_email_id(self.settings, tier)
+        code = invite_code(current) if current else None
+        if current and code in self.s.revoked:
+            # syncctl revoked this link itself (a config mistake did, once):
+            # the backer holds a dead link. Clear it; a new one follows.
+            deps.append(
+                self.add(
+                    Action(
+                        ActionKind.UNSET_LINK,
+                        f"unset:{c.id}:{tier}",
+                        c.email,
+                        f"the stored {tier} link was revoked by syncctl: a new one is issued",
+                        params={"contact_id": c.id, "tier": str(tier), "expected": current},
+                        before={f"link_{tier}": current},
+                        after={f"link_{tier}": ""},
+                        depends_on=tuple(deps),
+                    )
+                )
+            )
+            current = ""
         if current:
-            code = invite_code(current)
             if code is None:
                 self.note(c.email, f"{tier} link field holds no Discord invite: {current!r}")
-            elif mail_key(email_id, c.id, code) not in self.s.sent and "sent" not in self.s.unknown:
-                self._invite_mail(c, tier, code, (), "stored invite link was never emailed")
+            else:
+                self._wrong_channel(c, tier, code)
+                if (
+                    mail_key(email_id, c.id, code) not in self.s.sent
+                    and "sent" not in self.s.unknown
+                ):
+                    self._invite_mail(c, tier, code, (), "stored invite link was never emailed")
         else:
             previous = self.s.issued.get((c.id, tier))
             reason = "opted-in contact has no invite link"
-            if previous:
+            if code:
+                reason = f"its stored link {code} was revoked: reissue"
+            elif previous and previous not in self.s.revoked:
                 reason = "link field was cleared: reissue"
                 deps.append(self.add(self._revoke(previous, c.email, "link field was cleared")))
             invite = self.add(
@@ -326,6 +351,16 @@ class _Planner:
             )
             self._invite_mail(c, tier, NEW, (invite,), "a new invite link gets its email")
         self.lead(c)
+
+    def _wrong_channel(self, c: Contact, tier: Tier, code: str) -> None:
+        """A live link of syncctl's into the other tier's channel is worth a word (full runs)."""
+        invite = (self.s.invites or {}).get(code)
+        if invite is not None and invite.channel_id != channel_id(self.settings, tier):
+            self.note(
+                c.email or f"contact {c.id}",
+                f"its {tier} link {code} opens the other tier's channel: clear the field to "
+                "get the right one (check [mautic.fields] and the channel ids)",
+            )
 
     def _tier_may_change(self, c: Contact) -> bool:
         """A Basic contact whose VIP purchase could not be checked waits for its invite.

@@ -765,8 +765,14 @@ class Journal:
             # Aborted with the attempt's own error (its answer was lost, and
             # recovery found it had not happened): a failure all the same. An
             # attempt only cut short by a crash carries no error of its own.
-            where.append("(e.state = ? OR (e.state = ? AND substr(e.error, 1, ?) != ?))")
+            # Still in flight with an error: its answer was lost and the next
+            # run settles it; right after the run, that is the failure to see.
+            where.append(
+                "(e.state = ? OR (e.state = ? AND substr(e.error, 1, ?) != ?)"
+                " OR (e.state IN (?, ?) AND e.error IS NOT NULL))"
+            )
             params += [EntryState.FAILED.value, EntryState.ABORTED.value, len(RECOVERED), RECOVERED]
+            params += list(_UNRESOLVED)
         sql = f"SELECT {self._ENTRY_COLUMNS} FROM entries e"
         if where:
             sql += " WHERE " + " AND ".join(where)
