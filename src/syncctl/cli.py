@@ -22,12 +22,14 @@ per applied action plus the run's summary. Rendering lives in `render.py`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -40,6 +42,7 @@ from typer._click.exceptions import UsageError as ClickUsageError
 
 from syncctl import __version__, logs
 from syncctl import config as config_mod
+from syncctl.engine.stop import StopRequest
 from syncctl.errors import LockBusy, SyncctlError, UsageError
 
 if TYPE_CHECKING:
@@ -456,7 +459,11 @@ def reconcile(
 
     state = _state(ctx)
     cfg = state.config
-    with RunProgress(err, enabled=state.rich and not state.quiet, fallback=_debug) as shown:
+    stop = StopRequest()
+    with (
+        _stop_on_signals(stop, quiet=state.quiet),
+        RunProgress(err, enabled=state.rich and not state.quiet, fallback=_debug) as shown,
+    ):
 
         def on_outcome(outcome: Any) -> None:
             logs.log_outcome(outcome)
@@ -470,6 +477,7 @@ def reconcile(
             wait=wait,
             retry_refused=retry_refused,
             allow_mass_change=allow_mass_change,
+            stop=stop,
             progress=shown.phase,
             on_outcome=on_outcome,
             on_plan=shown.planned,
@@ -479,6 +487,37 @@ def reconcile(
     if json_out:
         _echo_json(result.to_json())
     raise typer.Exit(result.exit_code(detailed_exitcode))
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: StopRequest, *, quiet: bool) -> Iterator[None]:
+    """Ctrl-C or SIGTERM while applying: finish the calls in flight, start no new one.
+
+    Before the run applies anything (or at a second signal) it stops at
+    once, as a plain Ctrl-C would.
+    """
+
+    def handle(signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        if not stop.applying or stop.is_set():
+            raise KeyboardInterrupt
+        stop.set(name)
+        if not quiet:
+            err.print(
+                f"{name}: stopping after the actions in progress (again to quit at once)",
+                markup=False,
+                highlight=False,
+            )
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only (CliRunner in a worker thread)
+        return
+    before = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, previous in before.items():
+            signal.signal(signum, previous)
 
 
 def _echo_json(document: Any) -> None:

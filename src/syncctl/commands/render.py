@@ -40,6 +40,7 @@ from syncctl.commands.history import outcome as history_outcome
 from syncctl.engine.apply import Outcome, Status
 from syncctl.engine.model import Action, Plan
 from syncctl.engine.reconcile import RunResult
+from syncctl.engine.stop import NOT_STARTED
 
 if TYPE_CHECKING:
     from syncctl.commands.doctor import DoctorReport
@@ -313,6 +314,17 @@ def over_limit_line(result: RunResult) -> str | None:
     )
 
 
+def interrupted_line(result: RunResult) -> str | None:
+    """A run stopped by a signal says what it left for the next run."""
+    if not result.interrupted:
+        return None
+    left = sum(1 for o in result.outcomes if o.message == NOT_STARTED) + len(result.deferred)
+    return (
+        f"stopped by {result.interrupted}: the actions in progress finished and were recorded; "
+        f"{left} not started wait for the next run"
+    )
+
+
 def refusal_line(result: RunResult) -> str | None:
     """The mistake guard's verdict; a dry run says the real run would meet it."""
     if not result.refusal:
@@ -341,6 +353,8 @@ def show_result(console: Console, result: RunResult) -> None:
         console.print(over, markup=False)
     if refused := refusal_line(result):
         console.print(refused, markup=False)
+    if stopped := interrupted_line(result):
+        console.print(stopped, markup=False)
     for note in result.plan.notes:
         console.print(f"note: {note.subject}: {note.message}", markup=False)
     if result.outcomes:
@@ -423,6 +437,8 @@ def result_lines(result: RunResult, *, outcomes_logged: bool = False) -> list[Li
         lines.append((INFO, over))
     if refused := refusal_line(result):
         lines.append((WARNING, refused))
+    if stopped := interrupted_line(result):
+        lines.append((WARNING, stopped))
     for note in result.plan.notes:
         lines.append((INFO, f"note: {note.subject}: {note.message}"))
     if result.outcomes:

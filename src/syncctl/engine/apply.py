@@ -35,6 +35,7 @@ from syncctl.engine.codes import invite_code, invite_url
 from syncctl.engine.model import Action, ActionKind, Plan, Tier
 from syncctl.engine.plan import NEW, invite_email_id, mail_key
 from syncctl.engine.sends import WAIVED
+from syncctl.engine.stop import NOT_STARTED, StopRequest
 from syncctl.errors import (
     AuthRejected,
     BadResponse,
@@ -130,8 +131,10 @@ class Applier:
         *,
         on_outcome: Callable[[Outcome], None] | None = None,
         retry_refused: bool = False,
+        stop: StopRequest | None = None,
     ) -> None:
         self.sv = services
+        self.stop = stop or StopRequest()
         self.retry_refused = retry_refused
         self.journal = journal
         self.settings = settings
@@ -195,11 +198,13 @@ class Applier:
             outcome = self._run_one(action, chain)
             chain.record(outcome)
             done.append(outcome)
-            if self.on_outcome:
+            if self.on_outcome and outcome.message != NOT_STARTED:  # one summary line says so
                 self.on_outcome(outcome)
         return done
 
     def _run_one(self, action: Action, chain: Chain) -> Outcome:
+        if self.stop.is_set():
+            return Outcome(action, Status.SKIPPED, action.key, message=NOT_STARTED, retry=True)
         for dep in action.depends_on:
             before = chain.outcomes.get(dep)
             if before is not None and before.status is not Status.DONE:

@@ -34,6 +34,7 @@ from syncctl.engine.observe import Observation, observe
 from syncctl.engine.plan import plan as make_plan
 from syncctl.engine.recover import Recovery, Resolution
 from syncctl.engine.settle import Settled, settle
+from syncctl.engine.stop import StopRequest
 from syncctl.net.http import CallStats
 from syncctl.state.journal import EntryState, Journal
 from syncctl.state.lock import state_lock
@@ -65,6 +66,8 @@ class RunResult:
     observe_errors: dict[str, str] = field(default_factory=dict)
     #: What the run settled itself after trouble (lost answers checked, retries).
     settled: Settled = field(default_factory=Settled)
+    #: Asked to stop while applying (the signal's name): what was not started waits.
+    interrupted: str = ""
 
     @property
     def failed(self) -> list[Outcome]:
@@ -93,7 +96,10 @@ class RunResult:
         )
 
     def exit_code(self, detailed: bool) -> int:
-        """0 in sync / all done; 1 failures; 4 refused; detailed: 2 changes."""
+        """0 in sync / all done; 1 failures; 4 refused; detailed: 2 changes;
+        130/143 stopped by SIGINT/SIGTERM."""
+        if self.interrupted:
+            return 143 if self.interrupted == "SIGTERM" else 130
         if self.refused:
             return 4
         if not self.ok:
@@ -111,6 +117,7 @@ class RunResult:
             "duration_seconds": round(self.duration, 3),
             "refused": self.refused,
             "refusal": self.refusal or None,
+            "interrupted": self.interrupted or None,
             "max_actions": self.max_actions,
             "deferred": [a.key for a in self.deferred],
             "plan": {
@@ -148,6 +155,7 @@ def reconcile(
     wait: bool = False,
     retry_refused: bool = False,
     allow_mass_change: bool = False,
+    stop: StopRequest | None = None,
     progress: Callable[[str], None] | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
     services: Services | None = None,
@@ -180,8 +188,15 @@ def reconcile(
             mode="", dry_run=dry_run, plan=Plan(), stats=sv.stats, max_actions=limit, run_id=run_id
         )
         try:
+            stop = stop or StopRequest()
             applier = Applier(
-                sv, journal, settings, run_id, on_outcome=on_outcome, retry_refused=retry_refused
+                sv,
+                journal,
+                settings,
+                run_id,
+                on_outcome=on_outcome,
+                retry_refused=retry_refused,
+                stop=stop,
             )
             if dry_run:
                 result.unresolved_before = len(journal.in_flight())
@@ -216,10 +231,15 @@ def reconcile(
             observation.snapshot = snapshot = Snapshot()
             if on_plan is not None:
                 on_plan(taken)
-            outcomes = applier.apply(taken)
-            result.outcomes, result.settled = settle(
-                applier, lambda: Recovery(sv, journal, applier), outcomes
-            )
+            stop.applying = True
+            try:
+                outcomes = applier.apply(taken)
+                result.outcomes, result.settled = settle(
+                    applier, lambda: Recovery(sv, journal, applier), outcomes, stop=stop.is_set
+                )
+            finally:
+                stop.applying = False
+            result.interrupted = stop.reason if stop.is_set() else ""
             _remember(journal, observation, scope, result)
             return result
         finally:
@@ -429,6 +449,8 @@ def _emailed(snapshot: Snapshot) -> set[tuple[int, int]]:
 
 
 def _outcome_word(result: RunResult) -> str:
+    if result.interrupted:
+        return "interrupted"
     if result.refused:
         return "refused"
     if not result.ok:

@@ -1,0 +1,70 @@
+"""Ctrl-C or SIGTERM while applying: calls in flight finish and are recorded,
+nothing new starts, the run ends with its summary (issue 11.5.14)."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from syncctl import config as config_mod
+from syncctl.engine.reconcile import reconcile
+from syncctl.engine.stop import NOT_STARTED, StopRequest
+from syncctl.sandbox.seed import seed_demo
+from syncctl.sandbox.stack import Sandbox
+from syncctl.sandbox.verify import violations
+
+
+def test_a_stop_while_applying_starts_nothing_new_and_the_next_run_finishes(
+    sandbox, config
+) -> None:
+    stop = StopRequest()
+
+    def stop_after_the_first(outcome) -> None:
+        stop.set("SIGINT")
+
+    result = reconcile(config, stop=stop, on_outcome=stop_after_the_first)
+    started = [o for o in result.outcomes if o.message != NOT_STARTED]
+    assert len(started) <= config.settings.run.concurrency * 2  # in flight, finished
+    assert any(o.message == NOT_STARTED for o in result.outcomes)
+    assert result.interrupted == "SIGINT" and result.exit_code(False) == 130
+    reconcile(config)
+    assert violations(sandbox, config) == []
+
+
+def test_sigint_stops_the_command_within_seconds_with_a_summary(tmp_path: Path) -> None:
+    with Sandbox(latency=0.15) as sandbox:
+        seed_demo(sandbox)
+        config_path, env_path = sandbox.write_files(tmp_path / "campaign")
+        command = [
+            sys.executable, "-m", "syncctl", "--config", str(config_path),
+            "--env-file", str(env_path), "reconcile",
+        ]  # fmt: skip
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+        assert proc.stderr is not None
+        seen: list[str] = []
+        selector = selectors.DefaultSelector()
+        selector.register(proc.stderr, selectors.EVENT_READ)
+        deadline = time.monotonic() + 60
+        while not any("outcome=done" in line for line in seen):
+            assert time.monotonic() < deadline and proc.poll() is None, seen
+            if selector.select(timeout=1):
+                seen.append(proc.stderr.readline())
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=30)
+        took = time.monotonic() - sent
+        text = "".join(seen) + rest
+        assert proc.returncode == 130, text
+        assert took < 5, took
+        assert "SIGINT: stopping after the actions in progress" in text
+        assert "stopped by SIGINT" in text and "wait for the next run" in text
+        assert "Outcome:" in text  # the summary
+        config = config_mod.load(config_path, env_path)
+        reconcile(config)
+        assert violations(sandbox, config) == []
