@@ -756,3 +756,43 @@ def test_emulator_serves_100k_leads_quickly() -> None:
     assert [lead.first_name for lead in found] == ["F99999"]
     assert page.first_name == "F0"
     assert elapsed < 0.5
+
+
+# -- move (rule 22: the contact's email changed) --------------------------------------
+
+
+def test_move_gives_the_lead_a_new_primary_address_and_keeps_the_others(
+    client: EspoClient, emulator: EspoEmulator
+) -> None:
+    lead_id = emulator.add_lead("Ada", "Lovelace", "ada@example.com", other_emails=["a@x.org"])
+    moved = client.move_lead(lead_id, "ada.king@example.com")
+    assert moved.id == lead_id
+    assert moved.email == "ada.king@example.com"
+    assert [lead["id"] for lead in emulator.find("ada.king@example.com")] == [lead_id]
+    assert not emulator.find("ada@example.com")
+    assert emulator.find("a@x.org")
+
+
+def test_move_past_a_namesake_skips_the_duplicate_check(
+    client: EspoClient, emulator: EspoEmulator
+) -> None:
+    lead_id = emulator.add_lead("Ada", "Lovelace", "ada@example.com")
+    emulator.add_lead("Ada", "Lovelace", "another.ada@example.com")
+    moved = client.move_lead(lead_id, "ada.king@example.com")
+    assert moved.email == "ada.king@example.com"
+    patches = [h for m, p, h in emulator.header_log if m == "PATCH"]
+    assert patches[-1].get("x-skip-duplicate-check") == "true"
+
+
+def test_move_onto_an_address_another_lead_has_is_a_conflict(
+    client: EspoClient, emulator: EspoEmulator
+) -> None:
+    lead_id = emulator.add_lead("Ada", "Lovelace", "ada@example.com")
+    emulator.add_lead("Other", "Person", "taken@example.com")
+    with pytest.raises(Conflict, match=r"already has taken@example\.com"):
+        client.move_lead(lead_id, "taken@example.com")
+
+
+def test_move_of_a_deleted_lead_is_not_found(client: EspoClient) -> None:
+    with pytest.raises(NotFound):
+        client.move_lead("0123456789abcdef0", "ada.king@example.com")

@@ -24,15 +24,19 @@ def simulate(snapshot: Snapshot, plan: Plan) -> Snapshot:
     issued = dict(snapshot.issued)
     invites = dict(snapshot.invites) if snapshot.invites is not None else None
     latest = dict(snapshot.latest_purchase)
+    own = set(snapshot.own_coupons)
+    own_contacts = set(snapshot.own_contacts)
     new_ids: dict[str, int] = {}
     minted: dict[str, str] = {}
     for action in plan.actions:
         p = action.params
         if action.kind is ActionKind.COUPON:
             codes.add(p["code"])
+            own.add(p["session_id"])
         elif action.kind is ActionKind.CONTACT_CREATE:
             cid = max(contacts, default=0) + 1
             new_ids[p["email"]] = cid
+            own_contacts.add(p["email"])
             contacts[cid] = Contact(
                 id=cid,
                 email=p["email"],
@@ -76,17 +80,25 @@ def simulate(snapshot: Snapshot, plan: Plan) -> Snapshot:
             if ref == NEW:
                 ref = minted[f"{cid}:{p['tier']}"]
             sent.add(mail_key(p["email_id"], cid, ref))
-        elif action.kind is ActionKind.LEAD:
+        elif action.kind in (ActionKind.LEAD, ActionKind.LEAD_MOVE):
             leads.add(p["email"])
-    for purchase in snapshot.purchases:
-        if purchase.is_vip_purchase:
-            assert purchase.email is not None
-            known = latest.get(purchase.email)
-            if known is None or (known.created, known.session_id) < (
-                purchase.created,
-                purchase.session_id,
-            ):
-                latest[purchase.email] = purchase
+    # What the journal records: the purchase whose code went into the contact
+    # (or that the contact held already).
+    by_session = {p.session_id: p for p in snapshot.purchases}
+    stored = {
+        a.params["session_id"]
+        for a in plan.actions
+        if a.kind in (ActionKind.CONTACT_CREATE, ActionKind.CONTACT_UPDATE)
+    }
+    for c in contacts.values():
+        stored |= {p.session_id for p in snapshot.purchases if p.code == c.promo_code and c.vip}
+    for sid in stored:
+        purchase = by_session.get(sid)
+        if purchase is None or not purchase.is_vip_purchase or purchase.email is None:
+            continue
+        known = latest.get(purchase.email)
+        if known is None or known.recency < purchase.recency:
+            latest[purchase.email] = purchase
     return replace(
         snapshot,
         contacts=tuple(contacts.values()),
@@ -96,6 +108,8 @@ def simulate(snapshot: Snapshot, plan: Plan) -> Snapshot:
         issued=issued,
         invites=invites,
         latest_purchase=latest,
+        own_coupons=frozenset(own),
+        own_contacts=frozenset(own_contacts),
     )
 
 

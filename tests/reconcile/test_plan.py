@@ -452,3 +452,61 @@ def test_a_live_link_into_the_other_tiers_channel_is_noted(settings) -> None:
     result = plan(snapshot, settings)
     assert result.is_empty
     assert any("other tier's channel" in n.message for n in result.notes)
+
+
+# -- rules 16, 21, 22 ---------------------------------------------------------------
+
+
+def test_a_purchase_whose_coupon_email_went_out_is_not_redone(settings) -> None:
+    p = purchase()
+    snapshot = Snapshot(
+        purchases=(p,),
+        existing_codes=frozenset({p.code}),
+        sent=frozenset({f"mail:13:7:{p.code}"}),  # mailed, to a contact since erased
+    )
+    result = plan(snapshot, settings)
+    assert result.is_empty
+    assert any("fulfilled" in n.message for n in result.notes)
+
+
+def test_a_found_code_without_contact_is_reported_not_recreated(settings) -> None:
+    p = purchase()
+    snapshot = Snapshot(purchases=(p,), existing_codes=frozenset({p.code}))
+    result = plan(snapshot, settings)
+    assert result.is_empty
+    assert any("reported, not recreated" in n.message for n in result.notes)
+
+
+def test_a_code_this_state_dir_made_gets_its_missing_contact(settings) -> None:
+    p = purchase()
+    snapshot = Snapshot(
+        purchases=(p,), existing_codes=frozenset({p.code}), own_coupons=frozenset({p.session_id})
+    )
+    assert "create_contact" in kinds(plan(snapshot, settings))
+
+
+def test_contacts_sharing_an_email_get_one_invite_and_one_lead(settings) -> None:
+    result = plan(Snapshot(contacts=(contact(1), contact(2, email="ada@example.com"))), settings)
+    assert keys(result) == {"invite:1:basic", "mail:12:1:new", "lead:ada@example.com"}
+    assert any("share this email" in n.message for n in result.notes)
+
+
+def test_the_duplicate_already_holding_a_link_keeps_it(settings) -> None:
+    holder = contact(2, link_basic="https://discord.gg/held02")
+    snapshot = Snapshot(
+        contacts=(contact(1), holder),
+        sent=frozenset({"mail:12:2:held02"}),
+        leads=frozenset({"ada@example.com"}),
+    )
+    assert plan(snapshot, settings).is_empty
+
+
+def test_the_lead_syncctl_made_follows_a_changed_email(settings) -> None:
+    snapshot = Snapshot(
+        contacts=(contact(1, email="ada.king@example.com", link_basic="https://discord.gg/l1"),),
+        sent=frozenset({"mail:12:1:l1"}),
+        lead_owners={1: ("lead01", "ada@example.com")},
+    )
+    (move,) = plan(snapshot, settings).actions
+    assert move.kind is ActionKind.LEAD_MOVE and move.key == "lead:ada.king@example.com"
+    assert move.params["lead_id"] == "lead01"

@@ -388,6 +388,35 @@ class EspoClient(VendorClient):
         response = self._post_lead(body, source=source, headers={"X-Skip-Duplicate-Check": "true"})
         return LeadResult(self._created(response), created=True, other_people=tuple(others))
 
+    def move_lead(self, lead_id: str, email: str) -> Lead:
+        """Give a Lead a new primary address (its contact changed email, rule 22).
+
+        PATCH is idempotent, so it is retried like a read. Espo's duplicate
+        check runs on update too: a namesake of another address is no reason
+        to refuse, so the PATCH is repeated with the check skipped; a Lead that
+        already has this address is another record and a Conflict.
+        NotFound when the Lead was deleted.
+        """
+        wanted = email.strip()
+        path = f"{API_PREFIX}/Lead/{lead_id}"
+        body = {"emailAddress": wanted}
+        response = self._http.request("PATCH", path, json_body=body, ok=(409,))
+        if response.status_code == 409:
+            duplicates = _parse_duplicates(response) or []
+            same = [d for d in duplicates if d.has_email(wanted)]
+            if same:
+                raise Conflict(
+                    SERVICE,
+                    f"PATCH {path}: Lead {same[0].id} already has {wanted}",
+                    hint="merge the two Leads in EspoCRM; the next run continues",
+                    status=409,
+                )
+            response = self._http.request(
+                "PATCH", path, json_body=body, headers={"X-Skip-Duplicate-Check": "true"}
+            )
+        what = f"PATCH {path}"
+        return _parse_lead(expect_dict(SERVICE, parse_json(SERVICE, response), what), what)
+
     # -- internals ------------------------------------------------------------
 
     def _post_lead(

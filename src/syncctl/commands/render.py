@@ -70,6 +70,7 @@ LABELS = {
     "issue_invite": "issue invite",
     "send_email": "send email",
     "create_lead": "create lead",
+    "move_lead": "move lead to the new email",
 }
 
 

@@ -578,7 +578,10 @@ class Applier:
 
     def _do_lead(self, action: Action, chain: Chain) -> Outcome:
         p = action.params
-        entry = self._start(action.key, action, {"email": p["email"]})
+        # The contact is kept: if its email changes, the lead follows it (rule 22).
+        entry = self._start(
+            action.key, action, {"email": p["email"], "contact_id": p["contact_id"]}
+        )
         result = self._guard(
             entry,
             lambda: self.sv.espocrm.create_lead(
@@ -589,6 +592,31 @@ class Applier:
             ),
         )
         return self._done(action, entry, action.key, result.lead.id, created=result.created)
+
+    def _do_lead_move(self, action: Action, chain: Chain) -> Outcome:
+        """Rule 22: the contact's lead takes its new email, instead of a second lead.
+
+        A lead deleted in Espo meanwhile is not brought back under the old
+        id: the next run creates one for the new address (rule 12).
+        """
+        p = action.params
+        detail = {"email": p["email"], "contact_id": p["contact_id"], "moved_from": p["old_email"]}
+        entry = self._start(action.key, action, detail)
+        try:
+            lead = self._guard(entry, lambda: self.sv.espocrm.move_lead(p["lead_id"], p["email"]))
+        except NotFound:
+            self._forget_lead(p["old_email"], action.subject, "deleted in EspoCRM")
+            raise
+        self._forget_lead(p["old_email"], action.subject, f"moved to {p['email']}")
+        return self._done(action, entry, action.key, lead.id)
+
+    def _forget_lead(self, old_email: str, subject: str, why: str) -> None:
+        """The old address has no lead of ours any more: someone signing up with it gets one."""
+        key = f"lead:{old_email}"
+        entry = self.journal.start(
+            key, str(ActionKind.LEAD_MOVE), subject, run_id=self.run_id, detail={"gone": why}
+        )
+        self.journal.mark(entry, EntryState.SKIPPED)
 
 
 @contextlib.contextmanager

@@ -140,6 +140,14 @@ class Snapshot:
     #: Invite code syncctl last stored for (contact id, tier): to revoke it
     #: when an operator clears the field (rule 13).
     issued: Mapping[tuple[int, Tier], str] = field(default_factory=dict)
+    #: Opted-in contacts in scope whose email has no Lead, but for which
+    #: syncctl created one under another address: id -> (lead id, that email).
+    lead_owners: Mapping[int, tuple[str, str]] = field(default_factory=dict)
+    #: Sessions whose coupon syncctl created itself (the journal; adopted
+    #: codes excluded): after a lost state dir, a code alone proves nothing.
+    own_coupons: frozenset[str] = frozenset()
+    #: Buyers' emails whose contact syncctl created (the journal, adopted excluded).
+    own_contacts: frozenset[str] = frozenset()
     #: Invite codes contacts in scope hold that syncctl revoked: dead links.
     revoked: frozenset[str] = frozenset()
     #: Per normalized email, the latest VIP purchase known (scope + journal),
@@ -167,6 +175,7 @@ class ActionKind(StrEnum):
     INVITE = "issue_invite"
     MAIL = "send_email"
     LEAD = "create_lead"
+    LEAD_MOVE = "move_lead"
 
 
 SYSTEM_OF = {
@@ -178,6 +187,7 @@ SYSTEM_OF = {
     ActionKind.INVITE: "discord",
     ActionKind.MAIL: "mautic",
     ActionKind.LEAD: "espocrm",
+    ActionKind.LEAD_MOVE: "espocrm",
 }
 
 

@@ -460,6 +460,29 @@ class _Observer:
                 )
         return found
 
+    def made(self, prefix: str, refs: Iterable[str]) -> set[str]:
+        """Of `refs`, those whose `prefix:ref` row syncctl did itself (not merely
+        found in a service and adopted): rule 16's evidence after a lost state dir."""
+        keys = [f"{prefix}:{ref}" for ref in refs]
+        found = self.journal.latest_many(keys) if keys else {}
+        return {
+            key.removeprefix(f"{prefix}:")
+            for key, entry in found.items()
+            if entry.state is EntryState.DONE and not entry.detail.get("observed")
+        }
+
+    def lead_owners(
+        self, contacts: Iterable[Contact], leads: set[str]
+    ) -> dict[int, tuple[str, str]]:
+        """Opted-in contacts without a Lead for their email that syncctl made one for
+        under another address: their email changed (rule 22)."""
+        lacking = {c.id: c.email for c in contacts if c.opt_in and c.email and c.email not in leads}
+        return {
+            cid: (lead_id, email)
+            for cid, (lead_id, email) in self.journal.leads_made_for(lacking).items()
+            if email != lacking[cid]
+        }
+
     def revoked(self, contacts: Iterable[Contact]) -> set[str]:
         """Invite codes opted-in contacts hold that syncctl itself revoked.
 
@@ -555,6 +578,13 @@ def _facts(
         logged_sends=frozenset(observer.logged_sends),
         issued=observer.issued(contacts.values()),
         revoked=frozenset(observer.revoked(contacts.values())),
+        lead_owners=(
+            observer.lead_owners(contacts.values(), leads) if "leads" not in unknown else {}
+        ),
+        own_coupons=frozenset(
+            observer.made("coupon", (p.session_id for p in purchases.values() if p.is_vip_purchase))
+        ),
+        own_contacts=frozenset(observer.made("contact", purchase_emails)),
         latest_purchase=observer.latest_known(purchase_emails) if not full else {},
         invites=invites,
         observed_at=observer.now,

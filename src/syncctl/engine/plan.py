@@ -73,6 +73,13 @@ class _Planner:
         #: Contacts whose invite waits because their tier may be about to change.
         self.tier_unsettled = 0
         self.leads_planned: set[str] = set()
+        #: Codes whose coupon email went out, to whichever contact (rule 16).
+        coupon = f"mail:{settings.mautic.coupon_email}:"
+        self.mailed_codes = {
+            key.rsplit(":", 1)[1] for key in snapshot.sent if key.startswith(coupon)
+        }
+        #: Emails whose shared contacts were noted already (rule 21).
+        self.duplicates_noted: set[str] = set()
 
     def add(self, action: Action) -> str:
         self.actions.setdefault(action.key, action)
@@ -102,11 +109,64 @@ class _Planner:
             assert p.email is not None
             by_email[p.email].append(p)
         for email, bought in by_email.items():
-            for p in bought:
+            # Rule 16: a purchase whose coupon email went out is done for good.
+            open_ = [p for p in bought if p.code not in self.mailed_codes]
+            if not open_:
+                self._fulfilled(email, bought)
+                continue
+            if not self.contacts_by_email.get(email) or email in self.s.own_contacts:
+                left = self._left_behind(email, open_)
+                open_ = [p for p in open_ if p not in left]
+                bought = [p for p in bought if p not in left]
+                if not open_:
+                    continue
+            for p in open_:
                 self.coupon(p)
             contact_ref, contact_dep, opted_in = self.vip_contact(email, bought)
-            for p in bought:
+            for p in open_:
                 self.coupon_mail(p, contact_ref, contact_dep, opted_in)
+
+    def _fulfilled(self, email: str, bought: list[Purchase]) -> None:
+        """Rule 16: nothing is redone for fulfilled purchases; a change is noted, not undone."""
+        contacts = self.contacts_by_email.get(email, [])
+        latest = max(bought, key=lambda p: p.recency)
+        known = self.s.latest_purchase.get(email)
+        if known is not None and known.recency > latest.recency:
+            latest = known
+        sessions = ", ".join(p.session_id for p in bought)
+        if not contacts:
+            self.note(
+                email,
+                f"purchase {sessions} was fulfilled (coupon email sent); its buyer has no "
+                "Mautic contact now (erased, merged or email changed): left alone",
+            )
+        elif not contacts[0].vip or contacts[0].promo_code != latest.code:
+            self.note(
+                email,
+                f"purchase {sessions} was fulfilled; the contact's VIP flag or code was "
+                "changed since: left as it is",
+            )
+
+    def _left_behind(self, email: str, open_: list[Purchase]) -> list[Purchase]:
+        """Rule 16 after a lost state dir: a code that exists but that this journal
+        did not make, for a buyer with no contact (or only the one syncctl made
+        for another purchase), is reported, not recreated: the buyer may have
+        been erased after the email went out."""
+        found = [
+            p
+            for p in open_
+            if p.code in self.s.existing_codes and p.session_id not in self.s.own_coupons
+        ]
+        if not found:
+            return []
+        sessions = ", ".join(p.session_id for p in found)
+        self.note(
+            email,
+            f"purchase {sessions} has its code in Shopware but no Mautic contact, and this "
+            "state dir did not make it (lost state dir, or the buyer was erased): reported, "
+            "not recreated; create the contact in Mautic to have it fulfilled",
+        )
+        return found
 
     def coupon(self, p: Purchase) -> None:
         """Rule 1: one code per purchase in the VIP promotion."""
@@ -144,10 +204,13 @@ class _Planner:
         # Rule 4: a code goes into Mautic only once it exists in Shopware.
         deps = self._planned(f"coupon:{latest.session_id}")
         contacts = self.contacts_by_email.get(email, [])
-        if len(contacts) > 1:
+        if len(contacts) > 1 and email not in self.duplicates_noted:
+            self.duplicates_noted.add(email)
+            ids = ", ".join(str(c.id) for c in contacts)
             self.note(
                 email,
-                f"{len(contacts)} Mautic contacts share this email; using id {contacts[0].id}",
+                f"{len(contacts)} Mautic contacts share this email (ids {ids}): one person, "
+                f"VIP flag and code on contact {contacts[0].id}; merge them in Mautic",
             )
         if not contacts:
             first, last = split_name(latest.name)
@@ -245,6 +308,7 @@ class _Planner:
             )
 
     def _each_contact(self) -> None:
+        people: dict[str, list[Contact]] = defaultdict(list)
         for contact in sorted(self.s.contacts, key=lambda c: c.id):
             if not contact.opt_in:
                 continue  # rule 15
@@ -256,15 +320,40 @@ class _Planner:
                 # wait until someone fixes the address.
                 self.note(contact.email, "opted in but the address is not valid: left alone")
                 continue
-            self.contact(contact)
+            people[contact.email].append(contact)
+        for email, group in people.items():
+            self.person(email, group)
 
-    def contact(self, c: Contact) -> None:
+    def person(self, email: str, group: list[Contact]) -> None:
+        """Rule 21: contacts sharing an email are one person: one link, one email, one lead.
+
+        The link goes to the contact already holding one (the oldest such),
+        else the oldest; the tier is VIP when any of them is (a purchase
+        marks the oldest contact of the address, opted in or not).
+        """
+        everyone = self.contacts_by_email.get(email, group)
+        vip = any(c.vip or c.id in self.promoting for c in everyone)
+        promote = next((self.promoting[c.id] for c in everyone if c.id in self.promoting), None)
+        holding = [c for c in group if c.link_vip or c.link_basic]
+        primary = (holding or group)[0]
+        if len(everyone) > 1 and email not in self.duplicates_noted:
+            self.duplicates_noted.add(email)
+            ids = ", ".join(str(c.id) for c in everyone)
+            self.note(
+                email,
+                f"{len(everyone)} Mautic contacts share this email (ids {ids}): one person, "
+                f"one invite (contact {primary.id}); merge them in Mautic",
+            )
+        self.contact(primary, vip=vip, promote=promote)
+
+    def contact(self, c: Contact, *, vip: bool | None = None, promote: str | None = None) -> None:
         assert c.email is not None
-        promote = self.promoting.get(c.id)
-        if not (c.vip or promote) and self._tier_may_change(c):
+        promote = promote or self.promoting.get(c.id)
+        vip = c.vip if vip is None else vip
+        if not (vip or promote) and self._tier_may_change(c):
             self.lead(c)
             return
-        tier = Tier.VIP if (c.vip or promote) else Tier.BASIC
+        tier = Tier.VIP if (vip or promote) else Tier.BASIC
         # Rules 4 and 8: an upgrade touches the Basic link only once the
         # contact is VIP; a failed coupon leaves the person as they were.
         deps: list[str] = [promote] if promote else []
@@ -418,11 +507,31 @@ class _Planner:
         )
 
     def lead(self, c: Contact) -> None:
-        """Rule 12: one lead per email, case-insensitive."""
+        """Rule 12: one lead per email, case-insensitive; rule 22: it follows the contact."""
         assert c.email is not None
         if c.email in self.s.leads or c.email in self.leads_planned or "leads" in self.s.unknown:
             return
         self.leads_planned.add(c.email)
+        owned = self.s.lead_owners.get(c.id)
+        if owned is not None:
+            lead_id, old_email = owned
+            self.add(
+                Action(
+                    ActionKind.LEAD_MOVE,
+                    f"lead:{c.email}",
+                    c.email,
+                    f"the contact's email changed from {old_email}: its lead follows",
+                    params={
+                        "contact_id": c.id,
+                        "lead_id": lead_id,
+                        "email": c.email,
+                        "old_email": old_email,
+                    },
+                    before={"lead_email": old_email},
+                    after={"lead_email": c.email},
+                )
+            )
+            return
         self.add(
             Action(
                 ActionKind.LEAD,

@@ -371,7 +371,7 @@ class _Email:
 class _Stat:
     id: int
     email_id: int
-    lead_id: int
+    lead_id: int | None  # None once the contact is deleted (FK ON DELETE SET NULL)
     email_address: str | None
     date_sent: datetime
     is_failed: bool
@@ -1162,6 +1162,10 @@ class MauticEmulator(Emulator):
         self._index["date_modified"].add(contact.date_modified, contact.id)
 
     def _remove(self, contact: _Contact) -> None:
+        # Mautic's Stat entity maps its lead with onDelete SET NULL: the send
+        # log keeps the row and the address, not the contact.
+        for stat in self._stats_by_lead.pop(contact.id, []):
+            stat.lead_id = None
         self._unindex_email(contact)
         self._index["id"].remove(contact.id, contact.id)
         self._index["date_added"].remove(contact.date_added, contact.id)
@@ -1196,11 +1200,11 @@ class MauticEmulator(Emulator):
             if value in (None, ""):
                 value = oldest.values.get(alias)
             merged[alias] = value
-        self._remove(loser)
-        for stat in self._stats_by_lead.pop(loser.id, []):
+        for stat in self._stats_by_lead.pop(loser.id, []):  # a merge moves the sends over
             stat.lead_id = winner.id
             self._stats_by_lead.setdefault(winner.id, []).append(stat)
         self._stats_by_lead.get(winner.id, []).sort(key=lambda s: s.id)
+        self._remove(loser)
         self._assign(winner, merged)
         return True
 

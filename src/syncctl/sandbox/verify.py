@@ -9,6 +9,7 @@ syncctl's journal.
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from syncctl.config import Config
 from syncctl.engine.codes import coupon_code, invite_code
@@ -89,45 +90,12 @@ def violations(sandbox: Sandbox, config: Config) -> list[str]:
         for address in lead.get("emailAddressData") or [{"emailAddress": lead.get("emailAddress")}]:
             if address.get("emailAddress"):
                 lead_counts[address["emailAddress"].lower()] += 1
+    people: dict[str, list[dict]] = {}
     for cid in mautic.contact_ids():
         c = mautic.contact(cid)
-        email = (c.get("email") or "").lower()
-        links = {
-            "vip": c.get(f.invite_link_vip) or "",
-            "basic": c.get(f.invite_link_basic) or "",
-        }
-        held.update(code for code in map(invite_code, links.values()) if code)
-        invite_mails = [
-            x
-            for x in sends
-            if x["contact_id"] == cid
-            and x["email_id"] in (s.mautic.invite_email_vip, s.mautic.invite_email_basic)
-        ]
-        if not _flag(c.get(f.opt_in_confirmed)):
-            if invite_mails:
-                problems.append(f"{email} got an invite email without opt-in")
-            continue
-        tier = "vip" if _flag(c.get(f.vip_status)) else "basic"
-        other = "basic" if tier == "vip" else "vip"
-        if links[other]:
-            problems.append(f"{email} still holds a {other} link")
-        code = invite_code(links[tier])
-        channel = s.discord.vip_channel_id if tier == "vip" else s.discord.basic_channel_id
-        if code is None or code not in live:
-            problems.append(f"{email} has no live {tier} invite ({links[tier]!r})")
-        elif live[code]["channel"]["id"] != channel:
-            problems.append(f"{email}'s invite is in the wrong channel")
-        email_id = s.mautic.invite_email_vip if tier == "vip" else s.mautic.invite_email_basic
-        this_link = [
-            x
-            for x in invite_mails
-            if x["email_id"] == email_id
-            and invite_code(_tokens(x).get("discord_invite_link")) == code
-        ]
-        if len(this_link) != 1:
-            problems.append(f"{email}: invite email for its link sent {len(this_link)} times")
-        if lead_counts[email] != 1:
-            problems.append(f"{email} has {lead_counts[email]} leads")
+        people.setdefault((c.get("email") or "").lower(), []).append(c)
+    for email, everyone in people.items():
+        problems += _person(email, everyone, s, live, sends, lead_counts, held)
     bot = discord.bot_user_id
     orphans = sorted(
         code
@@ -136,4 +104,69 @@ def violations(sandbox: Sandbox, config: Config) -> list[str]:
     )
     if orphans:
         problems.append(f"orphan invites: {orphans}")
+    return problems
+
+
+def _person(
+    email: str,
+    everyone: list[dict],
+    s: Any,
+    live: dict[str, dict],
+    sends: list[dict],
+    lead_counts: Counter[str],
+    held: set[str],
+) -> list[str]:
+    """Rules 7-12 and 21 for one person: the contacts sharing an email are one.
+
+    VIP when any of them is; one of the opted-in ones holds one live link of
+    that tier (the others none they did not have before: none at all here),
+    emailed once; one lead.
+    """
+    f = s.mautic.fields
+    problems: list[str] = []
+    invite_ids = (s.mautic.invite_email_vip, s.mautic.invite_email_basic)
+    links_of: dict[int, dict[str, str]] = {}
+    for c in everyone:
+        links_of[c["id"]] = {
+            "vip": c.get(f.invite_link_vip) or "",
+            "basic": c.get(f.invite_link_basic) or "",
+        }
+        held.update(code for code in map(invite_code, links_of[c["id"]].values()) if code)
+    opted_in = [c for c in everyone if _flag(c.get(f.opt_in_confirmed))]
+    for c in everyone:
+        mails = [x for x in sends if x["contact_id"] == c["id"] and x["email_id"] in invite_ids]
+        if c not in opted_in and mails:
+            problems.append(f"{email} got an invite email without opt-in")
+    if not opted_in:
+        return problems
+    tier = "vip" if any(_flag(c.get(f.vip_status)) for c in everyone) else "basic"
+    other = "basic" if tier == "vip" else "vip"
+    holders = [c for c in opted_in if links_of[c["id"]][tier]]
+    for c in everyone:
+        if links_of[c["id"]][other]:
+            problems.append(f"{email} still holds a {other} link")
+    if len(holders) != 1:
+        problems.append(f"{email}: {len(holders)} of its contacts hold a {tier} link, not one")
+    if not holders:
+        return problems
+    holder = holders[0]
+    code = invite_code(links_of[holder["id"]][tier])
+    channel = s.discord.vip_channel_id if tier == "vip" else s.discord.basic_channel_id
+    if code is None or code not in live:
+        problems.append(f"{email} has no live {tier} invite ({links_of[holder['id']][tier]!r})")
+    elif live[code]["channel"]["id"] != channel:
+        problems.append(f"{email}'s invite is in the wrong channel")
+    email_id = s.mautic.invite_email_vip if tier == "vip" else s.mautic.invite_email_basic
+    ids = {c["id"] for c in everyone}
+    this_link = [
+        x
+        for x in sends
+        if x["contact_id"] in ids
+        and x["email_id"] == email_id
+        and invite_code(_tokens(x).get("discord_invite_link")) == code
+    ]
+    if len(this_link) != 1:
+        problems.append(f"{email}: invite email for its link sent {len(this_link)} times")
+    if lead_counts[email] != 1:
+        problems.append(f"{email} has {lead_counts[email]} leads")
     return problems

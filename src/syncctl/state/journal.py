@@ -704,6 +704,29 @@ class Journal:
                         found[key] = ref
         return found
 
+    def leads_made_for(self, contact_ids: Iterable[int]) -> dict[int, tuple[str, str]]:
+        """The Lead syncctl created for each of these contacts: id -> (lead id, email).
+
+        Leads are keyed by email; the contact is in the attempt's detail, so a
+        contact whose email changed still finds the Lead made for it (rule 22).
+        """
+        wanted = {int(cid) for cid in contact_ids}
+        if not wanted:
+            return {}
+        found: dict[int, tuple[str, str]] = {}
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT c.key, e.ref, json_extract(e.detail, '$.contact_id') FROM current c"
+                " JOIN entries e ON e.id = c.entry_id"
+                " WHERE c.state = ? AND c.key >= 'lead:' AND c.key < 'lead;'"
+                " AND json_extract(e.detail, '$.contact_id') IS NOT NULL",
+                (EntryState.DONE.value,),
+            ).fetchall()
+        for key, ref, contact in rows:
+            if ref and isinstance(contact, int) and contact in wanted:
+                found[contact] = (ref, key.removeprefix("lead:"))
+        return found
+
     def not_done(self, keys: Iterable[str]) -> list[str]:
         """Those of `keys` whose newest entry is not done (chunked IN queries, in order).
 

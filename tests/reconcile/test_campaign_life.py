@@ -1,0 +1,155 @@
+"""The campaign's life after the first sale: what people did on purpose stays done.
+
+Rules 16 (fulfilment sticks to the purchase), 21 (one person, one invite) and
+22 (email change), end to end against the sandbox: no second email, code,
+contact or lead, whatever happened to the contact since.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+from syncctl.engine.reconcile import reconcile
+from syncctl.sandbox.stack import COUPON_EMAIL, VIP_PRICE_ID, VIP_PRODUCT_ID, Sandbox
+from syncctl.sandbox.verify import violations
+
+VIP = [(VIP_PRICE_ID, VIP_PRODUCT_ID, 1)]
+ADA = "ada.lovelace@example.com"
+ALAN = "alan.turing@example.com"
+GRACE = "grace.hopper@example.com"
+MILES = "miles.o'brien@example.com"
+
+
+def coupon_sends(sandbox: Sandbox) -> list[str]:
+    """Every coupon code mailed so far, once per send (deleted contacts' too)."""
+    return sorted(
+        s["tokens"]["{promo_code}"]
+        for s in sandbox.mautic.sent(email_id=COUPON_EMAIL)
+        if not s["failed"]
+    )
+
+
+def notes(result) -> list[str]:
+    return [f"{n.subject}: {n.message}" for n in result.plan.notes]
+
+
+# -- rule 16: fulfilment sticks to the purchase ----------------------------------------
+
+
+def test_an_erased_buyer_is_not_recreated_nor_mailed_again(sandbox, config) -> None:
+    reconcile(config)
+    mailed = coupon_sends(sandbox)
+    sandbox.mautic.delete_contact(sandbox.mautic.find(ALAN)[0])  # an erasure request
+    incremental = reconcile(config)
+    audit = reconcile(config, full=True)
+    assert not sandbox.mautic.find(ALAN)
+    assert coupon_sends(sandbox) == mailed
+    assert not [a for a in audit.plan.actions if a.subject == ALAN]
+    assert any(ALAN in n and "fulfilled" in n for n in notes(audit))
+    assert incremental.ok and audit.ok
+
+
+def test_after_a_lost_state_dir_an_erased_buyers_code_is_reported_not_recreated(
+    sandbox, config
+) -> None:
+    reconcile(config)
+    mailed = coupon_sends(sandbox)
+    sandbox.mautic.delete_contact(sandbox.mautic.find(ALAN)[0])
+    shutil.rmtree(config.settings.run.state_path)
+    audit = reconcile(config, full=True)
+    again = reconcile(config, full=True)
+    assert not sandbox.mautic.find(ALAN)
+    assert coupon_sends(sandbox) == mailed
+    assert any(ALAN in n and "reported, not recreated" in n for n in notes(audit))
+    assert not [a for a in again.plan.actions if a.subject == ALAN]
+
+
+def test_a_vip_flag_switched_off_by_hand_is_not_switched_on_again(sandbox, config) -> None:
+    reconcile(config)
+    ada = sandbox.mautic.find(ADA)[0]
+    sandbox.mautic.set_fields(ada, vip_status=False)  # the operator's decision
+    reconcile(config)
+    reconcile(config, full=True)
+    reconcile(config, full=True)
+    assert sandbox.mautic.contact(ada)["vip_status"] in (False, 0, None, "0", "")
+    invite_mails = [
+        s["email_id"] for s in sandbox.mautic.sent(contact_id=ada) if s["email_id"] in (11, 12)
+    ]
+    assert invite_mails == [11, 12]  # VIP first, Basic once it was switched off: no flip back
+
+
+def test_a_new_purchase_after_an_erasure_is_fulfilled_as_a_new_decision(sandbox, config) -> None:
+    reconcile(config)
+    sandbox.mautic.delete_contact(sandbox.mautic.find(ALAN)[0])
+    reconcile(config)
+    sandbox.stripe.add_session(ALAN, name="Alan Turing", line_items=VIP)
+    reconcile(config)
+    assert sandbox.mautic.find(ALAN)  # the buyer came back and bought again
+    assert len(coupon_sends(sandbox)) == len(set(coupon_sends(sandbox)))
+
+
+# -- rule 21: one person, one invite ---------------------------------------------------
+
+
+def test_two_contacts_with_one_email_get_one_invite_one_email_and_one_lead(sandbox, config) -> None:
+    second = sandbox.mautic.add_contact(
+        GRACE.upper(), firstname="Grace", lastname="Hopper", opt_in_confirmed=True
+    )
+    result = reconcile(config)
+    first = sandbox.mautic.find(GRACE)[0]
+    assert first != second
+    invites = [a for a in result.plan.actions if a.key.startswith("invite:") and a.subject == GRACE]
+    assert [a.params["contact_id"] for a in invites] == [first]
+    assert any("share this email" in n and "merge" in n for n in notes(result))
+    sent = [s for s in sandbox.mautic.sent() if s["contact_id"] in (first, second)]
+    assert len(sent) == 1
+    assert violations(sandbox, config) == []
+    assert reconcile(config, full=True).plan.is_empty
+
+
+def test_a_vip_and_a_basic_contact_of_one_person_get_one_vip_invite(sandbox, config) -> None:
+    # Katherine bought VIP (her oldest contact); she signed up again later.
+    sandbox.mautic.add_contact(
+        "Katherine.Johnson@example.com",
+        firstname="Katherine",
+        lastname="Johnson",
+        opt_in_confirmed=True,
+    )
+    reconcile(config)
+    ids = sandbox.mautic.find("katherine.johnson@example.com")
+    invite_ids = [
+        s["email_id"]
+        for s in sandbox.mautic.sent()
+        if s["contact_id"] in ids and s["email_id"] != 13
+    ]
+    assert invite_ids == [11]  # one VIP invite, no Basic one
+    assert violations(sandbox, config) == []
+
+
+# -- rule 22: email change ------------------------------------------------------------
+
+
+def test_a_changed_email_moves_the_lead_syncctl_made_instead_of_a_second(sandbox, config) -> None:
+    reconcile(config)  # syncctl created Miles's lead
+    miles = sandbox.mautic.find(MILES)[0]
+    new = "miles.obrien@example.com"
+    sandbox.mautic.set_fields(miles, email=new)
+    before = sandbox.espocrm.lead_count()
+    result = reconcile(config)
+    moves = [a for a in result.plan.actions if str(a.kind) == "move_lead"]
+    assert [a.params["email"] for a in moves] == [new]
+    assert sandbox.espocrm.lead_count() == before
+    assert sandbox.espocrm.find(new) and not sandbox.espocrm.find(MILES)
+    assert reconcile(config, full=True).plan.is_empty
+
+
+def test_a_buyer_who_changed_email_is_not_recreated_under_the_old_address(sandbox, config) -> None:
+    reconcile(config)
+    ada = sandbox.mautic.find(ADA)[0]
+    sandbox.mautic.set_fields(ada, email="ada.king@example.com")
+    mailed = coupon_sends(sandbox)
+    reconcile(config)
+    audit = reconcile(config, full=True)
+    assert not sandbox.mautic.find(ADA)  # no contact recreated under the purchase's address
+    assert coupon_sends(sandbox) == mailed
+    assert not [a for a in audit.plan.actions if a.subject == ADA]
