@@ -191,6 +191,15 @@ def test_throttled_token_requests_are_rate_limited_with_the_named_wait(server, e
     assert [e.status for e in emulator.exchanges(path=TOKEN)] == [401, 401, 429]
 
 
+def test_a_plain_429_on_the_token_request_is_waited_out_once(client, emulator):
+    # A rate limiter in front of the shop, not Shopware's login throttle.
+    emulator.inject(
+        method="POST", path=TOKEN, status=429, body={"errors": []}, headers={"Retry-After": "0.1"}
+    )
+    assert client.find_code("VIP-A") is None
+    assert [e.status for e in emulator.exchanges(path=TOKEN)] == [429, 200]
+
+
 def test_token_answer_without_access_token_is_bad_response(client, emulator):
     emulator.inject(
         method="POST", path=TOKEN, status=200, body={"token_type": "Bearer", "expires_in": 600}

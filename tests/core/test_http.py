@@ -104,6 +104,26 @@ def test_retry_after_is_honoured(echo, client) -> None:
     assert client.stats.service("echo").throttled == 1
 
 
+def test_a_burst_of_429s_longer_than_the_attempts_is_waited_out(echo, client) -> None:
+    emulator, _ = echo
+    burst = RetryPolicy().attempts + 2
+    emulator.inject(
+        method="GET", path="/things", status=429, headers={"Retry-After": "0"}, times=burst
+    )
+    assert client.request("GET", "/things").status_code == 200
+    assert client.stats.service("echo").throttled == burst
+
+
+def test_a_429_burst_gives_up_after_twice_the_attempts(echo, client) -> None:
+    emulator, _ = echo
+    emulator.inject(
+        method="GET", path="/things", status=429, headers={"Retry-After": "0"}, times=None
+    )
+    with pytest.raises(RateLimited):
+        client.request("GET", "/things")
+    assert len(emulator.exchanges("GET")) == 2 * RetryPolicy().attempts
+
+
 def test_retry_after_beyond_the_cap_fails_fast_as_rate_limited(echo) -> None:
     emulator, url = echo
     http = ServiceHTTP("echo", url, retry=RetryPolicy(max_retry_after=1.0))

@@ -68,6 +68,9 @@ MAX_PAGE_SIZE = 500
 TOKEN_MARGIN = 30.0
 #: `expires_in` when the token answer lacks it (Shopware's fixed lifetime).
 DEFAULT_TOKEN_TTL = 600
+#: A plain 429 on the token request asking for at most this many seconds is
+#: waited out once within the run.
+TOKEN_RETRY_MAX = 10.0
 CREDENTIALS_HINT = (
     "check SHOPWARE_CLIENT_ID and SHOPWARE_CLIENT_SECRET (the access key id and "
     "secret access key of an active integration, Settings > System > Integrations)"
@@ -183,7 +186,7 @@ class _TokenSource:
         with self._lock:
             self._token = None
 
-    def _fetch(self) -> None:
+    def _fetch(self, *, retried: bool = False) -> None:
         self._token = None
         if self._refused is not None:
             text, status = self._refused
@@ -208,9 +211,21 @@ class _TokenSource:
             )
             raise AuthRejected(SERVICE, self._refused[0], hint=CREDENTIALS_HINT, status=status)
         if status == 429:
+            wait = _throttle_seconds(response)
+            if not _auth_throttled(response):
+                # A rate limiter in front of the shop (a proxy, a busy
+                # moment): wait as asked, once, then try again.
+                if retried or wait is None or wait > TOKEN_RETRY_MAX:
+                    raise RateLimited(
+                        SERVICE,
+                        f"token requests are rate limited: {_error_text(response)}",
+                        hint="the next run tries again",
+                        retry_after=wait,
+                    )
+                self._http.pause(wait)
+                return self._fetch(retried=True)
             # Shopware throttles token requests after repeated failures
             # (FRAMEWORK__AUTH_THROTTLED) and names the wait only in the body.
-            wait = _throttle_seconds(response)
             raise RateLimited(
                 SERVICE,
                 f"token requests are throttled: {_error_text(response)}",
@@ -756,6 +771,13 @@ def _is_duplicate(status: int, errors: list[dict[str, Any]]) -> bool:
 def _is_missing_promotion(errors: list[dict[str, Any]]) -> bool:
     haystack = _error_haystack(errors)
     return any(marker in haystack for marker in _FK_MARKERS)
+
+
+def _auth_throttled(response: httpx.Response) -> bool:
+    """Is this Shopware's own login throttle (repeated failures), not a plain 429?"""
+    return any(
+        str(error.get("code", "")) == "FRAMEWORK__AUTH_THROTTLED" for error in _errors(response)
+    )
 
 
 def _throttle_seconds(response: httpx.Response) -> float | None:

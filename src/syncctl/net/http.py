@@ -72,6 +72,8 @@ def is_testing() -> bool:
 class RetryPolicy:
     """How hard to try a call before giving up for this run."""
 
+    #: Attempts at a call (twice as many for 429s: each names its own wait,
+    #: so a burst of them, an emptied bucket or a busy proxy, is waited out).
     attempts: int = 4
     backoff_initial: float = 0.5
     backoff_max: float = 20.0
@@ -205,6 +207,11 @@ class ServiceHTTP:
     def __repr__(self) -> str:  # never show headers: they hold credentials
         return f"ServiceHTTP({self.service!r}, {self.base_url!r})"
 
+    def pause(self, seconds: float) -> None:
+        """Wait as a vendor asked, outside a call (counted like any rate-limit wait)."""
+        self.stats.add(self.service, waited=seconds)
+        self._sleep(seconds)
+
     def close(self) -> None:
         with self._clients_lock:
             self._closed = True
@@ -337,8 +344,14 @@ class ServiceHTTP:
                 exc.wait is None or exc.wait <= policy.max_retry_after
             )
 
+        def stop(state: tenacity.RetryCallState) -> bool:
+            exc = state.outcome.exception() if state.outcome else None
+            throttled = isinstance(exc, _Retry) and isinstance(exc.error, RateLimited)
+            limit = policy.attempts * 2 if throttled else policy.attempts
+            return state.attempt_number >= limit
+
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(policy.attempts),
+            stop=stop,
             wait=wait,
             retry=tenacity.retry_if_exception(give_up),
             sleep=self._sleep,
