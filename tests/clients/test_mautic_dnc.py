@@ -1,9 +1,10 @@
-"""Do-Not-Contact and tags (rules 18-20): the Mautic emulator.
+"""Do-Not-Contact and tags (rules 18-20): the Mautic emulator and the client.
 
 The `test_emulator_*` tests pin the emulator to what Mautic's source
 (mautic@2427149) does: LeadApiController add/removeDncAction,
 DoNotContactModel, LeadModel::modifyTags, the serializer groups of the
-contact list.
+contact list. The client tests show DNC and tags come with every
+contact read, at no extra call.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from syncctl.clients.mautic import MauticClient
+from syncctl.clients import mautic as mautic_module
+from syncctl.clients.mautic import Contact, MauticClient
+from syncctl.errors import InvalidRequest, NotFound
 from syncctl.sandbox.mautic import (
     DNC_BOUNCED,
     DNC_MANUAL,
@@ -405,3 +408,249 @@ def test_emulator_operator_dnc_leaves_date_modified_alone(
     clock.tick(60)
     assert emulator.add_dnc(cid, DNC_UNSUBSCRIBED)
     assert emulator.date_modified(cid) is None
+
+
+# -- client: reading DNC and tags with the contacts --------------------------------------
+
+
+def test_get_reads_email_dnc_and_tags(emulator: MauticEmulator, client: MauticClient) -> None:
+    cid = emulator.add_contact("ann@example.com", tags=["syncctl-hold", "vip"], dnc=DNC_BOUNCED)
+    contact = client.get(cid)
+    assert contact.dnc_email
+    assert contact.tags == frozenset({"syncctl-hold", "vip"})
+
+
+def test_a_contact_without_dnc_or_tags_reads_as_such(
+    emulator: MauticEmulator, client: MauticClient
+) -> None:
+    contact = client.get(emulator.add_contact("ann@example.com"))
+    assert not contact.dnc_email
+    assert contact.tags == frozenset()
+
+
+@pytest.mark.parametrize("reason", [DNC_UNSUBSCRIBED, DNC_BOUNCED, DNC_MANUAL])
+def test_every_dnc_reason_counts(
+    emulator: MauticEmulator, client: MauticClient, reason: int
+) -> None:
+    cid = emulator.add_contact("ann@example.com", dnc=reason)
+    assert client.get(cid).dnc_email
+
+
+def test_dnc_on_another_channel_is_not_email_dnc(
+    emulator: MauticEmulator, client: MauticClient
+) -> None:
+    cid = emulator.add_contact("ann@example.com")
+    emulator.add_dnc(cid, DNC_MANUAL, channel="sms")
+    assert not client.get(cid).dnc_email
+
+
+def test_iter_all_reads_dnc_and_tags_in_its_pages(
+    emulator: MauticEmulator, client: MauticClient
+) -> None:
+    ids = [emulator.add_contact(f"u{i}@example.com") for i in range(5)]
+    emulator.add_dnc(ids[1], DNC_UNSUBSCRIBED)
+    emulator.add_tag(ids[3], "syncctl-hold")
+    contacts = list(client.iter_all(page_size=200))
+    assert [c.dnc_email for c in contacts] == [False, True, False, False, False]
+    assert [c.has_tag("syncctl-hold") for c in contacts] == [False, False, False, True, False]
+    assert len(emulator.exchanges("GET")) == 1
+
+
+def test_iter_modified_since_reads_dnc_and_tags(
+    emulator: MauticEmulator, client: MauticClient
+) -> None:
+    cid = emulator.add_contact("ann@example.com", dnc=DNC_MANUAL)
+    emulator.add_tag(cid, "syncctl-hold")
+    (contact,) = client.iter_modified_since(T0)
+    assert contact.dnc_email
+    assert contact.tags == {"syncctl-hold"}
+
+
+def test_get_many_reads_dnc_and_tags(emulator: MauticEmulator, client: MauticClient) -> None:
+    a = emulator.add_contact("a@example.com", dnc=DNC_UNSUBSCRIBED)
+    b = emulator.add_contact("b@example.com", tags=["syncctl-hold"])
+    found = client.get_many([a, b])
+    assert (found[a].dnc_email, found[b].dnc_email) == (True, False)
+    assert (found[a].tags, found[b].tags) == (frozenset(), {"syncctl-hold"})
+
+
+def test_find_by_emails_reads_dnc_and_tags(emulator: MauticEmulator, client: MauticClient) -> None:
+    emulator.add_contact("a@example.com", dnc=DNC_BOUNCED, tags=["syncctl-hold"])
+    (contact,) = client.find_by_emails(["A@example.com"])["a@example.com"]
+    assert contact.dnc_email
+    assert contact.has_tag("syncctl-hold")
+
+
+def test_an_incremental_read_misses_a_dnc_only_change(
+    emulator: MauticEmulator, client: MauticClient, clock: Clock
+) -> None:
+    # Why iter_dnc_entries exists: dateModified does not move for DNC alone.
+    cid = emulator.add_contact("ann@example.com")
+    emulator.set_fields(cid, firstname="Ann")
+    clock.tick(3600)
+    emulator.add_dnc(cid, DNC_UNSUBSCRIBED)
+    assert list(client.iter_modified_since(clock.now)) == []
+    assert [e.contact_id for e in client.iter_dnc_entries()] == [cid]
+
+
+def test_has_tag_ignores_case_and_blanks() -> None:
+    contact = Contact(1, None, None, None, T0, {}, tags=frozenset({"Syncctl-Hold "}))
+    assert contact.has_tag("syncctl-hold")
+    assert not contact.has_tag("syncctl")
+
+
+def test_equal_tag_sets_are_shared_between_contacts(
+    emulator: MauticEmulator, client: MauticClient
+) -> None:
+    for i in range(3):
+        emulator.add_contact(f"u{i}@example.com", tags=["vip", "syncctl-hold"])
+    a, b, c = client.iter_all()
+    assert a.tags is b.tags is c.tags
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, False),
+        ([], False),
+        ({}, False),
+        ([{"channel": "email", "reason": 1}], True),
+        ([{"channel": "Email", "reason": "2"}], True),
+        ([{"channel": "sms", "reason": 3}], False),
+        ([{"channel": "email", "reason": 0}], False),
+        ([{"channel": "email"}], True),
+        ([{"reason": 3}], True),
+        ([{"channel": "sms", "reason": 1}, {"channel": "email", "reason": 3}], True),
+        ({"email": {"id": 4, "reason": 1}}, True),
+        ({"sms": {"id": 4, "reason": 1}}, False),
+        ({"0": {"channel": "email", "reason": 2}}, True),
+        ({"channel": "email", "reason": 3}, True),
+        (["email"], True),
+        (["sms"], False),
+        ("email", False),
+    ],
+)
+def test_email_dnc_reads_every_plausible_shape(value: Any, expected: bool) -> None:
+    assert mautic_module._email_dnc(value) is expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, set()),
+        ([], set()),
+        ([{"id": 1, "tag": "hold"}, {"id": 2, "tag": "vip", "description": None}], {"hold", "vip"}),
+        ([{"tag": "hold"}], {"hold"}),
+        (["hold", "vip"], {"hold", "vip"}),
+        ({"hold": {"id": 1, "tag": "hold"}}, {"hold"}),
+        ({"0": "hold", "2": "vip"}, {"hold", "vip"}),
+        ({"hold": True}, {"hold"}),
+        ({"hold": {"id": 1}}, {"hold"}),
+        ({"id": 1, "tag": "hold"}, {"hold"}),
+        ([{"id": 1}, "", None, 5], set()),
+        ("hold", set()),
+    ],
+)
+def test_tag_names_read_every_plausible_shape(value: Any, expected: set[str]) -> None:
+    assert mautic_module._tag_names(value) == expected
+
+
+def test_a_contact_object_without_dnc_and_tags_keys_is_read(
+    emulator: MauticEmulator, client: MauticClient
+) -> None:
+    cid = emulator.add_contact("ann@example.com")
+    emulator.inject(
+        method="GET",
+        path=f"/contacts/{cid}$",
+        status=200,
+        body={
+            "contact": {"id": cid, "dateAdded": "2024-05-01T10:00:00+00:00", "fields": {"all": {}}}
+        },
+    )
+    contact = client.get(cid)
+    assert (contact.dnc_email, contact.tags) == (False, frozenset())
+
+
+# -- client: DNC and tag writes ---------------------------------------------------------------
+
+
+def test_add_dnc_puts_the_contact_on_the_email_list(
+    emulator: MauticEmulator, client: MauticClient
+) -> None:
+    cid = emulator.add_contact("ann@example.com")
+    contact = client.add_dnc(cid, reason=DNC_UNSUBSCRIBED, comments="by phone")
+    assert contact.dnc_email
+    assert emulator.record(cid)["doNotContact"][0]["comments"] == "by phone"
+
+
+def test_add_dnc_refuses_reason_zero_without_a_call(
+    emulator: MauticEmulator, client: MauticClient
+) -> None:
+    cid = emulator.add_contact("ann@example.com")
+    with pytest.raises(InvalidRequest):
+        client.add_dnc(cid, reason=0)
+    assert emulator.exchanges("POST") == []
+
+
+def test_add_dnc_for_a_missing_contact_raises_not_found(client: MauticClient) -> None:
+    with pytest.raises(NotFound):
+        client.add_dnc(999)
+
+
+def test_add_dnc_refuses_a_channel_that_would_change_the_path(client: MauticClient) -> None:
+    with pytest.raises(InvalidRequest):
+        client.add_dnc(1, channel="email/../x")
+
+
+def test_remove_dnc_reports_whether_an_entry_was_removed(
+    emulator: MauticEmulator, client: MauticClient
+) -> None:
+    cid = emulator.add_contact("ann@example.com", dnc=DNC_MANUAL)
+    assert client.remove_dnc(cid) is True
+    assert client.remove_dnc(cid) is False
+    assert not client.get(cid).dnc_email
+
+
+def test_add_tags_and_remove_tags(emulator: MauticEmulator, client: MauticClient) -> None:
+    cid = emulator.add_contact("ann@example.com", tags=["vip"])
+    assert client.add_tags(cid, ["syncctl-hold"]).tags == {"vip", "syncctl-hold"}
+    assert client.remove_tags(cid, ["syncctl-hold", "absent"]).tags == {"vip"}
+
+
+@pytest.mark.parametrize("name", ["", " hold", "-hold", "<b>hold</b>", "a&amp;b"])
+def test_add_tags_refuses_a_name_mautic_would_change(
+    emulator: MauticEmulator, client: MauticClient, name: str
+) -> None:
+    cid = emulator.add_contact("ann@example.com")
+    with pytest.raises(InvalidRequest):
+        client.add_tags(cid, [name])
+    assert emulator.exchanges("PATCH") == []
+
+
+# -- client: polling the DNC table ------------------------------------------------------
+
+
+def test_iter_dnc_entries_lists_email_entries_after_since_id(
+    emulator: MauticEmulator, client: MauticClient
+) -> None:
+    ids = [emulator.add_contact(f"u{i}@example.com") for i in range(4)]
+    for cid in ids:
+        emulator.add_dnc(cid, DNC_BOUNCED)
+    emulator.add_dnc(ids[0], DNC_MANUAL, channel="sms")
+    entries = list(client.iter_dnc_entries(since_id=1))
+    assert [e.contact_id for e in entries] == ids[1:]
+    assert {(e.channel, e.reason) for e in entries} == {("email", DNC_BOUNCED)}
+    assert entries[0].date_added == T0
+
+
+def test_iter_dnc_entries_pages_by_id(emulator: MauticEmulator, client: MauticClient) -> None:
+    for i in range(9):
+        emulator.add_contact(f"u{i}@example.com", dnc=DNC_UNSUBSCRIBED)
+    assert len(list(client.iter_dnc_entries(page_size=4))) == 9
+    assert len(emulator.exchanges("GET", "/stats/lead_donotcontact")) == 3
+
+
+def test_iter_dnc_entries_of_every_channel(emulator: MauticEmulator, client: MauticClient) -> None:
+    cid = emulator.add_contact("ann@example.com", dnc=DNC_MANUAL)
+    emulator.add_dnc(cid, DNC_MANUAL, channel="sms")
+    assert [e.channel for e in client.iter_dnc_entries(channel=None)] == ["email", "sms"]
