@@ -962,8 +962,9 @@ def test_contact_pages_keep_only_what_a_contact_is_read_from(
     emulator: MauticEmulator, client: MauticClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A page of contacts repeats every field definition per contact; decoding
-    # keeps the flat `fields.all` map only, so a page of 1000 stays small.
-    emulator.add_contact("ann@example.com", promo_code="VIP-1")
+    # keeps the flat `fields.all` map only (and what was read of the DNC
+    # entries and tags), so a page of 1000 stays small.
+    emulator.add_contact("ann@example.com", promo_code="VIP-1", tags=["hold"], dnc=1)
     seen: list[Any] = []
     original = mautic_module._contact_list
     monkeypatch.setattr(
@@ -971,9 +972,12 @@ def test_contact_pages_keep_only_what_a_contact_is_read_from(
     )
     (contact,) = client.iter_all()
     (raw,) = seen[0]["contacts"].values()
-    assert set(raw) <= {"id", "dateAdded", "dateModified", "fields"}
+    slim = {"id", "dateAdded", "dateModified", "fields", "_syncctl_dnc_email", "_syncctl_tags"}
+    assert set(raw) <= slim
     assert list(raw["fields"]) == ["all"]
     assert contact.text("promo_code") == "VIP-1"
+    assert contact.dnc_email
+    assert contact.tags == {"hold"}
 
 
 # -- who holds an invite code ---------------------------------------------------------

@@ -26,6 +26,12 @@ Why the calls look the way they do (api-notes.md section 2):
 - The hourly rate limit (if an admin enabled it) covers the whole API: one
   bucket for every route, and an exhausted hour fails fast as RateLimited
   instead of sleeping until it resets.
+- Do-Not-Contact and tags come with every contact read (list pages carry
+  `doNotContact` and `tags` unless `minimal=1`, which is never sent), so
+  checking them costs no call. A DNC-only change does not move
+  `dateModified` (since mautic/mautic#13994, after 5.1.1; 5.1.0/5.1.1 move
+  it), so a `dateModified` poll cannot see one: `iter_dnc_entries` reads the
+  `lead_donotcontact` stats table by id instead. A tag change moves it.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from __future__ import annotations
 import heapq
 import math
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -72,6 +79,19 @@ _IN_BUDGET = 3000
 #: 170 characters once encoded) the URL stays near 5 kB.
 HOLDING_CHUNK = 15
 
+#: Do-Not-Contact reasons (LeadBundle/Entity/DoNotContact.php). 0 is Mautic's
+#: "contactable": an entry with it does not stop Mautic's own emails.
+DNC_CONTACTABLE = 0
+DNC_UNSUBSCRIBED = 1
+DNC_BOUNCED = 2
+DNC_MANUAL = 3
+#: The channel Mautic's emails check (`DoNotContactModel::isContactable($lead, 'email')`).
+EMAIL_CHANNEL = "email"
+_NO_TAGS: frozenset[str] = frozenset()
+#: Distinct tag sets shared between contacts (most contacts have one of a few).
+_TAG_SETS: dict[frozenset[str], frozenset[str]] = {}
+_TAG_SETS_MAX = 4096
+
 
 # -- results -----------------------------------------------------------------------
 
@@ -109,6 +129,12 @@ class Contact:
     included). `date_modified` is UTC; for a contact Mautic never edited
     (dateModified null in 5.1) it is `date_added`, so it can serve as a
     polling cursor either way.
+
+    `dnc_email` is True when the contact is on Mautic's email Do-Not-Contact
+    list for any reason (unsubscribed, bounced, manual...): Mautic's API send
+    ignores that list, so whoever sends must check it. `tags` are its tag
+    names as Mautic stores them (Mautic matches tag names case-sensitively;
+    `has_tag` does not, so a hand-typed `Syncctl-Hold` still counts).
     """
 
     id: int
@@ -118,6 +144,13 @@ class Contact:
     date_modified: datetime
     fields: Mapping[str, Any]
     date_added: datetime | None = None
+    dnc_email: bool = False
+    tags: frozenset[str] = _NO_TAGS
+
+    def has_tag(self, name: str) -> bool:
+        """Does the contact carry tag `name`, ignoring case and surrounding blanks?"""
+        wanted = name.strip().casefold()
+        return any(tag.strip().casefold() == wanted for tag in self.tags)
 
     def field(self, alias: str) -> Any:
         """The raw value of a field (None when empty or unknown)."""
@@ -142,6 +175,17 @@ class EmailStat:
     email_address: str | None
     date_sent: datetime | None
     is_failed: bool
+
+
+@dataclass(frozen=True)
+class DncEntry:
+    """One row of Mautic's lead_donotcontact table: a contact barred from a channel."""
+
+    id: int
+    contact_id: int
+    channel: str
+    reason: int | None
+    date_added: datetime | None
 
 
 @dataclass(frozen=True)
@@ -443,6 +487,89 @@ class MauticClient(VendorClient):
                 )
         return [r if r is not None else BadResponse(SERVICE, "no answer") for r in results]
 
+    # -- Do-Not-Contact and tags: writes (for operators and tests; runs never add DNC) -----
+
+    def add_dnc(
+        self,
+        contact_id: int,
+        *,
+        reason: int = DNC_MANUAL,
+        comments: str = "",
+        channel: str = EMAIL_CHANNEL,
+        channel_id: int | None = None,
+    ) -> Contact:
+        """Put a contact on a channel's Do-Not-Contact list; returns it as Mautic answers.
+
+        `POST /api/contacts/{id}/dnc/{channel}/add`. Mautic keeps an entry
+        that already has this reason, and one the contact made by
+        unsubscribing (reason 1) whatever reason is asked, so the answer may
+        show another reason; either way the contact is on the list, which
+        is checked. Safe to retry. The contact's dateModified does not move
+        on Mautic after 5.1.1 (it does on 5.1.0/5.1.1).
+        """
+        if isinstance(reason, bool) or not isinstance(reason, int) or reason <= 0:
+            raise InvalidRequest(SERVICE, f"a DNC reason is a positive integer, not {reason!r}")
+        path = f"/api/contacts/{_id(contact_id)}/dnc/{_channel(channel)}/add"
+        body: dict[str, Any] = {"reason": reason}
+        if comments:
+            body["comments"] = comments
+        if channel_id is not None:
+            body["channelId"] = _id(channel_id)
+        response = self._http.request("POST", path, json_body=body, idempotent=True)
+        data = expect_dict(SERVICE, parse_json(SERVICE, response), f"POST {path}")
+        contact = _contact(data.get("contact"), f"POST {path}: contact")
+        if channel == EMAIL_CHANNEL and not contact.dnc_email:
+            raise BadResponse(SERVICE, f"POST {path}: the answer shows no email DNC entry")
+        return contact
+
+    def remove_dnc(self, contact_id: int, *, channel: str = EMAIL_CHANNEL) -> bool:
+        """Take a contact off a channel's DNC list; True when Mautic found an entry to remove.
+
+        `POST /api/contacts/{id}/dnc/{channel}/remove` removes one entry
+        (a contact has one per channel). Retried after a lost answer it
+        says False although the first call removed it.
+        """
+        path = f"/api/contacts/{_id(contact_id)}/dnc/{_channel(channel)}/remove"
+        response = self._http.request("POST", path, idempotent=True)
+        data = expect_dict(SERVICE, parse_json(SERVICE, response), f"POST {path}")
+        _contact(data.get("contact"), f"POST {path}: contact")
+        return as_flag(data.get("recordFound"))
+
+    def add_tags(self, contact_id: int, names: Iterable[str]) -> Contact:
+        """Tag a contact (PATCH `tags`); returns it as Mautic saved it. Moves dateModified.
+
+        Mautic matches names exactly (`Hold` next to `hold` is another tag).
+        Raises InvalidRequest for a name Mautic would read differently
+        (blank, a leading `-`, which removes, or markup it strips) and when
+        the answer lacks a tag asked for.
+        """
+        wanted = [_tag_name(name) for name in names]
+        return self._patch_tags(contact_id, wanted, [])
+
+    def remove_tags(self, contact_id: int, names: Iterable[str]) -> Contact:
+        """Untag a contact (PATCH `tags` with `-name`); a tag it lacks is no error."""
+        unwanted = [_tag_name(name) for name in names]
+        return self._patch_tags(contact_id, [], unwanted)
+
+    def _patch_tags(self, contact_id: int, add: list[str], remove: list[str]) -> Contact:
+        if not add and not remove:
+            return self.get(contact_id)
+        path = f"/api/contacts/{_id(contact_id)}/edit"
+        body = {"tags": [*add, *(f"-{name}" for name in remove)]}
+        # Adding a tag it has or removing one it lacks changes nothing: safe to retry.
+        response = self._http.request("PATCH", path, json_body=body, idempotent=True)
+        data = expect_dict(SERVICE, parse_json(SERVICE, response), f"PATCH {path}")
+        contact = _contact(data.get("contact"), f"PATCH {path}: contact")
+        missing = [name for name in add if name not in contact.tags]
+        kept = [name for name in remove if name in contact.tags]
+        if missing or kept:
+            raise InvalidRequest(
+                SERVICE,
+                f"contact {contact.id}: Mautic ignored the tag change "
+                f"(missing {missing}, still there {kept})",
+            )
+        return contact
+
     # -- emails ---------------------------------------------------------------------------
 
     def send_email(self, email_id: int, contact_id: int, tokens: Mapping[str, str]) -> None:
@@ -492,6 +619,43 @@ class MauticClient(VendorClient):
     ) -> Iterator[EmailStat]:
         """All sends of one email with stat id > since_id, by id: a few paged calls per email."""
         yield from self._iter_stats([("email_id", "eq", _id(email_id))], since_id, page_size)
+
+    def iter_dnc_entries(
+        self, *, since_id: int = 0, channel: str | None = EMAIL_CHANNEL, page_size: int = 500
+    ) -> Iterator[DncEntry]:
+        """Do-Not-Contact entries with id > since_id, by id (the `lead_donotcontact` stats table).
+
+        How a run learns that contacts landed on the list since the last
+        one without reading every contact: Mautic after 5.1.1 does not move
+        a contact's dateModified for a DNC-only change. Each new entry gets
+        a new id (re-adding after a removal too); an entry updated in place
+        (another reason) keeps its id, but it stays an entry. Removals
+        leave no row: a full read of the contacts shows them.
+        `channel=None` lists every channel. Needs the contacts view
+        permission, like `email_stats`.
+        """
+        where: list[Where] = []
+        if channel is not None:
+            where.append(("channel", "eq", _channel(channel)))
+        after = max(0, since_id)
+        size = max(1, page_size)
+        what = "GET /api/stats/lead_donotcontact"
+        while True:
+            params = [
+                *_where_params([*where, ("id", "gt", after)]),
+                ("order[0][col]", "id"),
+                ("order[0][dir]", "ASC"),
+                ("start", "0"),
+                ("limit", str(size)),
+            ]
+            rows = _stats_rows(self._get("/api/stats/lead_donotcontact", params), what)
+            page = sorted((_dnc_entry(row, what) for row in rows), key=lambda e: e.id)
+            yield from page
+            if len(page) < size:
+                return
+            if page[-1].id <= after:
+                raise BadResponse(SERVICE, f"{what} ignored the id filter")
+            after = page[-1].id
 
     def get_email(self, email_id: int) -> EmailInfo:
         """A template email's name and state; NotFound when it does not exist."""
@@ -852,6 +1016,10 @@ def _verify_update(contact: Contact, changes: Mapping[str, Any]) -> None:
 
 #: What `_contact` reads of a contact object.
 _CONTACT_KEYS = ("id", "dateAdded", "dateModified")
+#: Keys under which `_slim_contact` leaves what it already read of the DNC
+#: entries and tags (not Mautic's: its keys hold lists of objects).
+_SLIM_DNC = "_syncctl_dnc_email"
+_SLIM_TAGS = "_syncctl_tags"
 
 
 def _slim_contact(obj: dict[str, Any]) -> dict[str, Any]:
@@ -860,14 +1028,116 @@ def _slim_contact(obj: dict[str, Any]) -> dict[str, Any]:
     A page of a thousand contacts decodes to tens of megabytes, most of it
     the field definitions Mautic repeats in every contact's field groups;
     dropping them as each contact is decoded keeps a page to its flat
-    `fields.all` maps.
+    `fields.all` maps, plus a bool for email DNC and a shared set of tag
+    names instead of the entry and tag objects.
     """
     fields = obj.get("fields")
     if "id" in obj and isinstance(fields, dict) and "all" in fields:
         slim = {key: obj[key] for key in _CONTACT_KEYS if key in obj}
         slim["fields"] = {"all": fields["all"]}
+        slim[_SLIM_DNC] = _email_dnc(obj.get("doNotContact"))
+        slim[_SLIM_TAGS] = _tag_names(obj.get("tags"))
         return slim
     return obj
+
+
+def _email_dnc(raw: Any) -> bool:
+    """Does a `doNotContact` value hold an email entry that stops Mautic's emails?
+
+    Mautic sends a list of entries (`channel`, `reason`, ...); a collection
+    still indexed by channel may come as an object keyed by channel, and a
+    lone entry as one object: all are read. An entry is email when its
+    channel is "email" in any case (Mautic's lookup is case-insensitive) or
+    missing (Mautic's default channel); it counts unless its reason is 0,
+    which Mautic itself treats as contactable. Anything unreadable inside an
+    entry counts as DNC: a wrong "no" sends mail to someone who opted out.
+    """
+    if not raw:
+        return False
+    if isinstance(raw, dict):
+        if "channel" in raw or "reason" in raw:
+            pairs: list[tuple[Any, Any]] = [(None, raw)]
+        else:
+            # keyed by channel; digits are a PHP list with gaps, not a channel
+            pairs = [(None if str(k).isdigit() else k, v) for k, v in raw.items()]
+    elif isinstance(raw, list):
+        pairs = [(None, entry) for entry in raw]
+    else:
+        return False
+    for key, entry in pairs:
+        if isinstance(entry, dict):
+            channel = entry.get("channel", key)
+            if channel is not None and as_text(channel).strip().lower() != EMAIL_CHANNEL:
+                continue
+            if _int_or_none(entry.get("reason")) == DNC_CONTACTABLE:
+                continue
+            return True
+        if isinstance(entry, str) and entry.strip().lower() == EMAIL_CHANNEL:
+            return True  # a bare list of channel names
+    return False
+
+
+def _tag_names(raw: Any) -> frozenset[str]:
+    """Tag names from a `tags` value: `[{"id", "tag"}]`, names, or an object keyed by name.
+
+    Names are interned and equal sets shared, so 100k contacts tagged
+    alike cost one set, not 100k.
+    """
+    if not raw:
+        return _NO_TAGS
+    if isinstance(raw, dict):
+        items = [raw] if "tag" in raw else [_keyed_tag(k, v) for k, v in raw.items()]
+    elif isinstance(raw, list | tuple | frozenset | set):
+        items = list(raw)
+    else:
+        return _NO_TAGS
+    names = set()
+    for item in items:
+        name = item.get("tag") if isinstance(item, dict) else item
+        if isinstance(name, str) and name.strip():
+            names.add(sys.intern(name))
+    if not names:
+        return _NO_TAGS
+    found = frozenset(names)
+    shared = _TAG_SETS.get(found)
+    if shared is not None:
+        return shared
+    if len(_TAG_SETS) < _TAG_SETS_MAX:
+        _TAG_SETS.setdefault(found, found)
+    return found
+
+
+def _keyed_tag(key: Any, value: Any) -> Any:
+    """One tag of an object keyed by tag name (or by position: a PHP list with gaps)."""
+    if isinstance(value, dict):
+        return value.get("tag") or key
+    if isinstance(value, str) and value:
+        return value
+    return key
+
+
+def _channel(channel: str) -> str:
+    """A DNC channel for a URL path or a where value (letters, digits, `_.-`)."""
+    if not isinstance(channel, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", channel):
+        raise InvalidRequest(SERVICE, f"not a Mautic DNC channel: {channel!r}")
+    return channel
+
+
+def _tag_name(name: str) -> str:
+    """A tag name Mautic stores as given; InvalidRequest for one it would read differently."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or name != name.strip()
+        or name.startswith("-")
+        or any(ch in name for ch in "<>&\x00")
+    ):
+        raise InvalidRequest(
+            SERVICE,
+            f"tag {name!r}: Mautic would trim, decode, strip or (with a leading '-') "
+            "remove it instead",
+        )
+    return name
 
 
 def _contact_list(body: dict[str, Any], what: str) -> list[Contact]:
@@ -894,6 +1164,8 @@ def _contact(data: Any, what: str) -> Contact:
     effective = modified or added
     if effective is None:
         raise BadResponse(SERVICE, f"{what} {contact_id}: dateModified and dateAdded missing")
+    dnc = data[_SLIM_DNC] if _SLIM_DNC in data else _email_dnc(data.get("doNotContact"))
+    tags = data[_SLIM_TAGS] if _SLIM_TAGS in data else _tag_names(data.get("tags"))
     return Contact(
         id=contact_id,
         email=_str_or_none(flat.get("email")),
@@ -902,11 +1174,13 @@ def _contact(data: Any, what: str) -> Contact:
         date_modified=effective,
         fields=MappingProxyType(dict(flat)),
         date_added=added,
+        dnc_email=dnc,
+        tags=tags,
     )
 
 
-def _stats_list(body: dict[str, Any]) -> list[EmailStat]:
-    what = "GET /api/stats/email_stats"
+def _stats_rows(body: dict[str, Any], what: str) -> list[dict[str, Any]]:
+    """The rows of a stats API answer; errors (reported inside a 200) raise."""
     errors = body.get("errors")
     if errors:  # the stats API reports failures inside a 200
         message = _first_message(errors)
@@ -921,14 +1195,32 @@ def _stats_list(body: dict[str, Any]) -> list[EmailStat]:
         raise InvalidRequest(SERVICE, f"{what}: {message}")
     raw = body.get("stats")
     if raw is None and "availableTables" in body:
-        raise BadResponse(SERVICE, f"{what}: Mautic does not offer the email_stats table")
+        table = what.rsplit("/", 1)[-1]
+        raise BadResponse(SERVICE, f"{what}: Mautic does not offer the {table} table")
     items = list(raw.values()) if isinstance(raw, dict) else raw
     if not isinstance(items, list):
         raise BadResponse(SERVICE, f"{what}: 'stats' list missing")
-    stats = []
     for item in items:
         if not isinstance(item, dict):
             raise BadResponse(SERVICE, f"{what}: a stat is not an object")
+    return items
+
+
+def _dnc_entry(row: dict[str, Any], what: str) -> DncEntry:
+    entry_id = _int(row.get("id"), f"{what}: id")
+    return DncEntry(
+        id=entry_id,
+        contact_id=_int(row.get("lead_id"), f"{what}: entry {entry_id} lead_id"),
+        channel=as_text(row.get("channel")),
+        reason=_int_or_none(row.get("reason")),
+        date_added=_datetime(row.get("date_added"), f"{what}: entry {entry_id} date_added"),
+    )
+
+
+def _stats_list(body: dict[str, Any]) -> list[EmailStat]:
+    what = "GET /api/stats/email_stats"
+    stats = []
+    for item in _stats_rows(body, what):
         stat_id = _int(item.get("id"), f"{what}: stat id")
         stats.append(
             EmailStat(

@@ -23,6 +23,16 @@ here on purpose:
   `modified_on_create`).
 - The send API answers 200 even when it did not send (`success: false` or
   `failed`), never de-duplicates, and ignores Do-Not-Contact.
+- Contacts carry `tags` (`[{"id", "tag", "description"}]`, by name) and
+  `doNotContact` (`[{"id", "dateAdded", "reason", "comments", "channel",
+  "channelId"}]`) in single and list GETs; `minimal=1` on the list drops them
+  (and the other `leadDetails`-only keys). Tags change through `tags` in a
+  POST/PATCH/PUT body (`["a", "-b"]`), matched case-sensitively; DNC through
+  `POST /contacts/{id}/dnc/{channel}/add|remove` or `doNotContact` in a body.
+  A tag change moves `dateModified`; a DNC-only change does not (knob
+  `dnc_moves_date_modified`), so a `dateModified` poll misses it: the
+  `lead_donotcontact` stats table lists the entries by id instead. A merge
+  keeps the loser's tags but drops its DNC entries (cascade delete).
 - The stats API answers errors as `{"errors": [...]}` inside a 200.
 - Basic auth, the "API disabled" 403, and an optional hourly rate limiter with
   X-RateLimit-* headers and the noxlogic 429 body.
@@ -40,6 +50,7 @@ import bisect
 import csv
 import functools
 import hmac
+import html
 import math
 import re
 import sys
@@ -48,6 +59,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, overload
+from urllib.parse import parse_qsl
 
 from syncctl.sandbox.server import Emulator, Request, Response, route
 
@@ -109,15 +121,45 @@ _STAT_COLUMNS = (
     "open_count",
     "last_opened",
 )
+#: Columns of `lead_donotcontact`, the table behind a contact's `doNotContact`.
+_DNC_COLUMNS = ("id", "lead_id", "date_added", "reason", "channel", "channel_id", "comments")
 _STATS_TABLES = (
     "asset_downloads",
     "campaign_lead_event_log",
     "email_stats",
     "email_stats_devices",
     "form_submissions",
+    "lead_donotcontact",
     "lead_points_change_log",
     "page_hits",
 )
+#: The columns each stats table the emulator serves can be filtered and ordered by.
+_STATS_COLUMNS: dict[str, tuple[str, ...]] = {
+    "email_stats": _STAT_COLUMNS,
+    "lead_donotcontact": _DNC_COLUMNS,
+}
+#: Date columns of stats rows (DBAL gives them as 'Y-m-d H:i:s' strings).
+_STAT_DATE_COLUMNS = frozenset({"date_sent", "date_read", "last_opened", "date_added"})
+#: Contact properties only the `leadDetails` serializer group has: `minimal=1`
+#: on the list swaps it for `leadList` (FetchCommonApiController), so they go.
+_DETAILS_ONLY = (
+    "lastActive",
+    "owner",
+    "ipAddresses",
+    "tags",
+    "utmtags",
+    "stage",
+    "dateIdentified",
+    "preferredProfileImage",
+    "doNotContact",
+    "frequencyRules",
+)
+
+#: DoNotContact reasons (LeadBundle/Entity/DoNotContact.php).
+DNC_CONTACTABLE = 0
+DNC_UNSUBSCRIBED = 1
+DNC_BOUNCED = 2
+DNC_MANUAL = 3
 
 _BOOL_TRUE = frozenset({"1", "true", "on", "yes"})
 _NUMERIC = re.compile(r"^[ \t\n\r\v\f]*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?[ \t\n\r\v\f]*$")
@@ -349,12 +391,49 @@ class _Contact:
     created_by_user: str
     modified_by_user: str | None = None
     date_identified: datetime | None = None
-    tags: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)  # names, as lead_tags stores them
+    dnc: list[_Dnc] = field(default_factory=list)  # lead_donotcontact rows, by id
 
     @property
     def email_key(self) -> str | None:
         email = self.values.get("email")
         return email.lower() if isinstance(email, str) and email else None
+
+
+@dataclass
+class _Dnc:
+    """A lead_donotcontact row: the contact may not be reached on `channel`."""
+
+    id: int
+    lead_id: int
+    channel: str
+    reason: int
+    comments: str
+    channel_id: int | None
+    date_added: datetime
+
+    def json(self) -> dict[str, Any]:
+        """The `doNotContactList` serializer group, as in a contact's `doNotContact`."""
+        return {
+            "id": self.id,
+            "dateAdded": _iso(self.date_added),
+            "reason": self.reason,
+            "comments": self.comments,
+            "channel": self.channel,
+            "channelId": self.channel_id,
+        }
+
+    def row(self) -> dict[str, Any]:
+        """The row as the stats API (DBAL) returns it."""
+        return {
+            "id": self.id,
+            "lead_id": self.lead_id,
+            "date_added": _sql(self.date_added),
+            "reason": self.reason,
+            "channel": self.channel,
+            "channel_id": self.channel_id,
+            "comments": self.comments,
+        }
 
 
 @dataclass
@@ -481,6 +560,12 @@ class MauticEmulator(Emulator):
     - `clock`: callable returning an aware UTC datetime (timestamps are stored
       to the second, as MySQL DATETIME does).
     - `default_page_limit`: `limit` when none is given (Mautic's default_pagelimit).
+    - `dnc_moves_date_modified`: False (the default, mautic@2427149 and the
+      releases after 5.1.1: PR mautic/mautic#13994, `Lead::
+      shouldSkipSettingModifiedProperties`) leaves `dateModified` alone when
+      only a contact's Do-Not-Contact entries change; True is 5.1.0/5.1.1,
+      where the DNC change counts as a change and moves it. Tag changes move
+      it in every version.
     """
 
     name = "mautic"
@@ -501,6 +586,7 @@ class MauticEmulator(Emulator):
         clock: Callable[[], datetime] | None = None,
         default_page_limit: int = 30,
         batch_max_limit: int = 200,
+        dnc_moves_date_modified: bool = False,
     ) -> None:
         super().__init__(latency=latency)
         self.batch_max_limit = batch_max_limit
@@ -514,6 +600,7 @@ class MauticEmulator(Emulator):
         self.send_failure: str | None = None
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.default_page_limit = default_page_limit
+        self.dnc_moves_date_modified = dnc_moves_date_modified
 
         self._fields: dict[str, FieldDef] = {}
         self._published_fields: list[FieldDef] = []
@@ -540,6 +627,10 @@ class MauticEmulator(Emulator):
         self._stats_by_email: dict[int, list[_Stat]] = {}
         self._stats_by_lead: dict[int, list[_Stat]] = {}
         self._next_stat_id = 1
+
+        self._tag_ids: dict[str, int] = {}  # lead_tags: exact name -> id
+        self._dnc_rows: dict[int, _Dnc] = {}  # lead_donotcontact by id (ascending)
+        self._next_dnc_id = 1
 
         self._window_started = 0.0
         self._window_count = 0
@@ -622,11 +713,15 @@ class MauticEmulator(Emulator):
         *,
         firstname: str | None = None,
         lastname: str | None = None,
+        tags: Iterable[str] = (),
+        dnc: int | None = None,
         **fields: Any,
     ) -> int:
         """Create a contact as the UI or a form would (no duplicate check); returns its id.
 
         Like real 5.1, its dateModified stays null unless `modified_on_create`.
+        `tags` are its tag names; `dnc` a reason puts it on the email DNC list
+        (a form can do both at once).
         """
         values = {"email": email, "firstname": firstname, "lastname": lastname, **fields}
         with self.lock:
@@ -635,6 +730,7 @@ class MauticEmulator(Emulator):
             contact = self._new_contact()
             self._assign(contact, values)
             self._store_new(contact)
+            self._seed_extras(contact, tags, dnc)
             return contact.id
 
     def set_fields(self, contact_id: int, **fields: Any) -> None:
@@ -649,6 +745,56 @@ class MauticEmulator(Emulator):
     def delete_contact(self, contact_id: int) -> None:
         with self.lock:
             self._remove(self._contacts[contact_id])
+
+    def add_tag(self, contact_id: int, *tags: str) -> bool:
+        """Tag a contact as an operator would in Mautic's UI (or a campaign action).
+
+        Tags are matched by exact name, as `LeadModel::modifyTags` does; a
+        change moves dateModified. True when the contact's tags changed.
+        """
+        with self.lock:
+            contact = self._contacts[contact_id]
+            changed = self._modify_tags(contact, list(tags))
+            if changed:
+                self._touch(contact)
+            return changed
+
+    def remove_tag(self, contact_id: int, *tags: str) -> bool:
+        """Untag a contact as an operator would; True when its tags changed."""
+        return self.add_tag(contact_id, *(f"-{tag}" for tag in tags))
+
+    def add_dnc(
+        self,
+        contact_id: int,
+        reason: int = DNC_MANUAL,
+        *,
+        channel: str = "email",
+        comments: str = "",
+        channel_id: int | None = None,
+    ) -> bool:
+        """Put a contact on a channel's Do-Not-Contact list, as Mautic itself does.
+
+        The same `DoNotContactModel::addDncForContact` as an operator's click,
+        an unsubscribe link (reason 1, DNC_UNSUBSCRIBED) or a bounce (2,
+        DNC_BOUNCED) runs: an entry with another reason is updated unless the
+        contact unsubscribed themselves. dateModified moves only with the
+        knob `dnc_moves_date_modified`. True when the entries changed.
+        """
+        with self.lock:
+            contact = self._contacts[contact_id]
+            changed = self._add_dnc(contact, channel, reason, comments, channel_id)
+            if changed and self.dnc_moves_date_modified:
+                self._touch(contact)
+            return changed
+
+    def remove_dnc(self, contact_id: int, *, channel: str = "email") -> bool:
+        """Take a contact off a channel's DNC list (an operator's click); True when it was on."""
+        with self.lock:
+            contact = self._contacts[contact_id]
+            found = self._remove_dnc(contact, channel)
+            if found and self.dnc_moves_date_modified:
+                self._touch(contact)
+            return found
 
     def add_email(
         self,
@@ -688,7 +834,8 @@ class MauticEmulator(Emulator):
         A row holds `email` and field values, plus optionally `date_added` and
         `date_modified` (aware datetimes, stored to the second), so a campaign
         that grew over weeks can be seeded; without them a row gets what
-        `add_contact` gives (added now, never modified).
+        `add_contact` gives (added now, never modified). `tags` (names) and
+        `dnc` (an email DNC reason) seed those as `add_contact` does.
         """
         ids: list[int] = []
         with self.lock:
@@ -696,6 +843,8 @@ class MauticEmulator(Emulator):
                 values = dict(row)
                 added = values.pop("date_added", None)
                 modified = values.pop("date_modified", None)
+                tags = values.pop("tags", ())
+                dnc = values.pop("dnc", None)
                 for alias in values:
                     self._field(alias)
                 contact = self._new_contact()
@@ -710,6 +859,7 @@ class MauticEmulator(Emulator):
                     contact.date_modified = modified.astimezone(UTC).replace(microsecond=0)
                     contact.modified_by_user = self._username
                     self._index["date_modified"].add(contact.date_modified, contact.id)
+                self._seed_extras(contact, tags, dnc)
                 ids.append(contact.id)
         return ids
 
@@ -787,7 +937,8 @@ class MauticEmulator(Emulator):
         limit = _int_arg(request.arg("limit"), self.default_page_limit)
         search = (request.arg("search") or "").strip()
         total, ids = self._select(where, search, order_col or "id", desc, start, limit)
-        contacts = {str(cid): self._contact_json(self._contacts[cid]) for cid in ids}
+        minimal = not _php_empty(request.arg("minimal"))
+        contacts = {str(cid): self._contact_json(self._contacts[cid], minimal) for cid in ids}
         return Response(200, {"total": str(total), "contacts": contacts or []})
 
     @route("GET", "/contacts/{contact_id}")
@@ -811,12 +962,14 @@ class MauticEmulator(Emulator):
         if existing is not None:
             if overwrite:  # POST clears unsubmitted form fields: blanks them all
                 values = {f.alias: values.get(f.alias) for f in self._published_fields}
-            if self._apply(existing, values, overwrite=overwrite):
+            changed = self._apply(existing, values, overwrite=overwrite)
+            if self._apply_extras(existing, body) or changed:
                 self._touch(existing)
             return Response(200, {"contact": self._contact_json(existing)})
         contact = self._new_contact()
         self._apply(contact, values, overwrite=overwrite)
         self._store_new(contact)
+        self._apply_extras(contact, body)  # a new contact: dateModified stays as created
         return Response(
             201,
             {"contact": self._contact_json(contact)},
@@ -898,7 +1051,8 @@ class MauticEmulator(Emulator):
         changed = False
         if other is not None and other.id != contact.id:
             changed = self._merge(winner=contact, loser=other)
-        if self._apply(contact, values, overwrite=overwrite) or changed:
+        changed = self._apply(contact, values, overwrite=overwrite) or changed
+        if self._apply_extras(contact, body) or changed:
             self._touch(contact)
         return None
 
@@ -920,8 +1074,10 @@ class MauticEmulator(Emulator):
             contact = self._new_contact()
             self._apply(contact, values, overwrite=overwrite)
             self._store_new(contact)
+            self._apply_extras(contact, body)
             return Response(201, {"contact": self._contact_json(contact)})
-        if self._apply(contact, values, overwrite=overwrite):
+        changed = self._apply(contact, values, overwrite=overwrite)
+        if self._apply_extras(contact, body) or changed:
             self._touch(contact)
         return Response(200, {"contact": self._contact_json(contact)})
 
@@ -933,6 +1089,47 @@ class MauticEmulator(Emulator):
         body = self._contact_json(contact)
         self._remove(contact)
         return Response(200, {"contact": body})
+
+    @route("POST", "/contacts/{contact_id}/dnc/{channel}/add")
+    def add_dnc_route(self, request: Request, contact_id: str, channel: str) -> Response:
+        """`LeadApiController::addDncAction`: reason defaults to 3 (manual); 0 is a 400.
+
+        The answer is the contact, whether or not anything changed (an entry
+        with the same reason, or one the contact unsubscribed with, stays).
+        """
+        contact = self._lookup(contact_id)
+        if contact is None:
+            return _error(404, NOT_FOUND_MESSAGE)
+        body = _request_params(request)
+        if isinstance(body, Response):
+            return body
+        channel_id = _php_int_or_zero(body.get("channelId"))
+        reason = _php_int_or_zero(body.get("reason", DNC_MANUAL))
+        if reason == 0:
+            return _error(
+                400,
+                "Invalid reason code given",
+                ["Reason code needs to be an integer and higher than 0."],
+            )
+        comments = body.get("comments")
+        text = "" if comments is None or isinstance(comments, list | dict) else str(comments)
+        changed = self._add_dnc(
+            contact, channel, reason, sanitize_special_chars(text), channel_id or None
+        )
+        if changed and self.dnc_moves_date_modified:
+            self._touch(contact)
+        return Response(200, {"contact": self._contact_json(contact)})
+
+    @route("POST", "/contacts/{contact_id}/dnc/{channel}/remove")
+    def remove_dnc_route(self, request: Request, contact_id: str, channel: str) -> Response:
+        """`LeadApiController::removeDncAction`: `recordFound` says whether an entry went."""
+        contact = self._lookup(contact_id)
+        if contact is None:
+            return _error(404, NOT_FOUND_MESSAGE)
+        found = self._remove_dnc(contact, channel)
+        if found and self.dnc_moves_date_modified:
+            self._touch(contact)
+        return Response(200, {"recordFound": found, "contact": self._contact_json(contact)})
 
     # -- routes: emails, fields, stats ---------------------------------------------------
 
@@ -984,19 +1181,28 @@ class MauticEmulator(Emulator):
 
     @route("GET", "/stats/{table}")
     def stats(self, request: Request, table: str) -> Response:
-        if table != "email_stats":
+        columns = _STATS_COLUMNS.get(table)
+        if columns is None:
             return Response(200, self._stats_catalogue())
+
+        def column(raw: str, clause: str) -> str:
+            return self._stat_column(raw, clause, columns)
+
         try:
-            where = self._parse_where(php_nested(request.query, "where"), self._stat_column)
-            order = self._parse_stat_order(php_nested(request.query, "order"))
+            where = self._parse_where(php_nested(request.query, "where"), column)
+            order = self._parse_stat_order(php_nested(request.query, "order"), column)
         except _QueryError as exc:  # the stats API reports query errors inside a 200
             message = exc.response.body["errors"][0]["message"]
             return Response(200, {"errors": [{"message": message, "code": 0}]})
         start = max(0, _int_arg(request.arg("start"), 0))
         limit = _int_arg(request.arg("limit"), 100)
-        rows = self._select_stats(where, order)
-        page = rows[start : start + limit] if limit > 0 else rows[start:]
-        return Response(200, {"total": str(len(rows)), "stats": [s.row() for s in page]})
+        if table == "lead_donotcontact":
+            rows = _select_rows([d.row() for d in self._dnc_rows.values()], where, order)
+            page = rows[start : start + limit] if limit > 0 else rows[start:]
+            return Response(200, {"total": str(len(rows)), "stats": page})
+        stats = self._select_stats(where, order)
+        chosen = stats[start : start + limit] if limit > 0 else stats[start:]
+        return Response(200, {"total": str(len(stats)), "stats": [s.row() for s in chosen]})
 
     # -- internals: fields and values -------------------------------------------------
 
@@ -1126,6 +1332,121 @@ class MauticEmulator(Emulator):
         ids = self._by_email.get(sanitize_email(email).lower())
         return self._contacts[min(ids)] if ids else None
 
+    # -- internals: tags and Do-Not-Contact ------------------------------------------
+
+    def _seed_extras(self, contact: _Contact, tags: Iterable[str], dnc: int | None) -> None:
+        """Tags and an email DNC entry for a seeded contact (no dateModified change)."""
+        if tags:
+            self._modify_tags(contact, list(tags))
+        if dnc is not None:
+            self._add_dnc(contact, "email", dnc, "", None)
+
+    def _apply_extras(self, contact: _Contact, body: dict[str, Any]) -> bool:
+        """`tags` and `doNotContact` of a POST/PATCH/PUT body (`LeadApiController::preSaveEntity`).
+
+        True when the contact counts as changed for dateModified: a tag
+        change always, a DNC change only with `dnc_moves_date_modified`.
+        """
+        touched = False
+        if "tags" in body and body["tags"] is not None:
+            raw = body["tags"]
+            items = raw if isinstance(raw, list) else str(raw).split(",")
+            touched = self._modify_tags(contact, items)
+        entries = body.get("doNotContact")
+        if entries and isinstance(entries, list | dict):
+            changed = False
+            for entry in entries.values() if isinstance(entries, dict) else entries:
+                if not isinstance(entry, dict):
+                    continue
+                channel = str(entry.get("channel") or "email")
+                comments = _strip_markup(str(entry.get("comments") or ""))
+                reason = _php_int_or_zero(entry.get("reason", DNC_MANUAL))
+                if reason == DNC_CONTACTABLE:
+                    changed = self._remove_dnc(contact, channel) or changed
+                else:
+                    changed = self._add_dnc(contact, channel, reason, comments, None) or changed
+            touched = touched or (changed and self.dnc_moves_date_modified)
+        return touched
+
+    def _modify_tags(self, contact: _Contact, tags: list[Any]) -> bool:
+        """`LeadModel::modifyTags`: `name` adds, `-name` removes; True when tags changed.
+
+        Names are trimmed, entity-decoded and stripped of markup; existing
+        tags are found by exact name (PHP's array_key_exists after a
+        case-insensitive SQL lookup), so `Hold` next to `hold` is a new tag,
+        and `-Hold` does not remove `hold`.
+        """
+        changed = False
+        for raw in tags:
+            name = _clean_tag(raw)
+            if not name:
+                continue
+            if name.startswith("-"):
+                name = name[1:]
+                if name in self._tag_ids and name in contact.tags:
+                    contact.tags.remove(name)
+                    changed = True
+                continue
+            if name not in self._tag_ids:
+                self._tag_ids[name] = len(self._tag_ids) + 1
+            if name not in contact.tags:
+                contact.tags.append(name)
+                changed = True
+        return changed
+
+    def _add_dnc(
+        self,
+        contact: _Contact,
+        channel: str,
+        reason: int,
+        comments: str,
+        channel_id: int | None,
+    ) -> bool:
+        """`DoNotContactModel::addDncForContact` (checkCurrentStatus); True when it wrote.
+
+        No entry on the channel (or only reason-0 ones): a new entry. An
+        entry with another reason: updated in place (new reason, comments,
+        dateAdded) unless the contact unsubscribed themselves; with a
+        channelId Mautic's update loop compares the channel with an array
+        and never matches, so nothing changes. The same reason: nothing.
+        """
+        folded = channel.lower()  # findBy on the channel column: a *_ci collation
+        current = next(
+            (
+                d.reason
+                for d in contact.dnc
+                if d.channel.lower() == folded and d.reason != DNC_CONTACTABLE
+            ),
+            DNC_CONTACTABLE,
+        )
+        now = self._now()
+        if current == DNC_CONTACTABLE:
+            entry = _Dnc(self._next_dnc_id, contact.id, channel, reason, comments, channel_id, now)
+            self._next_dnc_id += 1
+            contact.dnc.append(entry)
+            self._dnc_rows[entry.id] = entry
+            return True
+        if current == reason or channel_id is not None:
+            return False
+        for entry in contact.dnc:
+            if entry.reason != DNC_UNSUBSCRIBED and entry.channel == channel:
+                entry.reason, entry.comments, entry.date_added = reason, comments, now
+                return True
+        return False
+
+    def _tag_order(self, name: str) -> tuple[str, int]:
+        """ORDER BY tag in a case-insensitive collation; ties as stored (by id)."""
+        return (name.casefold(), self._tag_ids[name])
+
+    def _remove_dnc(self, contact: _Contact, channel: str) -> bool:
+        """`DoNotContactModel::removeDncForContact`: the first entry on the channel goes."""
+        for entry in contact.dnc:
+            if entry.channel == channel:
+                contact.dnc.remove(entry)
+                del self._dnc_rows[entry.id]
+                return True
+        return False
+
     # -- internals: contacts and indexes -------------------------------------------
 
     def _new_contact(self) -> _Contact:
@@ -1166,6 +1487,9 @@ class MauticEmulator(Emulator):
         # log keeps the row and the address, not the contact.
         for stat in self._stats_by_lead.pop(contact.id, []):
             stat.lead_id = None
+        for entry in contact.dnc:  # lead_donotcontact rows go with the contact (CASCADE)
+            del self._dnc_rows[entry.id]
+        contact.dnc.clear()
         self._unindex_email(contact)
         self._index["id"].remove(contact.id, contact.id)
         self._index["date_added"].remove(contact.date_added, contact.id)
@@ -1200,11 +1524,13 @@ class MauticEmulator(Emulator):
             if value in (None, ""):
                 value = oldest.values.get(alias)
             merged[alias] = value
+        loser_tags = list(loser.tags)  # ContactMerger::mergeTags; DNC entries are not moved
         for stat in self._stats_by_lead.pop(loser.id, []):  # a merge moves the sends over
             stat.lead_id = winner.id
             self._stats_by_lead.setdefault(winner.id, []).append(stat)
         self._stats_by_lead.get(winner.id, []).sort(key=lambda s: s.id)
         self._remove(loser)
+        self._modify_tags(winner, loser_tags)
         self._assign(winner, merged)
         return True
 
@@ -1235,7 +1561,8 @@ class MauticEmulator(Emulator):
 
     # -- internals: JSON shapes ---------------------------------------------------------
 
-    def _contact_json(self, contact: _Contact) -> dict[str, Any]:
+    def _contact_json(self, contact: _Contact, minimal: bool = False) -> dict[str, Any]:
+        """The contact as Mautic serialises it (`leadList` groups when `minimal`)."""
         groups: dict[str, dict[str, Any]] = {
             "core": {},
             "social": {},
@@ -1261,7 +1588,7 @@ class MauticEmulator(Emulator):
         fields: dict[str, Any] = {name: (entries or []) for name, entries in groups.items()}
         fields["all"] = flat
         modified = contact.date_modified is not None
-        return {
+        record = {
             "isPublished": True,
             "dateAdded": _iso(contact.date_added),
             "dateModified": _iso(contact.date_modified),
@@ -1276,14 +1603,21 @@ class MauticEmulator(Emulator):
             "lastActive": None,
             "owner": None,
             "ipAddresses": [],
-            "tags": [{"tag": tag} for tag in contact.tags],
+            "tags": [
+                {"id": self._tag_ids[tag], "tag": tag, "description": None}
+                for tag in sorted(contact.tags, key=self._tag_order)  # ORDER BY tag, *_ci
+            ],
             "utmtags": [],
             "stage": None,
             "dateIdentified": _iso(contact.date_identified),
             "preferredProfileImage": "gravatar",
-            "doNotContact": [],
+            "doNotContact": [entry.json() for entry in contact.dnc],
             "frequencyRules": [],
         }
+        if minimal:
+            for key in _DETAILS_ONLY:
+                del record[key]
+        return record
 
     def _email_json(self, email: _Email) -> dict[str, Any]:
         sent = sum(1 for s in self._stats_by_email.get(email.id, []) if not s.is_failed)
@@ -1339,7 +1673,7 @@ class MauticEmulator(Emulator):
     def _stats_catalogue(self) -> dict[str, Any]:
         return {
             "availableTables": list(_STATS_TABLES),
-            "tableColumns": {"email_stats": list(_STAT_COLUMNS)},
+            "tableColumns": {name: list(cols) for name, cols in _STATS_COLUMNS.items()},
         }
 
     # -- internals: queries ------------------------------------------------------------
@@ -1352,9 +1686,9 @@ class MauticEmulator(Emulator):
             return col
         raise _QueryError(_sql_error(f"l.{col}", clause))
 
-    def _stat_column(self, raw: str, clause: str) -> str:
+    def _stat_column(self, raw: str, clause: str, columns: tuple[str, ...] = _STAT_COLUMNS) -> str:
         col = re.sub(r"[^A-Za-z0-9_.]", "", raw).rsplit(".", 1)[-1]
-        if col in _STAT_COLUMNS:
+        if col in columns:
             return col
         raise _QueryError(_sql_error(col, clause))
 
@@ -1594,12 +1928,14 @@ class MauticEmulator(Emulator):
                 rows.sort(key=lambda s: _null_first(s.row()[col]), reverse=desc)
         return rows
 
-    def _parse_stat_order(self, raw: Any) -> list[tuple[str, bool]]:
+    def _parse_stat_order(
+        self, raw: Any, column: Callable[[str, str], str]
+    ) -> list[tuple[str, bool]]:
         order = []
         if isinstance(raw, dict):
             for _, item in sorted(raw.items(), key=lambda kv: _sort_key(kv[0])):
                 if isinstance(item, dict) and item.get("col"):
-                    col = self._stat_column(str(item["col"]), "order clause")
+                    col = column(str(item["col"]), "order clause")
                     order.append((col, str(item.get("dir", "ASC")).upper() == "DESC"))
         return order
 
@@ -1684,9 +2020,57 @@ def _compare_stat(row: dict[str, Any], clause: _Clause) -> bool:
     if clause.expr == "orX":
         return any(_compare_stat(row, c) for c in clause.val)
     value = row[clause.col]
-    if clause.col in ("date_sent", "date_read", "last_opened") and isinstance(value, str):
+    if clause.col in _STAT_DATE_COLUMNS and isinstance(value, str):
         value = _parse_sql_datetime(value)
     return _compare(value, clause.expr, clause.val)
+
+
+def _select_rows(
+    rows: list[dict[str, Any]], where: list[_Clause], order: list[tuple[str, bool]]
+) -> list[dict[str, Any]]:
+    """A small stats table's rows matching `where`, in `order` (id order by default)."""
+    found = [row for row in rows if all(_compare_stat(row, c) for c in where)]
+    for col, desc in reversed(order):
+        found.sort(key=lambda row: _null_first(row[col]), reverse=desc)
+    return found
+
+
+def _clean_tag(raw: Any) -> str:
+    """A tag name as `modifyTags` cleans it: trimmed, entities decoded, NUL and markup gone."""
+    if raw is None or raw is False:
+        return ""
+    text = "1" if raw is True else str(raw)
+    return _strip_markup(html.unescape(text.strip()))
+
+
+def _strip_markup(text: str) -> str:
+    """InputHelper::string: NUL bytes and anything tag-like removed."""
+    return re.sub(r"\x00|<[^>]*>?", "", text)
+
+
+def _php_int_or_zero(value: Any) -> int:
+    """PHP's (int) cast of a request value: a numeric prefix, else 0."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) else 0
+    if isinstance(value, str):
+        match = re.match(r"^[ \t\n\r\v\f]*([+-]?\d+)", value)
+        return int(match.group(1)) if match else 0
+    if isinstance(value, list | dict):
+        return 1 if value else 0
+    return 0
+
+
+def _request_params(request: Request) -> dict[str, Any] | Response:
+    """`$request->request`: a JSON object (FOSRest's body listener) or a form-encoded body."""
+    kind = request.headers.get("content-type", "")
+    if request.body and "application/x-www-form-urlencoded" in kind:
+        pairs = parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True)
+        return dict(pairs)
+    return _json_object(request)
 
 
 def _like(value: Any, pattern: str) -> bool:
