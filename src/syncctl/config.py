@@ -154,6 +154,8 @@ class MauticSettings(_Section):
     invite_email_basic: EmailId
     coupon_email: EmailId
     coupon_email_requires_opt_in: bool = False
+    #: Contacts with this tag are held: no run does anything for them (rule 18).
+    hold_tag: Annotated[str, Field(max_length=255)] = "syncctl-hold"
     fields: MauticFields = MauticFields()
 
 
@@ -162,6 +164,9 @@ class DiscordSettings(_Section):
     vip_channel_id: Snowflake
     basic_channel_id: Snowflake
     invite_max_age: Annotated[int, Field(ge=0, le=604800)] = 0
+    #: Revoke the unused invite of a contact who withdrew the opt-in or is on
+    #: the Do-Not-Contact list, and clear its field (rule 20).
+    revoke_on_opt_out: bool = True
 
     @model_validator(mode="after")
     def _distinct_channels(self) -> DiscordSettings:

@@ -13,7 +13,7 @@ Both are pure functions of the plan, so a dry run shows the same verdict.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from syncctl.config import RunSettings
 from syncctl.engine.model import Action, ActionKind, Plan
@@ -40,7 +40,7 @@ def cap(plan: Plan, limit: int) -> tuple[Plan, tuple[Action, ...]]:
             chosen.add(action.key)
         else:
             deferred.append(action)
-    return Plan(actions=tuple(taken), notes=plan.notes), tuple(deferred)
+    return replace(plan, actions=tuple(taken)), tuple(deferred)
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,15 @@ class Contact:
     link_basic: str
     opt_in: bool
     date_modified: datetime | None = None
+    #: On Mautic's email Do-Not-Contact list (unsubscribed, bounced, manual).
+    dnc: bool = False
+    #: Carries the `[mautic] hold_tag`: an operator's hold (rule 18).
+    hold_tag: bool = False
+
+    @property
+    def reachable(self) -> bool:
+        """Opted in and not on the Do-Not-Contact list: may get invites (rules 15, 20)."""
+        return self.opt_in and not self.dnc
 
     def link(self, tier: Tier) -> str:
         return self.link_vip if tier is Tier.VIP else self.link_basic
@@ -148,6 +157,12 @@ class Snapshot:
     own_coupons: frozenset[str] = frozenset()
     #: Buyers' emails whose contact syncctl created (the journal, adopted excluded).
     own_contacts: frozenset[str] = frozenset()
+    #: Codes held by contacts that may not have an invite (opt-in withdrawn,
+    #: Do-Not-Contact) that are still live, unused invites of syncctl's: to
+    #: revoke (rule 20). None: not checked this run.
+    withdrawn_live: frozenset[str] | None = None
+    #: Held subjects (normalized email or session id) -> why (rule 18).
+    holds: Mapping[str, str] = field(default_factory=dict)
     #: Invite codes contacts in scope hold that syncctl revoked: dead links.
     revoked: frozenset[str] = frozenset()
     #: Per normalized email, the latest VIP purchase known (scope + journal),
@@ -240,6 +255,10 @@ class Note:
 class Plan:
     actions: tuple[Action, ...] = ()
     notes: tuple[Note, ...] = ()
+    #: Held purchases and contacts (rule 18): nothing planned; kept pending
+    #: so the run after the release finds them.
+    held_sessions: frozenset[str] = frozenset()
+    held_contacts: frozenset[int] = frozenset()
 
     def __len__(self) -> int:
         return len(self.actions)

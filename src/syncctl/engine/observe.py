@@ -111,6 +111,8 @@ def to_contact(contact: MauticContact, settings: Settings, *, dated: bool = True
         link_basic=contact.text(f.invite_link_basic).strip(),
         opt_in=contact.flag(f.opt_in_confirmed),
         date_modified=contact.date_modified if dated else None,
+        dnc=contact.dnc_email,
+        hold_tag=bool(settings.mautic.hold_tag) and contact.has_tag(settings.mautic.hold_tag),
     )
 
 
@@ -483,6 +485,44 @@ class _Observer:
             if email != lacking[cid]
         }
 
+    def withdrawn_live(
+        self, contacts: Iterable[Contact], invites: dict[str, Invite] | None
+    ) -> set[str]:
+        """Unused invites of syncctl's held by contacts that may not have one (rule 20).
+
+        A full run knows the live invites already; an incremental run asks
+        Discord about these few codes (opt-outs are rare). A used single-use
+        invite is gone from Discord: it stays on the contact, and the member
+        stays in the server.
+        """
+        codes = {
+            code
+            for c in contacts
+            if not c.reachable
+            for code in (invite_code(c.link_vip), invite_code(c.link_basic))
+            if code
+        }
+        if not codes:
+            return set()
+        if invites is not None:
+            return codes & set(invites)
+        bot = self.journal.get_meta("discord.bot_user_id")
+        live = set()
+        for code in sorted(codes):
+            invite = self.sv.discord.get_invite(code)
+            if invite is not None and (bot is None or invite.inviter_id in (None, bot)):
+                live.add(code)
+        return live
+
+    def held(self, contacts: Iterable[Contact]) -> dict[str, str]:
+        """Who is held (rule 18): the Mautic tag, read with the contacts."""
+        tag = self.settings.mautic.hold_tag
+        return {
+            c.email: f"Mautic tag {tag!r} on contact {c.id}"
+            for c in contacts
+            if c.hold_tag and c.email
+        }
+
     def revoked(self, contacts: Iterable[Contact]) -> set[str]:
         """Invite codes opted-in contacts hold that syncctl itself revoked.
 
@@ -578,6 +618,16 @@ def _facts(
         logged_sends=frozenset(observer.logged_sends),
         issued=observer.issued(contacts.values()),
         revoked=frozenset(observer.revoked(contacts.values())),
+        withdrawn_live=(
+            attempt(
+                "withdrawn",
+                lambda: frozenset(observer.withdrawn_live(contacts.values(), invites)),
+                None,
+            )
+            if observer.settings.discord.revoke_on_opt_out
+            else frozenset()
+        ),
+        holds=observer.held(contacts.values()),
         lead_owners=(
             observer.lead_owners(contacts.values(), leads) if "leads" not in unknown else {}
         ),

@@ -30,6 +30,8 @@ from syncctl.engine.model import (
 NEW = "new"  # stands for an id that only exists once an earlier action ran
 #: The subject of an orphan invite's revocation: nobody holds it.
 ORPHAN_SUBJECT = "(nobody)"
+#: Why a contact gets no email (rule 19).
+DNC_NOTE = "on Mautic's Do-Not-Contact list"
 #: Discord's clock against ours, for the orphan sweep's age check.
 ORPHAN_MARGIN = timedelta(seconds=10)
 
@@ -80,6 +82,10 @@ class _Planner:
         }
         #: Emails whose shared contacts were noted already (rule 21).
         self.duplicates_noted: set[str] = set()
+        #: Rule 18: what was held this run, and the holds already noted.
+        self.held_sessions: set[str] = set()
+        self.held_contacts: set[int] = set()
+        self.holds_noted: set[str] = set()
 
     def add(self, action: Action) -> str:
         self.actions.setdefault(action.key, action)
@@ -99,7 +105,7 @@ class _Planner:
             if p.vip and p.paid and p.email is None:
                 self.note(p.session_id, "paid VIP purchase without an email: nothing can be sent")
         vip = sorted(
-            (p for p in self.s.purchases if p.is_vip_purchase),
+            (p for p in self.s.purchases if p.is_vip_purchase and not self._held_purchase(p)),
             key=lambda p: p.recency,
         )
         # Buyer by buyer, oldest purchase first: when max_actions cuts a
@@ -125,6 +131,28 @@ class _Planner:
             contact_ref, contact_dep, opted_in = self.vip_contact(email, bought)
             for p in open_:
                 self.coupon_mail(p, contact_ref, contact_dep, opted_in)
+
+    # -- holds: rule 18 -------------------------------------------------------
+
+    def _hold(self, subject: str) -> str | None:
+        """Why `subject` (an email or a session id) is held, noted once; None: it is not."""
+        reason = self.s.holds.get(subject)
+        if reason is not None and subject not in self.holds_noted:
+            self.holds_noted.add(subject)
+            self.note(subject, f"held ({reason}): nothing is done until it is released")
+        return reason
+
+    def _held_purchase(self, p: Purchase) -> bool:
+        if self._hold(p.session_id) is None and (p.email is None or self._hold(p.email) is None):
+            return False
+        self.held_sessions.add(p.session_id)
+        return True
+
+    def _held_contact(self, c: Contact) -> bool:
+        if c.email is None or self._hold(c.email) is None:
+            return False
+        self.held_contacts.add(c.id)
+        return True
 
     def _fulfilled(self, email: str, bought: list[Purchase]) -> None:
         """Rule 16: nothing is redone for fulfilled purchases; a change is noted, not undone."""
@@ -275,6 +303,9 @@ class _Planner:
         if self.settings.mautic.coupon_email_requires_opt_in and not opted_in:
             self.note(p.email, f"coupon email for {p.session_id} waits for opt-in")
             return
+        if self._unreachable(p.email):
+            self.note(p.email, f"no coupon email for {p.session_id}: {DNC_NOTE}")
+            return
         deps = (*self._planned(f"coupon:{p.session_id}"), *((contact_dep,) if contact_dep else ()))
         self.add(
             Action(
@@ -307,10 +338,21 @@ class _Planner:
                 " wait for their invite, since a VIP purchase would change the tier",
             )
 
+    def _unreachable(self, email: str) -> bool:
+        """Rule 19: the contact an email goes to is on the Do-Not-Contact list."""
+        contacts = self.contacts_by_email.get(email, [])
+        return bool(contacts) and contacts[0].dnc
+
     def _each_contact(self) -> None:
         people: dict[str, list[Contact]] = defaultdict(list)
         for contact in sorted(self.s.contacts, key=lambda c: c.id):
-            if not contact.opt_in:
+            if self._held_contact(contact):
+                continue
+            if not contact.reachable:
+                self.withdrawn(contact)
+                if contact.opt_in and contact.email and is_valid_email(contact.email):
+                    self.note(contact.email, f"no invite and no invite email: {DNC_NOTE}")
+                    self.lead(contact)  # the CRM still knows the person
                 continue  # rule 15
             if not contact.email:
                 self.note(f"contact {contact.id}", "opted in but has no email address")
@@ -451,6 +493,41 @@ class _Planner:
                 "get the right one (check [mautic.fields] and the channel ids)",
             )
 
+    def withdrawn(self, c: Contact) -> None:
+        """Rule 20: an unused invite of someone who may not have one is revoked and cleared.
+
+        A used invite is gone from Discord and stays on the contact: syncctl
+        removes nobody from the server.
+        """
+        if not self.settings.discord.revoke_on_opt_out:
+            return
+        live = self.s.withdrawn_live
+        why = "on the Do-Not-Contact list" if c.opt_in else "opt-in withdrawn"
+        subject = c.email or f"contact {c.id}"
+        for tier in Tier:
+            link = c.link(tier)
+            code = invite_code(link) if link else None
+            if code is None:
+                continue
+            if live is None:
+                self.note(subject, f"{why}: whether its invite is unused could not be checked")
+                continue
+            if code not in live:
+                continue
+            revoke = self.add(self._revoke(code, subject, f"{why}: unused invite revoked"))
+            self.add(
+                Action(
+                    ActionKind.UNSET_LINK,
+                    f"unset:{c.id}:{tier}",
+                    subject,
+                    f"{why}: the revoked link is cleared",
+                    params={"contact_id": c.id, "tier": str(tier), "expected": link},
+                    before={f"link_{tier}": link},
+                    after={f"link_{tier}": ""},
+                    depends_on=(revoke,),
+                )
+            )
+
     def _tier_may_change(self, c: Contact) -> bool:
         """A Basic contact whose VIP purchase could not be checked waits for its invite.
 
@@ -584,7 +661,12 @@ def plan(snapshot: Snapshot, settings: Settings) -> Plan:
     planner.purchases()
     planner.contacts()
     planner.orphans()
-    return Plan(actions=tuple(_ordered(planner.actions.values())), notes=tuple(planner.notes))
+    return Plan(
+        actions=tuple(_ordered(planner.actions.values())),
+        notes=tuple(planner.notes),
+        held_sessions=frozenset(planner.held_sessions),
+        held_contacts=frozenset(planner.held_contacts),
+    )
 
 
 def _ordered(actions: Iterable[Action]) -> list[Action]:

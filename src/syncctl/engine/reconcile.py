@@ -301,6 +301,12 @@ def _remember(journal: Journal, observation: Observation, scope: Scope, result: 
             journal.add_pending("session", sid, "an action failed")
         for ref in retry_contacts - {str(c) for c in scope.contacts}:
             journal.add_pending("contact", ref, "an action failed or waits")
+        # Held items stay pending: the first run after the release finds them,
+        # although nothing about them changed in the services (rule 18).
+        for sid in sorted(result.plan.held_sessions):
+            journal.add_pending("session", sid, "held")
+        for cid in sorted(result.plan.held_contacts):
+            journal.add_pending("contact", str(cid), "held")
         for kind, ref in observation.gone:
             journal.remove_pending(kind, ref)
         if observation.errors:
