@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -159,17 +160,51 @@ def test_discord_bot_without_manage_permission_or_sight(run: Run, sandbox: Sandb
 
 
 @pytest.mark.parametrize(
-    ("flags", "expected"),
+    ("flags", "expected", "fix"),
     [
-        ({"active": False}, "not active"),
-        ({"use_individual_codes": False}, "individual codes are off"),
+        ({"active": False}, "it is not active", "set it active"),
+        (
+            {"use_individual_codes": False},
+            "does not use individual codes",
+            "under Codes choose individual codes",
+        ),
     ],
     ids=["disabled", "individual-codes-off"],
 )
-def test_shopware_promotion_unusable(run: Run, sandbox: Sandbox, flags, expected) -> None:
+def test_shopware_promotion_unusable(run: Run, sandbox: Sandbox, flags, expected, fix) -> None:
     sandbox.shopware.add_promotion(VIP_PROMOTION_ID, name="VIP backers", **flags)
     line = failing(run("doctor"), "shopware.promotion")
-    assert expected in line and "individual codes" in line
+    assert expected in line and fix in line and "Marketing > Promotions" in line
+
+
+def test_shopware_promotion_that_ended_fails_naming_its_end_and_the_fix(
+    run: Run, sandbox: Sandbox
+) -> None:
+    sandbox.shopware.update_promotion(
+        VIP_PROMOTION_ID, valid_until=datetime(2025, 3, 1, tzinfo=UTC)
+    )
+    line = failing(run("doctor"), "shopware.promotion")
+    assert "VIP backers: it ended at 2025-03-01 00:00 UTC" in line
+    assert "move its end date into the future or clear it" in line
+    assert sandbox.write_count() == 0
+
+
+def test_shopware_promotion_not_started_yet_fails(run: Run, sandbox: Sandbox) -> None:
+    start = datetime.now(UTC) + timedelta(days=3)
+    sandbox.shopware.update_promotion(VIP_PROMOTION_ID, valid_from=start)
+    line = failing(run("doctor"), "shopware.promotion")
+    assert f"it starts only at {start:%Y-%m-%d %H:%M} UTC" in line and "start date" in line
+
+
+def test_shopware_promotion_inside_its_dates_passes_and_shows_them(
+    run: Run, sandbox: Sandbox
+) -> None:
+    end = datetime.now(UTC) + timedelta(days=30)
+    sandbox.shopware.update_promotion(VIP_PROMOTION_ID, valid_until=end)
+    result = run("doctor")
+    assert result.exit_code == 0, result.output
+    line = lines_of(result)["shopware.promotion"]
+    assert line.startswith("ok ") and f"valid until {end:%Y-%m-%d %H:%M} UTC" in line
 
 
 def test_shopware_promotion_missing(run: Run, campaign: Path) -> None:

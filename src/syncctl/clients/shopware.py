@@ -177,47 +177,66 @@ class Promotion:
         return self.valid_until is None or now < self.valid_until
 
 
+def promotion_problems(promotion: Promotion, now: datetime) -> list[tuple[str, str]]:
+    """(problem, fix) for each reason a buyer could not redeem a new code now; [] when none.
+
+    What Shopware's cart checks for an individual code
+    (PermittedIndividualCodePromotions: active, ActiveDateRange, useCodes,
+    useIndividualCodes; then isOrderCountValid). Not checked: the sales
+    channel assignment and the discounts, which the promotion read does not
+    include.
+    """
+    now = _utc(now)
+    found: list[tuple[str, str]] = []
+    if not promotion.active:
+        found.append(("it is not active", "set it active"))
+    if promotion.valid_from is not None and now < promotion.valid_from:
+        found.append(
+            (
+                f"it starts only at {_when(promotion.valid_from)} (valid from)",
+                "move its start date to now or clear it",
+            )
+        )
+    if promotion.valid_until is not None and now >= promotion.valid_until:
+        found.append(
+            (
+                f"it ended at {_when(promotion.valid_until)} (valid until)",
+                "move its end date into the future or clear it",
+            )
+        )
+    if not promotion.use_codes or not promotion.use_individual_codes:
+        found.append(("it does not use individual codes", "under Codes choose individual codes"))
+    limit = promotion.max_redemptions_global
+    if limit is not None and limit > 0 and promotion.order_count >= limit:
+        found.append(
+            (
+                f"it was used {promotion.order_count} times, its global maximum",
+                "raise or clear its maximum uses",
+            )
+        )
+    return found
+
+
 def redeemable(
     promotion: Promotion | None, now: datetime, *, promotion_id: str | None = None
 ) -> str | None:
     """Why a buyer could not redeem a new code of `promotion` now, or None when they could.
 
     Rule 23: no code is minted or mailed while this says anything. The answer
-    is one line naming the promotion, every problem and its fix. It checks
-    what Shopware's cart checks for individual codes (PermittedIndividualCode-
-    Promotions: active, ActiveDateRange, useCodes, useIndividualCodes; and
-    isOrderCountValid); pass `None` for a promotion that does not exist.
-    Not checked: the sales channel assignment and the discounts, which the
-    promotion read does not include.
+    is one line naming the promotion, every problem (`promotion_problems`)
+    and its fix. Pass `None` for a promotion that does not exist
+    (`find_promotion`'s answer), with `promotion_id` to name it.
     """
     if promotion is None:
         which = f"VIP promotion {promotion_id}" if promotion_id else "the VIP promotion"
         return f"{which} does not exist in Shopware: {PROMOTION_HINT}"
-    now = _utc(now)
-    problems: list[str] = []
-    fixes: list[str] = []
-    if not promotion.active:
-        problems.append("it is not active")
-        fixes.append("set it active")
-    if promotion.valid_from is not None and now < promotion.valid_from:
-        problems.append(f"it starts only at {_when(promotion.valid_from)} (valid from)")
-        fixes.append("move its start date to now or clear it")
-    if promotion.valid_until is not None and now >= promotion.valid_until:
-        problems.append(f"it ended at {_when(promotion.valid_until)} (valid until)")
-        fixes.append("move its end date into the future or clear it")
-    if not promotion.use_codes or not promotion.use_individual_codes:
-        problems.append("it does not use individual codes")
-        fixes.append("under Codes choose individual codes")
-    limit = promotion.max_redemptions_global
-    if limit is not None and limit > 0 and promotion.order_count >= limit:
-        problems.append(f"it was used {promotion.order_count} times, its global maximum")
-        fixes.append("raise or clear its maximum uses")
+    problems = promotion_problems(promotion, now)
     if not problems:
         return None
     return (
-        f"VIP promotion {promotion.label}: {'; '.join(problems)}: its codes cannot be "
-        f"redeemed, so no code is minted or mailed. Fix in the Shopware admin "
-        f"({PROMOTION_SCREEN}): {', '.join(fixes)}"
+        f"VIP promotion {promotion.label}: {'; '.join(p for p, _ in problems)}: its codes "
+        f"cannot be redeemed, so no code is minted or mailed. Fix in the Shopware admin "
+        f"({PROMOTION_SCREEN}): {', '.join(f for _, f in problems)}"
     )
 
 
