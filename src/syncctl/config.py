@@ -82,6 +82,21 @@ def _snowflake(value: str) -> str:
     return value
 
 
+def _role_id(value: str) -> str:
+    if not re.fullmatch(r"\d{1,21}", value):
+        raise ValueError(
+            "must be a Discord role id "
+            "(digits only; Server Settings > Roles, right-click > Copy Role ID)"
+        )
+    return value
+
+
+def _distinct_roles(values: list[str]) -> list[str]:
+    if len(set(values)) != len(values):
+        raise ValueError("lists a role twice")
+    return values
+
+
 def _shopware_id(value: str) -> str:
     if not re.fullmatch(r"[0-9a-fA-F]{32}", value):
         raise ValueError("must be a Shopware id: 32 hexadecimal characters")
@@ -96,6 +111,12 @@ def _alias(value: str) -> str:
 
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 Snowflake = Annotated[str, AfterValidator(_snowflake)]
+#: Roles an invite grants (Create Channel Invite `role_ids`: up to 250, unique).
+RoleIds = Annotated[
+    list[Annotated[str, AfterValidator(_role_id)]],
+    Field(max_length=250),
+    AfterValidator(_distinct_roles),
+]
 ShopwareId = Annotated[str, AfterValidator(_shopware_id)]
 Alias = Annotated[str, AfterValidator(_alias)]
 EmailId = Annotated[int, Field(gt=0)]
@@ -167,6 +188,9 @@ class DiscordSettings(_Section):
     #: Revoke the unused invite of a contact who withdrew the opt-in or is on
     #: the Do-Not-Contact list, and clear its field (rule 20).
     revoke_on_opt_out: bool = True
+    #: Roles each tier's invite grants to whoever accepts it (needs MANAGE_ROLES).
+    vip_role_ids: RoleIds = []
+    basic_role_ids: RoleIds = []
 
     @model_validator(mode="after")
     def _distinct_channels(self) -> DiscordSettings:

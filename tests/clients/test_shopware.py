@@ -12,12 +12,20 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
 import pytest
 
-from syncctl.clients.shopware import IndividualCode, ShopwareClient, code_id, code_key
+from syncctl.clients.shopware import (
+    IndividualCode,
+    Promotion,
+    ShopwareClient,
+    code_id,
+    code_key,
+    redeemable,
+)
 from syncctl.errors import (
     AuthRejected,
     BadResponse,
@@ -30,7 +38,7 @@ from syncctl.errors import (
 )
 from syncctl.net.http import CallStats, RetryPolicy
 from syncctl.sandbox.server import EmulatorServer
-from syncctl.sandbox.shopware import ShopwareEmulator
+from syncctl.sandbox.shopware import RedemptionRefused, ShopwareEmulator
 
 CLIENT_ID = "SWIAEMULATORKEY000000000"
 SECRET = "Sh0pware-s3cret-never-printed"
@@ -757,3 +765,314 @@ def test_emulator_sync_deletes_and_reports_unknown_ids(server, emulator, promoti
     assert answer["deleted"] == {"promotion_individual_code": [gone]}
     assert answer["notFound"] == {"promotion_individual_code": [missing]}
     assert [row["id"] for row in emulator.codes()] == [kept]
+
+
+# -- promotion validity (rule 23) ---------------------------------------------------------------
+
+NOON = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def promo(**fields: Any) -> Promotion:
+    """A promotion whose codes can be redeemed, with `fields` changed."""
+    values: dict[str, Any] = {
+        "id": "a" * 32,
+        "name": "VIP backers",
+        "active": True,
+        "use_codes": True,
+        "use_individual_codes": True,
+        "individual_code_pattern": None,
+    }
+    return Promotion(**{**values, **fields})
+
+
+def test_find_promotion_of_an_unknown_id_is_none(client):
+    assert client.find_promotion("f" * 32) is None
+
+
+def test_find_promotion_reads_the_validity_window_in_utc(client, emulator):
+    pid = emulator.add_promotion(
+        valid_from="2026-04-01T08:00:00.000+02:00", valid_until=datetime(2026, 6, 1, tzinfo=UTC)
+    )
+    promotion = client.find_promotion(pid)
+    assert promotion is not None
+    assert promotion.valid_from == datetime(2026, 4, 1, 6, 0, tzinfo=UTC)
+    assert promotion.valid_until == datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def test_find_promotion_without_dates_has_an_open_window(client, promotion_id):
+    promotion = client.find_promotion(promotion_id)
+    assert promotion is not None and (promotion.valid_from, promotion.valid_until) == (None, None)
+
+
+def test_find_promotion_reads_the_global_limit_and_order_count(client, emulator):
+    pid = emulator.add_promotion(max_redemptions_global=2)
+    emulator.add_code(pid, "VIP-A")
+    emulator.redeem_code("VIP-A")
+    promotion = client.find_promotion(pid)
+    assert promotion is not None
+    assert (promotion.max_redemptions_global, promotion.order_count) == (2, 1)
+
+
+def test_a_date_that_is_not_iso_8601_is_bad_response(client, emulator, promotion_id):
+    data = {
+        "id": promotion_id,
+        "name": "VIP",
+        "active": True,
+        "useCodes": True,
+        "useIndividualCodes": True,
+        "validUntil": "next Tuesday",
+    }
+    emulator.inject(method="GET", path="/api/promotion/", status=200, body={"data": data})
+    with pytest.raises(BadResponse, match="validUntil"):
+        client.find_promotion(promotion_id)
+
+
+def test_an_active_promotion_with_individual_codes_and_open_dates_is_redeemable():
+    assert redeemable(promo(), NOON) is None
+
+
+def test_an_inactive_promotion_is_not_redeemable_and_the_reason_names_it_and_the_fix():
+    reason = redeemable(promo(active=False), NOON)
+    assert reason is not None
+    assert "'VIP backers' (" + "a" * 32 + ")" in reason
+    assert "not active" in reason and "set it active" in reason
+    assert "Marketing > Promotions" in reason
+
+
+def test_a_promotion_before_its_start_is_not_redeemable():
+    reason = redeemable(promo(valid_from=NOON + timedelta(days=1)), NOON)
+    assert reason is not None and "starts only at 2026-05-02 12:00 UTC" in reason
+
+
+def test_a_promotion_is_redeemable_from_the_moment_it_starts():
+    assert redeemable(promo(valid_from=NOON), NOON) is None
+
+
+def test_a_promotion_after_its_end_is_not_redeemable():
+    reason = redeemable(promo(valid_until=NOON - timedelta(hours=1)), NOON)
+    assert reason is not None and "ended at 2026-05-01 11:00 UTC" in reason
+    assert "end date" in reason
+
+
+def test_a_promotion_is_no_longer_redeemable_at_its_end():
+    """ActiveDateRange keeps validUntil > now: the end itself is outside."""
+    assert redeemable(promo(valid_until=NOON), NOON) is not None
+
+
+def test_a_promotion_inside_both_dates_is_redeemable():
+    window = promo(valid_from=NOON - timedelta(days=1), valid_until=NOON + timedelta(days=1))
+    assert redeemable(window, NOON) is None
+
+
+def test_now_in_another_time_zone_is_compared_as_the_same_instant():
+    berlin = NOON.astimezone(timezone(timedelta(hours=2)))
+    assert redeemable(promo(valid_until=NOON + timedelta(minutes=1)), berlin) is None
+
+
+@pytest.mark.parametrize("flag", ["use_codes", "use_individual_codes"])
+def test_a_promotion_without_individual_codes_is_not_redeemable(flag):
+    reason = redeemable(promo(**{flag: False}), NOON)
+    assert reason is not None and "individual codes" in reason
+
+
+def test_a_promotion_at_its_global_maximum_is_not_redeemable():
+    reason = redeemable(promo(max_redemptions_global=100, order_count=100), NOON)
+    assert reason is not None and "maximum" in reason
+
+
+def test_a_missing_promotion_is_not_redeemable_and_names_the_config_key():
+    reason = redeemable(None, NOON, promotion_id="f" * 32)
+    assert reason is not None
+    assert "f" * 32 in reason and "does not exist" in reason and "vip_promotion_id" in reason
+
+
+def test_every_problem_is_named_on_one_line():
+    reason = redeemable(promo(active=False, valid_until=NOON, use_codes=False), NOON)
+    assert reason is not None and "\n" not in reason
+    assert "not active" in reason and "ended" in reason and "individual codes" in reason
+
+
+def test_a_promotion_without_a_name_is_named_by_its_id():
+    reason = redeemable(promo(name=None, active=False), NOON)
+    assert reason is not None and reason.startswith("VIP promotion " + "a" * 32 + ":")
+
+
+# -- redemption and deletion (rule 17) ---------------------------------------------------------
+
+
+def test_a_code_with_syncctls_own_payload_is_not_redeemed(client, emulator, promotion_id):
+    emulator.add_code(promotion_id, "VIP-A", payload={"stripe_session": "cs_1"})
+    found = client.find_code("VIP-A")
+    assert found is not None and found.redeemed is False and found.order_id is None
+
+
+def test_find_code_shows_a_code_an_order_used_as_redeemed(client, emulator, promotion_id):
+    emulator.add_code(promotion_id, "VIP-A")
+    emulator.redeem_code("VIP-A", order_id="b" * 32)
+    found = client.find_code("VIP-A")
+    assert found is not None and found.redeemed is True and found.order_id == "b" * 32
+
+
+def test_find_codes_shows_which_codes_were_redeemed(client, emulator, promotion_id):
+    emulator.add_codes(promotion_id, ["VIP-A", "VIP-B"])
+    emulator.redeem_code("VIP-B")
+    found = client.find_codes(["VIP-A", "VIP-B"])
+    assert {key: row.redeemed for key, row in found.items()} == {"vip-a": False, "vip-b": True}
+
+
+def test_iter_codes_shows_which_codes_were_redeemed(client, emulator, promotion_id):
+    emulator.add_codes(promotion_id, ["VIP-A", "VIP-B"])
+    emulator.redeem_code("VIP-A")
+    assert [(c.code, c.redeemed) for c in client.iter_codes(promotion_id)] == [
+        ("VIP-A", True),
+        ("VIP-B", False),
+    ]
+
+
+def test_delete_code_removes_the_row_and_says_so(client, emulator, promotion_id):
+    emulator.add_code(promotion_id, "VIP-A")
+    row = client.find_code("VIP-A")
+    assert row is not None
+    assert client.delete_code(row) is True
+    assert emulator.find("VIP-A") is None
+    (exchange,) = emulator.exchanges("DELETE")
+    assert (exchange.path, exchange.status) == (f"/api/promotion-individual-code/{row.id}", 204)
+
+
+def test_delete_code_takes_the_id_too(client, emulator, promotion_id):
+    cid = emulator.add_code(promotion_id, "VIP-A")
+    assert client.delete_code(cid.upper()) is True
+    assert emulator.codes(promotion_id) == []
+
+
+def test_delete_code_of_a_code_already_gone_is_false(client, emulator, promotion_id):
+    cid = emulator.add_code(promotion_id, "VIP-A")
+    client.delete_code(cid)
+    assert client.delete_code(cid) is False
+
+
+def test_delete_code_whose_answer_was_lost_is_retried_and_done(client, emulator, promotion_id):
+    cid = emulator.add_code(promotion_id, "VIP-A")
+    emulator.inject(
+        method="DELETE", path="/api/promotion-individual-code/", kind="reset", when="after"
+    )
+    assert client.delete_code(cid) is False  # the retry found it gone: deleted either way
+    assert emulator.find("VIP-A") is None
+    assert [e.status for e in emulator.exchanges("DELETE")] == [0, 404]  # 0: connection cut
+
+
+def test_delete_code_with_a_malformed_id_is_refused_without_a_call(client, emulator):
+    with pytest.raises(InvalidRequest, match="32 hex"):
+        client.delete_code("VIP-A")
+    assert emulator.log == []
+
+
+def test_delete_code_without_the_delete_privilege_is_auth_rejected(client, emulator, promotion_id):
+    cid = emulator.add_code(promotion_id, "VIP-A")
+    emulator.privileges = {"promotion_individual_code:read"}
+    with pytest.raises(AuthRejected, match="promotion_individual_code:delete"):
+        client.delete_code(cid)
+    assert emulator.find("VIP-A") is not None
+
+
+# -- the emulator's promotions and redemptions ---------------------------------------------------
+
+
+def test_emulator_serialises_promotion_dates_as_shopware_does(server, emulator):
+    pid = emulator.add_promotion(valid_until=datetime(2026, 6, 1, 10, 30, tzinfo=UTC))
+    with raw(server, emulator, "application/json") as http:
+        data = http.get(f"/api/promotion/{pid}").json()["data"]
+    assert data["validUntil"] == "2026-06-01T10:30:00.000+00:00"
+    assert data["validFrom"] is None
+
+
+def test_emulator_update_promotion_changes_only_what_is_given(emulator):
+    pid = emulator.add_promotion(valid_until=NOON)
+    row = emulator.update_promotion(pid, active=False)
+    assert row["active"] is False and row["validUntil"] == "2026-05-01T12:00:00.000+00:00"
+
+
+def test_emulator_update_promotion_none_clears_a_date(emulator):
+    pid = emulator.add_promotion(valid_until=NOON)
+    assert emulator.update_promotion(pid, valid_until=None)["validUntil"] is None
+
+
+def test_emulator_redemption_replaces_the_payload_as_shopwares_redeemer(emulator):
+    pid = emulator.add_promotion()
+    emulator.add_code(pid, "VIP-A")
+    row = emulator.redeem_code(
+        "vip-a", order_id="C" * 32, customer_id="D" * 32, customer_name="Ada Lovelace"
+    )
+    assert row["payload"] == {
+        "orderId": "c" * 32,
+        "customerId": "d" * 32,
+        "customerName": "Ada Lovelace",
+    }
+    assert emulator.promotion(pid)["orderCount"] == 1
+
+
+def test_emulator_cart_refuses_a_code_whose_payload_is_not_null(emulator):
+    """PermittedIndividualCodePromotions: "a payload of null means, [...] not yet been redeemed"."""
+    pid = emulator.add_promotion()
+    emulator.add_code(pid, "VIP-A", payload={"stripe_session": "cs_1"})
+    with pytest.raises(RedemptionRefused, match="payload is not null"):
+        emulator.redeem_code("VIP-A")
+
+
+def test_emulator_order_written_through_the_api_overwrites_any_payload(emulator):
+    pid = emulator.add_promotion()
+    emulator.add_code(pid, "VIP-A", payload={"stripe_session": "cs_1"})
+    row = emulator.redeem_code("VIP-A", order_id="c" * 32, via_cart=False)
+    assert row["payload"]["orderId"] == "c" * 32 and "stripe_session" not in row["payload"]
+
+
+def test_emulator_refuses_a_second_order_on_a_redeemed_code(emulator):
+    pid = emulator.add_promotion()
+    emulator.add_code(pid, "VIP-A")
+    emulator.redeem_code("VIP-A", order_id="c" * 32)
+    with pytest.raises(RedemptionRefused, match="already redeemed"):
+        emulator.redeem_code("VIP-A", order_id="e" * 32, via_cart=False)
+
+
+def test_emulator_cart_refuses_a_code_of_an_inactive_promotion(emulator):
+    pid = emulator.add_promotion(active=False)
+    emulator.add_code(pid, "VIP-A")
+    with pytest.raises(RedemptionRefused, match="not active"):
+        emulator.redeem_code("VIP-A")
+
+
+def test_emulator_cart_refuses_a_code_after_the_promotion_ended(emulator):
+    emulator.now = NOON.timestamp()
+    pid = emulator.add_promotion(valid_until=NOON)
+    emulator.add_code(pid, "VIP-A")
+    with pytest.raises(RedemptionRefused, match="ended"):
+        emulator.redeem_code("VIP-A")
+
+
+def test_emulator_cart_takes_a_code_inside_the_promotion_dates(emulator):
+    emulator.now = NOON.timestamp()
+    pid = emulator.add_promotion(valid_from=NOON, valid_until=NOON + timedelta(seconds=1))
+    emulator.add_code(pid, "VIP-A")
+    assert emulator.redeem_code("VIP-A")["payload"] is not None
+
+
+def test_emulator_delete_of_an_unknown_code_is_shopwares_404(server, emulator):
+    with raw(server, emulator, "application/json") as http:
+        response = http.delete(f"/api/promotion-individual-code/{'f' * 32}")
+    assert response.status_code == 404
+    assert response.json()["errors"][0]["code"] == "FRAMEWORK__RESOURCE_NOT_FOUND"
+
+
+def test_emulator_delete_answers_204_with_a_location(server, emulator):
+    pid = emulator.add_promotion()
+    cid = emulator.add_code(pid, "VIP-A")
+    with raw(server, emulator, "application/json") as http:
+        response = http.delete(f"/api/promotion-individual-code/{cid}")
+    assert response.status_code == 204 and response.content == b""
+    assert response.headers["location"].endswith(f"/api/promotion-individual-code/{cid}")
+
+
+def test_emulator_frees_a_deleted_code_for_a_new_row(client, emulator, promotion_id):
+    cid = emulator.add_code(promotion_id, "VIP-A")
+    client.delete_code(cid)
+    assert client.add_code(promotion_id, "VIP-A").code == "VIP-A"

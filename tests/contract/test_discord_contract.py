@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from syncctl.errors import AuthRejected, InvalidRequest, NotFound
+from syncctl.sandbox.discord import DEFAULT_GUILD_ID
 from tests.clients.discord_fixtures import (
     BASIC_CHANNEL,
     UNKNOWN_CHANNEL,
@@ -41,6 +42,11 @@ OPERATIONS = {
     ("GET", "/channels/{channel_id}/invites"): "list_channel_invites",
     ("GET", "/invites/{code}"): "invite_resolve",
     ("DELETE", "/invites/{code}"): "invite_revoke",
+    # What `channel_permissions` reads (doctor: may the bot grant the invite roles?)
+    ("GET", "/users/@me"): "get_my_user",
+    ("GET", "/channels/{channel_id}"): "get_channel",
+    ("GET", "/guilds/{guild_id}/members/{user_id}"): "get_guild_member",
+    ("GET", "/guilds/{guild_id}/roles"): "list_guild_roles",
 }
 #: Sent only on 429s, documented in developers/topics/rate-limits.mdx (not in the spec).
 DOCUMENTED_429_HEADERS = {"retry-after", "x-ratelimit-scope", "x-ratelimit-global"}
@@ -235,3 +241,57 @@ def test_429_headers_match_the_body(traffic):
             assert math.isclose(
                 float(headers["x-ratelimit-reset-after"]), float(headers["retry-after"]), abs_tol=1
             )
+
+
+# -- invites granting roles, and the reads behind doctor's role check ----------------------
+
+
+@pytest.fixture(scope="module")
+def role_traffic() -> Iterator[DiscordRig]:
+    """Role invites (granted, unknown role, no MANAGE_ROLES) and the permission reads."""
+    with discord_rig() as rig:
+        emulator = rig.emulator
+        client = rig.client()
+        role = emulator.add_role(DEFAULT_GUILD_ID, name="VIP")
+        assert client.channel_permissions(VIP_CHANNEL).grant_problems([role]) == []
+        invite = client.create_invite(VIP_CHANNEL, max_age=0, role_ids=[role])
+        assert client.list_channel_invites(VIP_CHANNEL)[0].role_ids == (role,)
+        assert client.get_invite(invite.code) is not None
+        with pytest.raises(NotFound):
+            client.create_invite(VIP_CHANNEL, max_age=0, role_ids=["200000000000000000"])
+        emulator.set_bot_permissions(DEFAULT_GUILD_ID, set())
+        with pytest.raises(AuthRejected):
+            client.create_invite(VIP_CHANNEL, max_age=0, role_ids=[role])
+        yield rig
+
+
+def test_role_traffic_covers_grants_and_both_refusals(role_traffic):
+    seen = {
+        (e.method, e.status, e.response.get("code") if e.status >= 400 else None)
+        for e in role_traffic.emulator.log
+    }
+    assert {("POST", 200, None), ("POST", 404, 10011), ("POST", 403, 50013)} <= seen
+    posts = role_traffic.emulator.exchanges("POST")
+    assert all(e.body["role_ids"] for e in posts)
+
+
+def test_role_requests_match_the_spec(spec, role_traffic):
+    for exchange in role_traffic.emulator.log:
+        op = _operation(spec, exchange.method, exchange.path)
+        op.validate_request(exchange.body)
+        op.validate_query(exchange.query)
+
+
+def test_role_responses_match_the_spec(spec, role_traffic):
+    operations = set()
+    for exchange in role_traffic.emulator.log:
+        op = _operation(spec, exchange.method, exchange.path)
+        op.validate_response(exchange.status, _as_specified(exchange.status, exchange.response))
+        operations.add(op.op["operationId"])
+    assert operations == set(OPERATIONS.values()) - {"invite_revoke"}
+
+
+def test_invites_with_roles_carry_partial_role_objects(role_traffic):
+    created = role_traffic.emulator.exchanges("POST")[0].response
+    (role,) = created["roles"]
+    assert "permissions" not in role and role["name"] == "VIP"

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -35,7 +36,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from syncctl.clients.shopware import ShopwareClient
+from syncctl.clients.shopware import ShopwareClient, code_id
 from syncctl.errors import AuthRejected, Conflict, NotFound
 from syncctl.sandbox.server import EmulatorServer, Exchange
 from syncctl.sandbox.shopware import ShopwareEmulator
@@ -129,11 +130,19 @@ def test_every_client_call_matches_the_spec(spec, server, emulator):
         assert len(list(client.iter_codes(vip, page_size=3))) == 9
         emulator.expire_tokens()  # 401, a new token, the search again
         assert client.find_code("new-1") is not None
+        dated = emulator.add_promotion(
+            name="Dated", pattern=None, valid_from=datetime(2026, 1, 1, tzinfo=UTC)
+        )
+        assert client.find_promotion(dated) is not None  # validFrom as a date-time
+        emulator.redeem_code("VIP-000")
+        assert client.find_code("VIP-000").redeemed  # payload {orderId, ...}
+        assert client.delete_code(code_id("NEW-1")) is True  # 204
     seen = {validate_exchange(spec, e) for e in emulator.log}
     assert seen >= {
         ("POST", "/oauth/token", 200),
         ("GET", "/_info/version", 200),
         ("GET", "/promotion/{id}", 200),
+        ("DELETE", "/promotion-individual-code/{id}", 204),
         ("POST", "/search/promotion-individual-code", 200),
         ("POST", "/search/promotion-individual-code", 401),
         ("POST", "/promotion-individual-code", 200),
@@ -152,6 +161,7 @@ def test_error_answers_match_the_spec(spec, server, emulator):
             client.add_code("0" * 32, "NEW-9")  # 500 SQLSTATE 1452
         with pytest.raises(NotFound):
             client.get_promotion("f" * 32)  # 404
+        assert client.delete_code("f" * 32) is False  # 404
         emulator.privileges = {"promotion:read"}
         assert client.check_access().can_read_codes is False  # 403
     with make_client(server, "wrong") as client, pytest.raises(AuthRejected):
@@ -160,6 +170,7 @@ def test_error_answers_match_the_spec(spec, server, emulator):
     assert seen >= {
         ("POST", "/promotion-individual-code", 500),
         ("GET", "/promotion/{id}", 404),
+        ("DELETE", "/promotion-individual-code/{id}", 404),
         ("POST", "/search/promotion-individual-code", 403),
         ("POST", "/oauth/token", 401),
     }

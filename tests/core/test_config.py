@@ -64,9 +64,18 @@ base_url = "https://e.example.org"
     assert settings.stripe.lookback_hours == 26
     assert settings.discord.api_base == "https://discord.com/api/v10"
     assert settings.discord.invite_max_age == 0
+    assert settings.discord.vip_role_ids == [] and settings.discord.basic_role_ids == []
     assert settings.mautic.fields.invite_link_vip == "discord_invite_link_vip"
     assert settings.mautic.coupon_email_requires_opt_in is False
     assert settings.run.max_actions == 500
+
+
+def test_role_ids_are_read_as_strings_in_order(tmp_path: Path, example_text: str) -> None:
+    text = example_text.replace(
+        "vip_role_ids = []", 'vip_role_ids = ["333333333333333333", "333333333333333334"]'
+    )
+    settings = config.read_settings(write(tmp_path, text))
+    assert settings.discord.vip_role_ids == ["333333333333333333", "333333333333333334"]
 
 
 BAD_CONFIGS = [
@@ -124,6 +133,23 @@ BAD_CONFIGS = [
         lambda t: t.replace('"0123456789abcdef0123456789abcdef"', '"vip"'),
         r"\[shopware\] vip_promotion_id must be a Shopware id",
         id="bad-promotion-id",
+    ),
+    pytest.param(
+        lambda t: t.replace("vip_role_ids = []", 'vip_role_ids = ["VIP"]'),
+        r"\[discord\] vip_role_ids\[0\] must be a Discord role id \(digits only.*\(got 'VIP'\)",
+        id="role-id-not-digits",
+    ),
+    pytest.param(
+        lambda t: t.replace("basic_role_ids = []", 'basic_role_ids = "333333333333333333"'),
+        r"\[discord\] basic_role_ids must be a valid list",
+        id="role-ids-not-a-list",
+    ),
+    pytest.param(
+        lambda t: t.replace(
+            "vip_role_ids = []", 'vip_role_ids = ["333333333333333333", "333333333333333333"]'
+        ),
+        r"\[discord\] vip_role_ids lists a role twice",
+        id="role-listed-twice",
     ),
     pytest.param(
         lambda t: t.replace("invite_max_age = 0", "invite_max_age = 9999999"),

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from syncctl.sandbox.stack import BASIC_CHANNEL_ID, VIP_PROMOTION_ID, Sandbox
+from syncctl.sandbox.stack import (
+    BASIC_CHANNEL_ID,
+    BASIC_ROLE_ID,
+    GUILD_ID,
+    VIP_PROMOTION_ID,
+    VIP_ROLE_ID,
+    Sandbox,
+)
 from tests.ops.conftest import Run, set_lead_source, set_secret
+
+VIP_CHANNEL_ID_LINE = 'vip_channel_id = "100000000000000001"'
+UNKNOWN_CHANNEL_LINE = 'vip_channel_id = "100000000000000777"'
 
 
 def lines_of(result) -> dict[str, str]:
@@ -158,18 +169,133 @@ def test_discord_bot_without_manage_permission_or_sight(run: Run, sandbox: Sandb
     assert "VIEW_CHANNEL" in failing(run("doctor"), "discord.channel basic")
 
 
+def set_roles(campaign: Path, vip: list[str], basic: list[str]) -> None:
+    """Give the campaign's config [discord] vip_role_ids and basic_role_ids."""
+    config = campaign / "syncctl.toml"
+    text = config.read_text()
+    line = f'basic_channel_id = "{BASIC_CHANNEL_ID}"\n'
+    roles = f"vip_role_ids = {json.dumps(vip)}\nbasic_role_ids = {json.dumps(basic)}\n"
+    config.write_text(text.replace(line, line + roles))
+
+
+def test_roles_below_the_bot_pass_without_more_calls(
+    run: Run, campaign: Path, sandbox: Sandbox
+) -> None:
+    run("doctor")
+    calls = sandbox.discord.log[:]
+    sandbox.clear_logs()
+    set_roles(campaign, [VIP_ROLE_ID], [BASIC_ROLE_ID])
+    result = run("doctor")
+    assert result.exit_code == 0, result.output
+    checks = lines_of(result)
+    assert checks[f"discord.role vip {VIP_ROLE_ID}"].startswith("ok ")
+    assert "'VIP': vip invites may grant it (below the bot's role 'syncctl-bot')" in result.stdout
+    assert checks[f"discord.role basic {BASIC_ROLE_ID}"].startswith("ok ")
+    assert len(sandbox.discord.log) == len(calls)
+    assert sandbox.write_count() == 0
+
+
+def test_a_role_above_the_bot_fails_naming_it_and_the_fix(
+    run: Run, campaign: Path, sandbox: Sandbox
+) -> None:
+    set_roles(campaign, [VIP_ROLE_ID], [])
+    sandbox.discord.set_role_position(VIP_ROLE_ID, 50)
+    line = failing(run("doctor"), f"discord.role vip {VIP_ROLE_ID}")
+    assert f"role 'VIP' ({VIP_ROLE_ID}) is at position 50, not below the bot's role" in line
+    assert "drag the bot's role 'syncctl-bot' above 'VIP' (Server Settings > Roles)" in line
+    assert "Discord would refuse every vip invite" in line
+
+
+def test_a_bot_without_manage_roles_fails_each_role(
+    run: Run, campaign: Path, sandbox: Sandbox
+) -> None:
+    set_roles(campaign, [VIP_ROLE_ID], [BASIC_ROLE_ID])
+    sandbox.discord.set_bot_permissions(GUILD_ID, set())
+    result = run("doctor")
+    for line in (
+        failing(result, f"discord.role vip {VIP_ROLE_ID}"),
+        failing(result, f"discord.role basic {BASIC_ROLE_ID}"),
+    ):
+        assert "the bot lacks Manage Roles (MANAGE_ROLES)" in line
+        assert "give the bot's role 'syncctl-bot' the Manage Roles permission" in line
+
+
+def test_an_administrator_bot_may_grant_roles(run: Run, campaign: Path, sandbox: Sandbox) -> None:
+    set_roles(campaign, [VIP_ROLE_ID], [])
+    sandbox.discord.set_bot_permissions(GUILD_ID, {"ADMINISTRATOR"})
+    result = run("doctor")
+    assert lines_of(result)[f"discord.role vip {VIP_ROLE_ID}"].startswith("ok ")
+
+
+def test_a_role_the_server_lacks_fails_naming_the_config_key(run: Run, campaign: Path) -> None:
+    set_roles(campaign, [], ["100000000000000999"])
+    line = failing(run("doctor"), "discord.role basic 100000000000000999")
+    assert f"role 100000000000000999 does not exist in server {GUILD_ID}" in line
+    assert "Copy Role ID" in line and "or remove it from [discord] basic_role_ids" in line
+
+
+def test_the_bots_own_role_fails_as_managed(run: Run, campaign: Path, sandbox: Sandbox) -> None:
+    bot_role = sandbox.discord.bot_role_id(GUILD_ID)
+    set_roles(campaign, [bot_role], [])
+    line = failing(run("doctor"), f"discord.role vip {bot_role}")
+    assert "managed by an integration" in line
+
+
+def test_roles_are_skipped_when_the_channel_cannot_be_read(run: Run, campaign: Path) -> None:
+    set_roles(campaign, [VIP_ROLE_ID], [])
+    config = campaign / "syncctl.toml"
+    config.write_text(config.read_text().replace(VIP_CHANNEL_ID_LINE, UNKNOWN_CHANNEL_LINE))
+    result = run("doctor")
+    failing(result, "discord.channel vip")
+    assert lines_of(result)[f"discord.role vip {VIP_ROLE_ID}"].startswith("skip ")
+
+
 @pytest.mark.parametrize(
-    ("flags", "expected"),
+    ("flags", "expected", "fix"),
     [
-        ({"active": False}, "not active"),
-        ({"use_individual_codes": False}, "individual codes are off"),
+        ({"active": False}, "it is not active", "set it active"),
+        (
+            {"use_individual_codes": False},
+            "does not use individual codes",
+            "under Codes choose individual codes",
+        ),
     ],
     ids=["disabled", "individual-codes-off"],
 )
-def test_shopware_promotion_unusable(run: Run, sandbox: Sandbox, flags, expected) -> None:
+def test_shopware_promotion_unusable(run: Run, sandbox: Sandbox, flags, expected, fix) -> None:
     sandbox.shopware.add_promotion(VIP_PROMOTION_ID, name="VIP backers", **flags)
     line = failing(run("doctor"), "shopware.promotion")
-    assert expected in line and "individual codes" in line
+    assert expected in line and fix in line and "Marketing > Promotions" in line
+
+
+def test_shopware_promotion_that_ended_fails_naming_its_end_and_the_fix(
+    run: Run, sandbox: Sandbox
+) -> None:
+    sandbox.shopware.update_promotion(
+        VIP_PROMOTION_ID, valid_until=datetime(2025, 3, 1, tzinfo=UTC)
+    )
+    line = failing(run("doctor"), "shopware.promotion")
+    assert "VIP backers: it ended at 2025-03-01 00:00 UTC" in line
+    assert "move its end date into the future or clear it" in line
+    assert sandbox.write_count() == 0
+
+
+def test_shopware_promotion_not_started_yet_fails(run: Run, sandbox: Sandbox) -> None:
+    start = datetime.now(UTC) + timedelta(days=3)
+    sandbox.shopware.update_promotion(VIP_PROMOTION_ID, valid_from=start)
+    line = failing(run("doctor"), "shopware.promotion")
+    assert f"it starts only at {start:%Y-%m-%d %H:%M} UTC" in line and "start date" in line
+
+
+def test_shopware_promotion_inside_its_dates_passes_and_shows_them(
+    run: Run, sandbox: Sandbox
+) -> None:
+    end = datetime.now(UTC) + timedelta(days=30)
+    sandbox.shopware.update_promotion(VIP_PROMOTION_ID, valid_until=end)
+    result = run("doctor")
+    assert result.exit_code == 0, result.output
+    line = lines_of(result)["shopware.promotion"]
+    assert line.startswith("ok ") and f"valid until {end:%Y-%m-%d %H:%M} UTC" in line
 
 
 def test_shopware_promotion_missing(run: Run, campaign: Path) -> None:

@@ -5,7 +5,10 @@ their tier. Discord is unforgiving about abuse: it bans IPs that collect 10,000
 401/403/429 answers in ten minutes, so this client learns rate-limit buckets
 from the response headers and waits *before* a bucket runs dry, stops on a bad
 token, and lets a doctor check permissions up front (see `check_channel`).
-Facts and sources: ../shared/api-notes.md section 3.
+Invites may grant roles (`role_ids`, "community invites"): that needs the
+bot's MANAGE_ROLES and roles below its highest role, which
+`channel_permissions` lets a doctor check (`ChannelPermissions.grant_problems`)
+without minting. Facts and sources: ../shared/api-notes.md section 3 (3.5).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,6 +45,7 @@ INVITE_BASE_URL = "https://discord.gg/"
 #: Discord JSON error codes this client acts on (developers/topics/opcodes-and-status-codes).
 UNKNOWN_CHANNEL = 10003
 UNKNOWN_INVITE = 10006
+UNKNOWN_ROLE = 10011
 MISSING_ACCESS = 50001
 MISSING_PERMISSIONS = 50013
 INVALID_FORM_BODY = 50035
@@ -51,6 +55,8 @@ INVALID_FORM_BODY = 50035
 #: judges it and its 400 comes back as `InvalidRequest` naming the field.
 MAX_USES_LIMIT = 100
 AUDIT_REASON_MAX = 512
+#: Create Channel Invite's `role_ids`: at most 250, unique (spec CreateGuildInviteRequest).
+MAX_INVITE_ROLES = 250
 
 _MAJOR_PARAM = re.compile(r"^/(channels|guilds|webhooks)/(\d+)")
 _INVITE_CODE = re.compile(r"[A-Za-z0-9-]{2,64}")
@@ -82,6 +88,8 @@ class Invite:
     expires_at: datetime | None  # None: never expires (or unknown without metadata)
     inviter_id: str | None
     guild_id: str | None = None
+    #: Roles granted to whoever accepts the invite (the answer's `roles`).
+    role_ids: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -103,16 +111,55 @@ PERMISSIONS = {
     "MANAGE_CHANNELS": 1 << 4,
     "MANAGE_GUILD": 1 << 5,
     "VIEW_CHANNEL": 1 << 10,
+    "MANAGE_ROLES": 1 << 28,
 }
+#: Where an operator moves roles and edits the bot's role.
+ROLES_SCREEN = "Server Settings > Roles"
+
+
+@dataclass(frozen=True)
+class Role:
+    """A server role as `GET /guilds/{id}/roles` lists it."""
+
+    id: str
+    name: str
+    #: Higher is more powerful; @everyone is 0 (developers/topics/permissions).
+    position: int
+    permissions: int
+    #: Managed by an integration (a bot's own role, a booster role): nobody can grant it.
+    managed: bool = False
+
+
+@dataclass(frozen=True)
+class GrantProblem:
+    """Why the bot could not grant a role through an invite, and the fix.
+
+    `kind`: "unknown" (no such role in the server), "everyone" (the
+    @everyone role), "managed", "manage_roles" (the bot lacks MANAGE_ROLES)
+    or "hierarchy" (the role is not below the bot's highest role).
+    """
+
+    role_id: str
+    kind: str
+    problem: str
+    fix: str
 
 
 @dataclass(frozen=True)
 class ChannelPermissions:
-    """The bot's effective permissions in one channel (see `channel_permissions`)."""
+    """The bot's effective permissions in one channel (see `channel_permissions`).
+
+    `guild_bits` are the bot's server-wide permissions (its roles, before
+    channel overwrites), `roles` the server's roles and `member_role_ids` the
+    bot's: what granting roles through an invite depends on.
+    """
 
     channel_id: str
     guild_id: str
     bits: int
+    guild_bits: int = 0
+    roles: tuple[Role, ...] = ()
+    member_role_ids: frozenset[str] = frozenset()
 
     def has(self, name: str) -> bool:
         if self.bits & PERMISSIONS["ADMINISTRATOR"]:
@@ -122,6 +169,102 @@ class ChannelPermissions:
 
     def missing(self, *names: str) -> list[str]:
         return [name for name in names if not self.has(name)]
+
+    def has_in_guild(self, name: str) -> bool:
+        """A server-wide permission through the bot's roles (ADMINISTRATOR grants all).
+
+        MANAGE_ROLES counts only here: in a channel overwrite the same bit is
+        "Manage Permissions" of that channel, not the right to grant roles.
+        """
+        flag = PERMISSIONS[name]
+        if self.guild_bits & PERMISSIONS["ADMINISTRATOR"]:
+            return True
+        return self.guild_bits & flag == flag
+
+    def role(self, role_id: str) -> Role | None:
+        return next((r for r in self.roles if r.id == role_id), None)
+
+    @property
+    def highest_role(self) -> Role | None:
+        """The bot's highest role (greatest position); None when it has none but @everyone."""
+        mine = [r for r in self.roles if r.id in self.member_role_ids]
+        return max(mine, key=lambda r: r.position, default=None)
+
+    def grant_problems(self, role_ids: Iterable[str]) -> list[GrantProblem]:
+        """Why an invite granting `role_ids` would be refused; [] when the bot may grant them.
+
+        Discord's rules for `role_ids` (channel.mdx and the community-invites
+        guide): the sender needs MANAGE_ROLES and may only give roles lower
+        than its own highest role (developers/topics/permissions, Permission
+        Hierarchy). ADMINISTRATOR stands in for MANAGE_ROLES, not for the
+        hierarchy. Every problem of every role is listed.
+        """
+        found: list[GrantProblem] = []
+        top = self.highest_role
+        bot_role = f"the bot's role {top.name!r}" if top is not None else "a role of the bot"
+        for role_id in role_ids:
+            role = self.role(role_id)
+            if role_id == self.guild_id:
+                found.append(
+                    GrantProblem(
+                        role_id,
+                        "everyone",
+                        f"role {role_id} is @everyone, which every member has; no invite grants it",
+                        "remove it from the role ids",
+                    )
+                )
+                continue
+            if role is None:
+                found.append(
+                    GrantProblem(
+                        role_id,
+                        "unknown",
+                        f"role {role_id} does not exist in server {self.guild_id}",
+                        f"copy the id of a role of that server ({ROLES_SCREEN}, right-click "
+                        "the role > Copy Role ID)",
+                    )
+                )
+                continue
+            found.extend(self._role_problems(role, top, bot_role))
+        return found
+
+    def _role_problems(self, role: Role, top: Role | None, bot_role: str) -> list[GrantProblem]:
+        label = f"role {role.name!r} ({role.id})"
+        found: list[GrantProblem] = []
+        if not self.has_in_guild("MANAGE_ROLES"):
+            found.append(
+                GrantProblem(
+                    role.id,
+                    "manage_roles",
+                    f"{label}: the bot lacks Manage Roles (MANAGE_ROLES) in server {self.guild_id}",
+                    f"give {bot_role} the Manage Roles permission ({ROLES_SCREEN})",
+                )
+            )
+        if role.managed:
+            found.append(
+                GrantProblem(
+                    role.id,
+                    "managed",
+                    f"{label} is managed by an integration (a bot's or booster role): nobody "
+                    "can grant it",
+                    "choose a role the server's admins created",
+                )
+            )
+        elif top is None or role.position >= top.position:
+            where = (
+                f"{bot_role} (position {top.position})"
+                if top is not None
+                else "the bot's highest role (it has none but @everyone)"
+            )
+            found.append(
+                GrantProblem(
+                    role.id,
+                    "hierarchy",
+                    f"{label} is at position {role.position}, not below {where}",
+                    f"drag {bot_role} above {role.name!r} ({ROLES_SCREEN})",
+                )
+            )
+        return found
 
 
 def invite_code_from_url(text: str) -> str | None:
@@ -317,6 +460,7 @@ class DiscordClient(VendorClient):
         max_uses: int = 1,
         unique: bool = True,
         reason: str | None = None,
+        role_ids: Iterable[str] = (),
     ) -> Invite:
         """Mint an invite (POST /channels/{id}/invites).
 
@@ -324,8 +468,14 @@ class DiscordClient(VendorClient):
         not "never". With `unique=False` Discord may hand back an existing
         similar invite instead of a new one. A timeout raises `OutcomeUnknown`:
         list the channel's invites before trying again.
+
+        `role_ids`: roles Discord gives whoever accepts the invite, a member
+        already in the server too; sent only when not empty. It needs the
+        bot's MANAGE_ROLES and roles below its highest role, else a 403
+        (`AuthRejected`); a role the server lacks is `NotFound`.
         """
         channel_id = _snowflake(channel_id, "channel id")
+        roles = _role_ids(role_ids)
         if isinstance(max_age, bool) or not isinstance(max_age, int) or max_age < 0:
             raise InvalidRequest(SERVICE, f"invite max_age must be seconds >= 0, got {max_age!r}")
         if (
@@ -336,12 +486,14 @@ class DiscordClient(VendorClient):
             raise InvalidRequest(
                 SERVICE, f"invite max_uses must be 0..{MAX_USES_LIMIT}, got {max_uses!r}"
             )
-        body = {
+        body: dict[str, Any] = {
             "max_age": max_age,
             "max_uses": max_uses,
             "unique": bool(unique),
             "temporary": False,
         }
+        if roles:
+            body["role_ids"] = list(roles)
         path = f"/channels/{channel_id}/invites"
         response = self._http.request(
             "POST",
@@ -352,6 +504,8 @@ class DiscordClient(VendorClient):
         )
         if response.status_code == 400:
             raise _invite_refusal(response, path)
+        if roles:
+            self._check_role_answer(response, channel_id, roles)
         self._check_channel_answer(response, channel_id, "CREATE_INSTANT_INVITE")
         return _parse_invite(_expect_dict(parse_json(SERVICE, response), path), channel_id)
 
@@ -461,23 +615,65 @@ class DiscordClient(VendorClient):
             )
         member = _object(parse_json(SERVICE, response), f"GET {member_path}")
         role_ids = {str(r) for r in member.get("roles") or [] if isinstance(r, str | int)}
-        roles_path = f"/guilds/{guild_id}/roles"
-        roles = parse_json(SERVICE, self._http.request("GET", roles_path))
-        if not isinstance(roles, list):
-            raise BadResponse(SERVICE, f"GET {roles_path}: expected a JSON array")
-        role_bits = {
-            str(r.get("id")): _bits(r.get("permissions"), f"GET {roles_path}")
-            for r in roles
-            if isinstance(r, dict)
-        }
+        roles = self.list_guild_roles(guild_id)
+        role_bits = {r.id: r.permissions for r in roles}
         base = role_bits.get(guild_id, 0)
         for role_id in role_ids:
             base |= role_bits.get(role_id, 0)
         overwrites = [o for o in channel.get("permission_overwrites") or [] if isinstance(o, dict)]
         bits = _apply_overwrites(base, overwrites, guild_id, role_ids, uid, f"GET {path}")
-        return ChannelPermissions(channel_id=channel_id, guild_id=guild_id, bits=bits)
+        return ChannelPermissions(
+            channel_id=channel_id,
+            guild_id=guild_id,
+            bits=bits,
+            guild_bits=base,
+            roles=tuple(roles),
+            member_role_ids=frozenset(role_ids),
+        )
+
+    def list_guild_roles(self, guild_id: str) -> list[Role]:
+        """Every role of a server by position, @everyone (id = the server's id) first.
+
+        `GET /guilds/{id}/roles` (developers/resources/guild.mdx): any member
+        may read it, so it proves nothing about permissions by itself.
+        """
+        guild_id = _snowflake(guild_id, "server id")
+        path = f"/guilds/{guild_id}/roles"
+        body = parse_json(SERVICE, self._http.request("GET", path))
+        if not isinstance(body, list):
+            raise BadResponse(SERVICE, f"GET {path}: expected a JSON array")
+        roles = [_parse_role(item, f"GET {path}") for item in body if isinstance(item, dict)]
+        return sorted(roles, key=lambda r: (r.position, int(r.id)))
 
     # -- errors ---------------------------------------------------------------
+
+    def _check_role_answer(
+        self, response: httpx.Response, channel_id: str, role_ids: tuple[str, ...]
+    ) -> None:
+        """The refusals only an invite with roles meets: an unknown role, no right to grant."""
+        code = _error_code(response)
+        roles = ", ".join(role_ids)
+        check = "run `syncctl doctor`: it names the role and the fix"
+        detail = discord_error_message(response)
+        if response.status_code == 404 and code == UNKNOWN_ROLE:
+            self._http.stats.add(SERVICE, failures=1)
+            raise NotFound(
+                SERVICE,
+                f"an invite for channel {channel_id} cannot grant roles {roles}: one is not a "
+                f"role of its server ({detail})",
+                hint="check [discord] vip_role_ids and basic_role_ids; " + check,
+                status=404,
+            )
+        if response.status_code == 403 and code == MISSING_PERMISSIONS:
+            self._http.stats.add(SERVICE, failures=1)
+            raise AuthRejected(
+                SERVICE,
+                f"the bot may not create an invite for channel {channel_id} granting roles "
+                f"{roles}: it lacks CREATE_INSTANT_INVITE there or MANAGE_ROLES, or a role is "
+                f"not below its highest role ({detail})",
+                hint=check,
+                status=403,
+            )
 
     def _check_channel_answer(
         self, response: httpx.Response, channel_id: str, permission: str
@@ -527,6 +723,35 @@ def _snowflake(value: str, what: str) -> str:
     if not re.fullmatch(r"\d{1,20}", text):
         raise InvalidRequest(SERVICE, f"{what} must be a Discord snowflake (digits), got {value!r}")
     return text
+
+
+def _role_ids(values: Iterable[str]) -> tuple[str, ...]:
+    """Role snowflakes in order, each once (Discord wants them unique), at most 250."""
+    if isinstance(values, str):
+        raise InvalidRequest(SERVICE, "role_ids must be a list of role ids, not one string")
+    roles = tuple(dict.fromkeys(_snowflake(v, "role id") for v in values))
+    if len(roles) > MAX_INVITE_ROLES:
+        raise InvalidRequest(
+            SERVICE, f"an invite may grant at most {MAX_INVITE_ROLES} roles, got {len(roles)}"
+        )
+    return roles
+
+
+def _parse_role(body: Mapping[str, Any], what: str) -> Role:
+    role_id = _opt_id(body.get("id"))
+    if role_id is None:
+        raise BadResponse(SERVICE, f"{what}: a role without an id")
+    position = body.get("position")
+    if isinstance(position, bool) or not isinstance(position, int):
+        raise BadResponse(SERVICE, f"{what}: role {role_id} has no integer position")
+    name = body.get("name")
+    return Role(
+        id=role_id,
+        name=name if isinstance(name, str) else role_id,
+        position=position,
+        permissions=_bits(body.get("permissions", "0"), what),
+        managed=body.get("managed") is True,
+    )
 
 
 def _code(value: str) -> str:
@@ -682,4 +907,17 @@ def _parse_invite(body: Mapping[str, Any], channel_id: str | None) -> Invite:
         inviter_id=_opt_id(inviter.get("id")) if isinstance(inviter, dict) else None,
         guild_id=_opt_id(body.get("guild_id"))
         or (_opt_id(guild.get("id")) if isinstance(guild, dict) else None),
+        role_ids=_invite_roles(body),
     )
+
+
+def _invite_roles(body: Mapping[str, Any]) -> tuple[str, ...]:
+    """The roles an invite grants: `roles` (partial role objects) or gateway-style `role_ids`."""
+    roles = body.get("roles")
+    if isinstance(roles, list):
+        found = (_opt_id(r.get("id")) for r in roles if isinstance(r, dict))
+        return tuple(r for r in found if r is not None)
+    raw = body.get("role_ids")
+    if isinstance(raw, list):
+        return tuple(r for r in (_opt_id(v) for v in raw) if r is not None)
+    return ()

@@ -20,6 +20,13 @@ Why this module is more than a few HTTP calls (api-notes.md section 4):
 - The code column is UNIQUE across all promotions with a case-insensitive
   collation, so `VIP-ab` and `VIP-AB` are one code to Shopware (and to a
   buyer typing it). Look-ups compare codes the same way.
+- A code is redeemed when an order used it: Shopware's
+  PromotionIndividualCodeRedeemer then REPLACES its `payload` with
+  `{orderId, customerId, customerName}` (`IndividualCode.redeemed`). The
+  storefront accepts an individual code only while its payload is null
+  (PermittedIndividualCodePromotions: "a payload of null means, they have
+  not yet been redeemed"), inside the promotion's dates, with the promotion
+  active and both code flags on (`redeemable`). api-notes 4.6.
 
 Retrying after `OutcomeUnknown`: `add_code` already looks the code up once
 when a create times out or the connection drops. If the code is still not
@@ -37,8 +44,9 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeGuard
 
 import httpx
 
@@ -76,6 +84,10 @@ CREDENTIALS_HINT = (
     "secret access key of an active integration, Settings > System > Integrations)"
 )
 PROMOTION_HINT = "check [shopware] vip_promotion_id (the promotion's 32-hex id in the admin URL)"
+#: Where an operator fixes a promotion's flags and dates.
+PROMOTION_SCREEN = "Marketing > Promotions"
+#: The payload key Shopware's redeemer writes when an order uses a code.
+REDEEMED_KEY = "orderId"
 _HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
 #: The MySQL unique-key error Shopware passes through for a taken code or id.
 _DUPLICATE_MARKERS = ("1062", "duplicate entry", "duplicate", "already exists", "already in use")
@@ -115,10 +127,26 @@ class IndividualCode:
     #: empty object comes back from Shopware as `[]`; it is read as `{}`.
     payload: Mapping[str, Any] | None = field(default=None, hash=False)
 
+    @property
+    def redeemed(self) -> bool:
+        """An order used the code: Shopware's redeemer wrote `orderId` into the payload.
+
+        Only that key counts. A payload syncctl (or anyone) wrote at creation
+        is not a redemption, although the storefront refuses such a code all
+        the same (it accepts only a null payload; api-notes 4.6).
+        """
+        return self.payload is not None and bool(self.payload.get(REDEEMED_KEY))
+
+    @property
+    def order_id(self) -> str | None:
+        """The order that redeemed the code, when it was redeemed."""
+        value = self.payload.get(REDEEMED_KEY) if self.payload is not None else None
+        return value if isinstance(value, str) and value else None
+
 
 @dataclass(frozen=True)
 class Promotion:
-    """The promotion flags that decide whether individual codes work."""
+    """The promotion fields that decide whether its individual codes can be redeemed."""
 
     id: str
     name: str | None
@@ -126,11 +154,93 @@ class Promotion:
     use_codes: bool
     use_individual_codes: bool
     individual_code_pattern: str | None
+    #: Shopware's validity window (UTC); None on either side means open.
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    #: Orders that may use the promotion at all (None: unlimited), and how
+    #: many did: at the limit the cart drops the promotion (isOrderCountValid).
+    max_redemptions_global: int | None = None
+    order_count: int = 0
 
     @property
     def accepts_individual_codes(self) -> bool:
         """Individual codes are honoured only with both flags on (api-notes 4.2)."""
         return self.active and self.use_codes and self.use_individual_codes
+
+    @property
+    def label(self) -> str:
+        """How operators recognise it: its name and id."""
+        return f"{self.name!r} ({self.id})" if self.name else self.id
+
+    def in_dates(self, now: datetime) -> bool:
+        """Inside `validFrom <= now < validUntil`, as Shopware's ActiveDateRange filter."""
+        now = _utc(now)
+        if self.valid_from is not None and now < self.valid_from:
+            return False
+        return self.valid_until is None or now < self.valid_until
+
+
+def promotion_problems(promotion: Promotion, now: datetime) -> list[tuple[str, str]]:
+    """(problem, fix) for each reason a buyer could not redeem a new code now; [] when none.
+
+    What Shopware's cart checks for an individual code
+    (PermittedIndividualCodePromotions: active, ActiveDateRange, useCodes,
+    useIndividualCodes; then isOrderCountValid). Not checked: the sales
+    channel assignment and the discounts, which the promotion read does not
+    include.
+    """
+    now = _utc(now)
+    found: list[tuple[str, str]] = []
+    if not promotion.active:
+        found.append(("it is not active", "set it active"))
+    if promotion.valid_from is not None and now < promotion.valid_from:
+        found.append(
+            (
+                f"it starts only at {_when(promotion.valid_from)} (valid from)",
+                "move its start date to now or clear it",
+            )
+        )
+    if promotion.valid_until is not None and now >= promotion.valid_until:
+        found.append(
+            (
+                f"it ended at {_when(promotion.valid_until)} (valid until)",
+                "move its end date into the future or clear it",
+            )
+        )
+    if not promotion.use_codes or not promotion.use_individual_codes:
+        found.append(("it does not use individual codes", "under Codes choose individual codes"))
+    limit = promotion.max_redemptions_global
+    if limit is not None and limit > 0 and promotion.order_count >= limit:
+        found.append(
+            (
+                f"it was used {promotion.order_count} times, its global maximum",
+                "raise or clear its maximum uses",
+            )
+        )
+    return found
+
+
+def redeemable(
+    promotion: Promotion | None, now: datetime, *, promotion_id: str | None = None
+) -> str | None:
+    """Why a buyer could not redeem a new code of `promotion` now, or None when they could.
+
+    Rule 23: no code is minted or mailed while this says anything. The answer
+    is one line naming the promotion, every problem (`promotion_problems`)
+    and its fix. Pass `None` for a promotion that does not exist
+    (`find_promotion`'s answer), with `promotion_id` to name it.
+    """
+    if promotion is None:
+        which = f"VIP promotion {promotion_id}" if promotion_id else "the VIP promotion"
+        return f"{which} does not exist in Shopware: {PROMOTION_HINT}"
+    problems = promotion_problems(promotion, now)
+    if not problems:
+        return None
+    return (
+        f"VIP promotion {promotion.label}: {'; '.join(p for p, _ in problems)}: its codes "
+        f"cannot be redeemed, so no code is minted or mailed. Fix in the Shopware admin "
+        f"({PROMOTION_SCREEN}): {', '.join(f for _, f in problems)}"
+    )
 
 
 @dataclass(frozen=True)
@@ -309,19 +419,23 @@ class ShopwareClient(VendorClient):
     def get_promotion(self, promotion_id: str) -> Promotion:
         """The promotion by id; `NotFound` (with a config hint) when it does not exist."""
         pid = _check_id(promotion_id, "promotion id")
-        response = self._call("GET", f"/api/promotion/{pid}", ok=(404,))
-        if response.status_code == 404:
+        promotion, missing = self._read_promotion(pid)
+        if promotion is None:
             raise NotFound(
                 SERVICE,
-                f"promotion {pid} does not exist: {_error_text(response)}",
+                f"promotion {pid} does not exist: {missing}",
                 hint=PROMOTION_HINT,
                 status=404,
             )
-        body = expect_dict(SERVICE, parse_json(SERVICE, response), "promotion answer")
-        data = body.get("data")
-        if not isinstance(data, dict):
-            raise BadResponse(SERVICE, "promotion answer: 'data' missing or not an object")
-        return _parse_promotion(_flatten(data))
+        return promotion
+
+    def find_promotion(self, promotion_id: str) -> Promotion | None:
+        """The promotion by id (GET /api/promotion/{id}), or None when Shopware has none.
+
+        With `redeemable(promotion, now)` this is rule 23's check before any
+        code is minted or mailed. A missing read privilege is `AuthRejected`.
+        """
+        return self._read_promotion(_check_id(promotion_id, "promotion id"))[0]
 
     def find_code(self, code: str) -> IndividualCode | None:
         """The individual code equal to `code` (in Shopware's case-insensitive sense), or None."""
@@ -472,7 +586,34 @@ class ShopwareClient(VendorClient):
             return self._same_promotion(existing, pid, code), False
         return self._add(pid, code, payload)
 
+    def delete_code(self, code: IndividualCode | str) -> bool:
+        """Remove an individual code (a code row, or its 32-hex id) from its promotion.
+
+        Rule 17: a refunded purchase's code leaves the VIP promotion. True when
+        it was deleted now, False when it was already gone (404): DELETE is
+        retried after a lost answer, and a retry that finds it gone means the
+        same. Shopware answers 204; the integration needs
+        `promotion_individual_code:delete`, else `AuthRejected`. Redeemed
+        codes are not refused: whether to delete one is the caller's choice
+        (rule 17 keeps them).
+        """
+        raw = code.id if isinstance(code, IndividualCode) else code
+        cid = _check_id(raw, "individual code id")
+        response = self._call("DELETE", f"{CODE_ENTITY_PATH}/{cid}", ok=(404,))
+        return response.status_code != 404
+
     # -- internals ----------------------------------------------------------
+
+    def _read_promotion(self, pid: str) -> tuple[Promotion | None, str]:
+        """(promotion, "") or (None, Shopware's 404 text)."""
+        response = self._call("GET", f"/api/promotion/{pid}", ok=(404,))
+        if response.status_code == 404:
+            return None, _error_text(response)
+        body = expect_dict(SERVICE, parse_json(SERVICE, response), "promotion answer")
+        data = body.get("data")
+        if not isinstance(data, dict):
+            raise BadResponse(SERVICE, "promotion answer: 'data' missing or not an object")
+        return _parse_promotion(_flatten(data)), ""
 
     def _add(
         self, promotion_id: str, code: str, payload: Mapping[str, Any] | None
@@ -670,6 +811,8 @@ def _parse_promotion(item: dict[str, Any]) -> Promotion:
         translated = item.get("translated")
         name = translated.get("name") if isinstance(translated, dict) else None
     pattern = item.get("individualCodePattern")
+    limit = item.get("maxRedemptionsGlobal")
+    count = item.get("orderCount")
     return Promotion(
         id=pid.lower(),
         name=name if isinstance(name, str) else None,
@@ -677,7 +820,39 @@ def _parse_promotion(item: dict[str, Any]) -> Promotion:
         use_codes=flags["useCodes"],
         use_individual_codes=flags["useIndividualCodes"],
         individual_code_pattern=pattern if isinstance(pattern, str) else None,
+        valid_from=_parse_time(item.get("validFrom"), "validFrom"),
+        valid_until=_parse_time(item.get("validUntil"), "validUntil"),
+        max_redemptions_global=limit if _is_int(limit) else None,
+        order_count=count if _is_int(count) else 0,
     )
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse_time(value: Any, name: str) -> datetime | None:
+    """A DateTimeField as Shopware serialises it (`2025-05-01T10:00:00.000+00:00`), in UTC."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadResponse(SERVICE, f"promotion: '{name}' is not a date ({value!r:.40})")
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise BadResponse(
+            SERVICE, f"promotion: '{name}' is not an ISO 8601 date ({value!r:.40})"
+        ) from None
+    return _utc(parsed)
+
+
+def _utc(moment: datetime) -> datetime:
+    """Aware and in UTC; a naive time is taken as UTC (Shopware stores UTC)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _when(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
 def _freeze(payload: Mapping[str, Any] | None) -> Mapping[str, Any] | None:

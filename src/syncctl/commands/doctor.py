@@ -13,9 +13,12 @@ directory; per service, that it answers and accepts the credentials, then
 what syncctl needs from it (Stripe: sessions, events, the VIP prices and
 products; Mautic: the five custom fields with their types, the three
 template emails published; Discord: the bot may view, create invites in,
-and manage both channels; Shopware: the VIP promotion exists, is active and
-uses individual codes; EspoCRM: the API user may read and create Leads,
-and `lead_source` is one of the Lead's source options).
+and manage both channels, and may grant each role in `vip_role_ids` and
+`basic_role_ids` (the role exists, the bot has MANAGE_ROLES, the role is
+below the bot's highest role); Shopware: the VIP promotion exists and its codes
+can be redeemed now (active, inside its valid dates, individual codes on,
+below its global maximum: rule 23); EspoCRM: the API user may read and
+create Leads, and `lead_source` is one of the Lead's source options).
 """
 
 from __future__ import annotations
@@ -25,13 +28,21 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from syncctl.clients.discord import DiscordClient
+from syncctl.clients.discord import ChannelPermissions, DiscordClient
 from syncctl.clients.espocrm import EspoClient
 from syncctl.clients.mautic import MauticClient
-from syncctl.clients.shopware import CREDENTIALS_HINT, PROMOTION_HINT, ShopwareClient
+from syncctl.clients.shopware import (
+    CREDENTIALS_HINT,
+    PROMOTION_HINT,
+    PROMOTION_SCREEN,
+    Promotion,
+    ShopwareClient,
+    promotion_problems,
+)
 from syncctl.clients.stripe import StripeAPI
 from syncctl.config import SECRET_NAMES, Config
 from syncctl.errors import (
@@ -396,12 +407,17 @@ class _Doctor:
                 self.add("discord.access", True, f"bot token accepted (bot user {bot})")
             if not passed[0]:
                 return self._skip_rest("discord", "discord.access")
-            for tier, channel in (("vip", d.vip_channel_id), ("basic", d.basic_channel_id)):
+            tiers = (
+                ("vip", d.vip_channel_id, d.vip_role_ids),
+                ("basic", d.basic_channel_id, d.basic_role_ids),
+            )
+            for tier, channel, role_ids in tiers:
                 name = f"discord.channel {tier}"
                 fix = (
                     f"check [discord] {tier}_channel_id and that the bot is in that server; "
                     f"grant its role {', '.join(DISCORD_NEEDS)} on the channel"
                 )
+                perms: ChannelPermissions | None = None
                 with self.probe(name, fix):
                     perms = client.channel_permissions(channel, bot)
                     missing = perms.missing(*DISCORD_NEEDS)
@@ -419,6 +435,40 @@ class _Doctor:
                             True,
                             f"channel {channel}: may create invites and manage (revoke) them",
                         )
+                self.discord_roles(tier, role_ids, perms)
+
+    def discord_roles(
+        self, tier: str, role_ids: list[str], perms: ChannelPermissions | None
+    ) -> None:
+        """Each role the tier's invites grant: Discord refuses the whole invite otherwise.
+
+        Read from what the channel check already fetched (the server's roles,
+        the bot's roles and server-wide permissions): no further call.
+        """
+        key = f"[discord] {tier}_role_ids"
+        for role_id in role_ids:
+            name = f"discord.role {tier} {role_id}"
+            if perms is None:
+                self.skip(name, f"not checked: discord.channel {tier} did not pass")
+                continue
+            problems = perms.grant_problems([role_id])
+            if not problems:
+                role = perms.role(role_id)
+                top = perms.highest_role
+                label = repr(role.name) if role is not None else role_id
+                below = f" (below the bot's role {top.name!r})" if top is not None else ""
+                self.add(name, True, f"{label}: {tier} invites may grant it{below}")
+                continue
+            fixes = [p.fix for p in problems]
+            if any(p.kind in ("unknown", "everyone", "managed") for p in problems):
+                fixes.append(f"or remove it from {key}")
+            self.add(
+                name,
+                False,
+                f"{'; '.join(p.problem for p in problems)}: Discord would refuse every "
+                f"{tier} invite",
+                ", ".join(dict.fromkeys(fixes)),
+            )
 
     # -- Shopware -----------------------------------------------------------------------
 
@@ -452,31 +502,28 @@ class _Doctor:
             if not passed[0]:
                 return self._skip_rest("shopware", "shopware.access")
             with self.probe("shopware.promotion", PROMOTION_HINT, _SHOPWARE_ACL):
-                promotion = client.get_promotion(sw.vip_promotion_id)
-                off = [
-                    label
-                    for label, on in (
-                        ("not active", promotion.active),
-                        ("codes are off", promotion.use_codes),
-                        ("individual codes are off", promotion.use_individual_codes),
-                    )
-                    if not on
-                ]
-                label = f"{promotion.name or promotion.id}"
-                if off:
-                    self.add(
-                        "shopware.promotion",
-                        False,
-                        f"{label}: {', '.join(off)}: its codes would not work in the shop",
-                        "open the promotion (Marketing > Promotions): set it active, and under "
-                        "Codes choose individual codes",
-                    )
-                else:
-                    self.add(
-                        "shopware.promotion",
-                        True,
-                        f"{label}: active, uses individual codes",
-                    )
+                self.shopware_promotion(client.get_promotion(sw.vip_promotion_id))
+
+    def shopware_promotion(self, promotion: Promotion) -> None:
+        """Rule 23: codes of a promotion the cart would refuse are neither minted nor mailed."""
+        problems = promotion_problems(promotion, datetime.now(UTC))
+        label = promotion.name or promotion.id
+        if problems:
+            self.add(
+                "shopware.promotion",
+                False,
+                f"{label}: {'; '.join(p for p, _ in problems)}: buyers could not redeem its "
+                "codes, so reconcile mints and mails none",
+                f"open the promotion ({PROMOTION_SCREEN} > {label}): "
+                + ", ".join(f for _, f in problems),
+            )
+            return
+        window = _validity(promotion)
+        self.add(
+            "shopware.promotion",
+            True,
+            f"{label}: active, uses individual codes{window}",
+        )
 
     # -- EspoCRM ------------------------------------------------------------------------
 
@@ -557,8 +604,18 @@ _EVENTS_FIX = (
 )
 _SHOPWARE_ACL = (
     "give the integration a role with promotion: read and promotion individual codes: "
-    "read + create (Settings > System > Integrations), or mark it administrator"
+    "read + create + delete (Settings > System > Integrations), or mark it administrator"
 )
+
+
+def _validity(promotion: Promotion) -> str:
+    """ ", valid until 2026-06-01 10:00 UTC" and the like; "" for an open window."""
+    parts = []
+    if promotion.valid_from is not None:
+        parts.append(f"from {promotion.valid_from:%Y-%m-%d %H:%M} UTC")
+    if promotion.valid_until is not None:
+        parts.append(f"until {promotion.valid_until:%Y-%m-%d %H:%M} UTC")
+    return f", valid {' '.join(parts)}" if parts else ""
 
 
 def _fix_for(exc: ServiceError, fallback: str) -> str:

@@ -15,6 +15,18 @@ cope with (../shared/api-notes.md section 3):
   global per-second limit, real 429s with a rounded-up `Retry-After`;
 - 401/403/429 answers are counted, as Discord's invalid-request ban does.
 
+Invites may grant roles (`role_ids`, developers/resources/channel.mdx):
+each server has roles with positions and permissions, the bot a managed
+role (MANAGE_ROLES by default) above the ones `add_role` adds. A create
+with `role_ids` is refused as Discord documents it: 403 Missing Permissions
+(50013) when the bot lacks MANAGE_ROLES (ADMINISTRATOR counts) or a role is
+not below the bot's highest role (or is managed), 404 Unknown Role (10011)
+for an id that is not a role of the channel's server (the @everyone id
+included), and a 400 Invalid Form Body for ids that are not snowflakes or
+more than 250. The codes and shapes of these refusals are not documented
+(api-notes 3.5). The invite then carries `roles` (partial role objects);
+`use_invite` grants them, to a member already in the server too.
+
 Known deviations from the spec that are Discord's real behaviour: field
 errors in a 400 Invalid Form Body carry string codes (`NUMBER_TYPE_MAX`),
 and 429 bodies have no `code` (the docs mark it optional).
@@ -43,16 +55,25 @@ DEFAULT_CHANNELS = {"100000000000000001": DEFAULT_GUILD_ID, "100000000000000002"
 BOT_USER_ID = "1200000000000000001"
 ALL_PERMISSIONS = frozenset({"CREATE_INSTANT_INVITE", "MANAGE_CHANNELS"})
 KNOWN_PERMISSIONS = frozenset({"CREATE_INSTANT_INVITE", "MANAGE_CHANNELS", "MANAGE_GUILD"})
+BOT_ROLE_NAME = "syncctl-bot"
+#: The first role id and user id the emulator hands out (ones it makes up itself).
+FIRST_ROLE_ID = 1300000000000000001
+FIRST_USER_ID = 1400000000000000001
 
 #: Discord's permission bit flags (developers/topics/permissions).
 PERMISSION_BITS = {
     "CREATE_INSTANT_INVITE": 1 << 0,
+    "ADMINISTRATOR": 1 << 3,
     "MANAGE_CHANNELS": 1 << 4,
     "MANAGE_GUILD": 1 << 5,
     "VIEW_CHANNEL": 1 << 10,
     "SEND_MESSAGES": 1 << 11,
     "READ_MESSAGE_HISTORY": 1 << 16,
+    "MANAGE_ROLES": 1 << 28,
 }
+#: Server-wide permissions a role may carry here.
+ROLE_PERMISSIONS = frozenset(PERMISSION_BITS)
+MAX_INVITE_ROLES = 250
 #: A new server's @everyone role (a subset: the bits that matter here).
 EVERYONE_PERMISSIONS = (
     PERMISSION_BITS["CREATE_INSTANT_INVITE"]
@@ -90,6 +111,7 @@ class InviteRecord:
     inviter_id: str | None
     uses: int = 0
     unique: bool = False
+    role_ids: tuple[str, ...] = ()
 
     @property
     def expires_at(self) -> datetime | None:
@@ -100,9 +122,29 @@ class InviteRecord:
         return expires is not None and now >= expires
 
     @property
-    def similarity(self) -> tuple[str, int, int, bool, str | None]:
+    def similarity(self) -> tuple[str, int, int, bool, str | None, tuple[str, ...]]:
         """What makes two invites "similar" for Discord's reuse (unique=false)."""
-        return (self.channel_id, self.max_age, self.max_uses, self.temporary, self.inviter_id)
+        return (
+            self.channel_id,
+            self.max_age,
+            self.max_uses,
+            self.temporary,
+            self.inviter_id,
+            tuple(sorted(self.role_ids)),
+        )
+
+
+@dataclass
+class RoleRecord:
+    """A server role: what `GET /guilds/{id}/roles` lists and invites may grant."""
+
+    id: str
+    guild_id: str
+    name: str
+    position: int
+    permissions: int = 0
+    managed: bool = False
+    color: int = 0
 
 
 @dataclass(frozen=True)
@@ -150,6 +192,7 @@ class DiscordEmulator(Emulator):
         permissions: Mapping[str, Iterable[str]] | None = None,
         resolve_with_metadata: bool = False,
         guild_member_count: int = 120,
+        bot_permissions: Iterable[str] = ("MANAGE_ROLES",),
     ) -> None:
         # Set before the base class scans attributes (it reads the `now` property).
         self._clock_offset = 0.0
@@ -173,13 +216,21 @@ class DiscordEmulator(Emulator):
         self._hidden: set[str] = set()
         self._members: dict[str, int] = {}
         self._default_members = guild_member_count
+        self._bot_permissions = _role_bits(bot_permissions)
+        self._roles: dict[str, dict[str, RoleRecord]] = {}  # guild -> role id -> role
+        self._bot_roles: dict[str, list[str]] = {}  # guild -> the bot member's role ids
+        self._bot_role: dict[str, str] = {}  # guild -> the bot's own managed role
+        self._next_role_id = FIRST_ROLE_ID
+        #: (guild id, user id) -> roles members got through invites.
+        self.granted_roles: dict[tuple[str, str], set[str]] = {}
+        self._joined: set[tuple[str, str]] = set()
         for channel_id, guild_id in (DEFAULT_CHANNELS if channels is None else channels).items():
             self.add_channel(channel_id, guild_id)
         for channel_id, perms in (permissions or {}).items():
             self.set_permissions(channel_id, perms)
         self._invites: dict[str, InviteRecord] = {}
         self._by_channel: dict[str, dict[str, None]] = {}
-        self._similar: dict[tuple[str, int, int, bool, str | None], dict[str, None]] = {}
+        self._similar: dict[tuple[Any, ...], dict[str, None]] = {}
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._global = _Window()
         self._current: tuple[str, _Bucket] | None = None
@@ -225,6 +276,14 @@ class DiscordEmulator(Emulator):
             self._channel_names[channel_id] = name or f"channel-{len(self._channels)}"
             self._permissions.setdefault(channel_id, ALL_PERMISSIONS)
             self._members.setdefault(guild_id, self._default_members)
+            if guild_id not in self._roles:
+                # Discord gives a bot joining a server a managed role of its own.
+                self._roles[guild_id] = {}
+                bot_role = self._insert_role(
+                    guild_id, None, BOT_ROLE_NAME, 1, self._bot_permissions, managed=True
+                )
+                self._bot_roles[guild_id] = [bot_role.id]
+                self._bot_role[guild_id] = bot_role.id
 
     def set_permissions(self, channel_id: str, perms: Iterable[str]) -> None:
         """The bot's permissions on a channel (any of KNOWN_PERMISSIONS)."""
@@ -290,19 +349,86 @@ class DiscordEmulator(Emulator):
             record = self._live(code)
             return self._invite_json(record, metadata=True) if record else None
 
-    def use_invite(self, code: str) -> dict[str, Any]:
-        """A member joins through the invite; a spent invite is deleted."""
+    def use_invite(self, code: str, *, user_id: str | None = None) -> dict[str, Any]:
+        """Someone accepts the invite: a use is counted, its roles granted; a spent one is deleted.
+
+        `user_id` names who (a new member when omitted). Someone already in
+        the server gets the invite's roles too, as Discord's community-invite
+        guide says; whether that counts a use is not documented (here it does).
+        """
         with self.lock:
             record = self._live(code)
             if record is None:
                 raise KeyError(f"unknown invite {code}")
             record.uses += 1
-            self._members[record.guild_id] = self._members.get(record.guild_id, 0) + 1
+            who = (record.guild_id, user_id or str(FIRST_USER_ID + len(self._joined)))
+            if who not in self._joined:
+                self._joined.add(who)
+                self._members[record.guild_id] = self._members.get(record.guild_id, 0) + 1
+            if record.role_ids:
+                self.granted_roles.setdefault(who, set()).update(record.role_ids)
             snapshot = self._invite_json(record, metadata=True)
             if record.max_uses and record.uses >= record.max_uses:
                 self._remove(record)
                 self.consumed.append(code)
             return snapshot
+
+    def add_member(self, guild_id: str, user_id: str) -> None:
+        """Someone is in the server already (e.g. joined through another invite)."""
+        with self.lock:
+            self._joined.add((guild_id, user_id))
+
+    def member_roles(self, guild_id: str, user_id: str) -> set[str]:
+        """The roles a member got through invites."""
+        with self.lock:
+            return set(self.granted_roles.get((guild_id, user_id), set()))
+
+    # -- roles ------------------------------------------------------------------
+
+    def add_role(
+        self,
+        guild_id: str = DEFAULT_GUILD_ID,
+        *,
+        role_id: str | None = None,
+        name: str = "role",
+        permissions: Iterable[str] = (),
+        managed: bool = False,
+        position: int = 1,
+    ) -> str:
+        """A role made in Server Settings > Roles; returns its id.
+
+        Discord puts a new role at the bottom, just above @everyone
+        (position 1), moving the others up: the bot's role stays above it.
+        """
+        with self.lock:
+            return self._insert_role(
+                guild_id, role_id, name, position, _role_bits(permissions), managed=managed
+            ).id
+
+    def set_role_position(self, role_id: str, position: int) -> None:
+        """Drag a role to `position` (others keep theirs: equal positions are possible)."""
+        with self.lock:
+            self._find_role(role_id).position = position
+
+    def set_bot_permissions(self, guild_id: str, perms: Iterable[str]) -> None:
+        """The permissions of the bot's own (managed) role in a server."""
+        with self.lock:
+            self._find_role(self.bot_role_id(guild_id)).permissions = _role_bits(perms)
+
+    def set_bot_roles(self, guild_id: str, role_ids: Iterable[str]) -> None:
+        """The roles the bot's member has in a server (its managed role is one of them)."""
+        with self.lock:
+            self._bot_roles[guild_id] = list(role_ids)
+
+    def bot_role_id(self, guild_id: str = DEFAULT_GUILD_ID) -> str:
+        """The id of the managed role Discord gave the bot in that server."""
+        with self.lock:
+            return self._bot_role[guild_id]
+
+    def roles(self, guild_id: str = DEFAULT_GUILD_ID) -> list[dict[str, Any]]:
+        """The server's roles as `GET /guilds/{id}/roles` lists them."""
+        with self.lock:
+            return self._roles_json(guild_id)
 
     def expire_all(self) -> int:
         """Every invite with a max_age expires now (max_age 0 never does)."""
@@ -408,14 +534,26 @@ class DiscordEmulator(Emulator):
         max_uses = _int_field(body, "max_uses", 0, 0, MAX_USES_LIMIT, errors)
         temporary = _bool_field(body, "temporary", errors)
         unique = _bool_field(body, "unique", errors)
+        role_ids = _role_ids_field(body, errors)
         if errors:
             return _form_error(errors)
         denied = self._channel_access(channel_id, "CREATE_INSTANT_INVITE")
         if denied:
             return denied
+        if role_ids:
+            refused = self._role_grant(self._channels[channel_id], role_ids)
+            if refused:
+                return refused
         assert max_age is not None and max_uses is not None
         if not unique:
-            key = (channel_id, max_age, max_uses, temporary, self.bot_user_id)
+            key = (
+                channel_id,
+                max_age,
+                max_uses,
+                temporary,
+                self.bot_user_id,
+                tuple(sorted(role_ids)),
+            )
             for code in list(self._similar.get(key, ())):
                 record = self._live(code)
                 if record is not None:
@@ -430,6 +568,7 @@ class DiscordEmulator(Emulator):
             created_at=self.now,
             inviter_id=self.bot_user_id,
             unique=unique,
+            role_ids=tuple(role_ids),
         )
         self._store(record)
         self.created_count += 1
@@ -451,7 +590,10 @@ class DiscordEmulator(Emulator):
 
     @route("GET", "/users/@me")
     def current_user(self, request: Request) -> Response:
-        return Response(200, self._user_json(self.bot_user_id))
+        """The bot's own user, with the fields only its owner sees (UserPIIResponse)."""
+        body = self._user_json(self.bot_user_id)
+        body.update({"mfa_enabled": False, "locale": "en-US", "verified": True, "email": None})
+        return Response(200, body)
 
     @route("GET", "/invites/{code}")
     def invite_resolve(self, request: Request, code: str) -> Response:
@@ -471,9 +613,10 @@ class DiscordEmulator(Emulator):
         if record is None:
             return _unknown_invite()
         perms = self._permissions.get(record.channel_id, frozenset())
-        if record.channel_id in self._hidden:
+        admin = self._bot_has(record.guild_id, "ADMINISTRATOR")
+        if record.channel_id in self._hidden and not admin:
             return _missing_access()
-        if not perms & {"MANAGE_CHANNELS", "MANAGE_GUILD"}:
+        if not perms & {"MANAGE_CHANNELS", "MANAGE_GUILD"} and not admin:
             return _missing_permissions()
         body = self._invite_json(record, metadata=False)
         self._remove(record)
@@ -537,7 +680,7 @@ class DiscordEmulator(Emulator):
                 "nick": None,
                 "pending": False,
                 "premium_since": None,
-                "roles": [],
+                "roles": list(self._bot_roles.get(guild_id, [])),
                 "user": self._user_json(user_id),
                 "mute": False,
                 "deaf": False,
@@ -548,21 +691,7 @@ class DiscordEmulator(Emulator):
     def list_guild_roles(self, request: Request, guild_id: str) -> Response:
         if guild_id not in self._members:
             return Response(404, {"message": "Unknown Guild", "code": 10004})
-        everyone = {
-            "id": guild_id,
-            "name": "@everyone",
-            "permissions": str(EVERYONE_PERMISSIONS),
-            "position": 0,
-            "color": 0,
-            "colors": {"primary_color": 0, "secondary_color": None, "tertiary_color": None},
-            "hoist": False,
-            "managed": False,
-            "mentionable": False,
-            "icon": None,
-            "unicode_emoji": None,
-            "flags": 0,
-        }
-        return Response(200, [everyone])
+        return Response(200, self._roles_json(guild_id))
 
     # -- internals ------------------------------------------------------------
 
@@ -622,11 +751,82 @@ class DiscordEmulator(Emulator):
     def _channel_access(self, channel_id: str, permission: str) -> Response | None:
         if channel_id not in self._channels:
             return Response(404, {"message": "Unknown Channel", "code": 10003})
+        if self._bot_has(self._channels[channel_id], "ADMINISTRATOR"):
+            return None  # ADMINISTRATOR overrides every channel overwrite
         if channel_id in self._hidden:
             return _missing_access()
         if permission not in self._permissions.get(channel_id, frozenset()):
             return _missing_permissions()
         return None
+
+    def _insert_role(
+        self,
+        guild_id: str,
+        role_id: str | None,
+        name: str,
+        position: int,
+        permissions: int,
+        *,
+        managed: bool = False,
+    ) -> RoleRecord:
+        """Add a role at `position`, moving those at or above it up one (lock held)."""
+        roles = self._roles.setdefault(guild_id, {})
+        rid = role_id or self._new_role_id()
+        for role in roles.values():
+            if role.position >= position:
+                role.position += 1
+        record = RoleRecord(rid, guild_id, name, position, permissions, managed=managed)
+        roles[rid] = record
+        return record
+
+    def _new_role_id(self) -> str:
+        rid = str(self._next_role_id)
+        self._next_role_id += 1
+        return rid
+
+    def _find_role(self, role_id: str) -> RoleRecord:
+        for roles in self._roles.values():
+            if role_id in roles:
+                return roles[role_id]
+        raise KeyError(f"unknown role {role_id}")
+
+    def _bot_bits(self, guild_id: str) -> int:
+        """The bot's server-wide permissions: @everyone and its roles."""
+        bits = EVERYONE_PERMISSIONS
+        roles = self._roles.get(guild_id, {})
+        for rid in self._bot_roles.get(guild_id, []):
+            role = roles.get(rid)
+            if role is not None:
+                bits |= role.permissions
+        return bits
+
+    def _bot_has(self, guild_id: str, permission: str) -> bool:
+        bits = self._bot_bits(guild_id)
+        if bits & PERMISSION_BITS["ADMINISTRATOR"]:
+            return True
+        return bool(bits & PERMISSION_BITS[permission])
+
+    def _bot_top(self, guild_id: str) -> int:
+        roles = self._roles.get(guild_id, {})
+        positions = [roles[r].position for r in self._bot_roles.get(guild_id, []) if r in roles]
+        return max(positions, default=0)
+
+    def _role_grant(self, guild_id: str, role_ids: list[str]) -> Response | None:
+        """Discord's checks on `role_ids`: the right, each role known, each below the bot."""
+        if not self._bot_has(guild_id, "MANAGE_ROLES"):
+            return _missing_permissions()
+        roles = self._roles.get(guild_id, {})
+        if any(rid not in roles for rid in role_ids):
+            return Response(404, {"message": "Unknown Role", "code": 10011})
+        top = self._bot_top(guild_id)
+        if any(roles[rid].managed or roles[rid].position >= top for rid in role_ids):
+            return _missing_permissions()
+        return None
+
+    def _roles_json(self, guild_id: str) -> list[dict[str, Any]]:
+        everyone = RoleRecord(guild_id, guild_id, "@everyone", 0, EVERYONE_PERMISSIONS)
+        ordered = sorted(self._roles.get(guild_id, {}).values(), key=lambda r: r.position)
+        return [_role_json(role, full=True) for role in [everyone, *ordered]]
 
     def _new_code(self) -> str:
         while True:
@@ -729,6 +929,11 @@ class DiscordEmulator(Emulator):
             body["uses"] = record.uses
             body["max_uses"] = record.max_uses
             body["temporary"] = record.temporary
+        if record.role_ids:
+            roles = self._roles.get(record.guild_id, {})
+            body["roles"] = [
+                _role_json(roles[rid], full=False) for rid in record.role_ids if rid in roles
+            ]
         return body
 
 
@@ -796,6 +1001,67 @@ def _field_error(code: str, message: str) -> dict[str, Any]:
 
 def _form_error(errors: dict[str, Any]) -> Response:
     return Response(400, {"code": 50035, "errors": errors, "message": "Invalid Form Body"})
+
+
+def _role_bits(names: Iterable[str]) -> int:
+    granted = set(names)
+    unknown = granted - ROLE_PERMISSIONS
+    if unknown:
+        raise ValueError(f"unknown permissions {sorted(unknown)}")
+    return _permission_bits(granted)
+
+
+def _role_json(role: RoleRecord, *, full: bool) -> dict[str, Any]:
+    """A role object; `full=False` is the partial role an invite's `roles` carries."""
+    body: dict[str, Any] = {
+        "id": role.id,
+        "name": role.name,
+        "position": role.position,
+        "color": role.color,
+        "colors": {"primary_color": role.color, "secondary_color": None, "tertiary_color": None},
+        "icon": None,
+        "unicode_emoji": None,
+    }
+    if full:
+        body.update(
+            {
+                "permissions": str(role.permissions),
+                "hoist": False,
+                "managed": role.managed,
+                "mentionable": False,
+                "flags": 0,
+            }
+        )
+        if role.managed:
+            body["tags"] = {"bot_id": BOT_USER_ID}
+    return body
+
+
+def _role_ids_field(body: Mapping[str, Any], errors: dict[str, Any]) -> list[str]:
+    """`role_ids` as Discord's form validation reads it (null or absent: none)."""
+    value = body.get("role_ids")
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        errors["role_ids"] = _field_error(
+            "LIST_TYPE_CONVERT", "Only iterables may be used in a ListType"
+        )
+        return []
+    if len(value) > MAX_INVITE_ROLES:
+        errors["role_ids"] = _field_error(
+            "BASE_TYPE_MAX_LENGTH", f"Must be {MAX_INVITE_ROLES} or fewer in length."
+        )
+        return []
+    found: list[str] = []
+    for index, item in enumerate(value):
+        text = str(item) if isinstance(item, int | str) and not isinstance(item, bool) else ""
+        if not _SNOWFLAKE.fullmatch(text):
+            errors.setdefault("role_ids", {})[str(index)] = _field_error(
+                "NUMBER_TYPE_COERCE", f'Value "{item}" is not snowflake.'
+            )
+        elif text not in found:
+            found.append(text)
+    return found
 
 
 def _permission_bits(names: Iterable[str]) -> int:

@@ -32,7 +32,19 @@ that make a client's life hard:
   `?_response=basic|detail` answers 200 with the entity, otherwise 204 with
   a Location header. An empty `payload` object comes back as `[]` (PHP).
 - Entities are serialised with nulls kept (`payload: null`, `updatedAt:
-  null`), as Shopware's JsonEntityEncoder does.
+  null`), as Shopware's JsonEntityEncoder does; dates as RFC 3339 with
+  milliseconds in UTC (`2025-05-01T10:00:00.000+00:00`).
+- Promotions carry `validFrom`/`validUntil` (either may be null), `active`,
+  the code flags and `maxRedemptionsGlobal`/`orderCount`; `update_promotion`
+  deactivates one or moves its dates.
+- `redeem_code` is an order using a code: the storefront's cart accepts an
+  individual code only when PermittedIndividualCodePromotions would (active,
+  inside its dates, both code flags on, and the code's payload null), then
+  PromotionIndividualCodeRedeemer REPLACES the payload with `{orderId,
+  customerId, customerName}` and the promotion's orderCount grows.
+- `DELETE /api/promotion-individual-code/{id}` answers 204 with a Location
+  header; an unknown id is 404 FRAMEWORK__RESOURCE_NOT_FOUND (ApiController
+  throws ResourceNotFoundException when the delete reports errors).
 - ACL: `privileges=None` is an all-powerful integration; a set such as
   {"promotion_individual_code:read"} makes other calls 403
   FRAMEWORK__MISSING_PRIVILEGE_ERROR.
@@ -100,6 +112,10 @@ _FIELDS: dict[str, dict[str, str]] = {
         "individualCodePattern": "text",
         "code": "text",
         "priority": "plain",
+        "validFrom": "plain",
+        "validUntil": "plain",
+        "maxRedemptionsGlobal": "plain",
+        "orderCount": "plain",
         "createdAt": "plain",
         "updatedAt": "plain",
     },
@@ -125,6 +141,21 @@ class ApiError(Exception):
         self.status = status
         self.errors = errors
         self.headers = headers or {}
+
+
+class RedemptionRefused(ValueError):
+    """`redeem_code` was refused: the shop would not take the code in a cart (or order)."""
+
+
+class _Keep:
+    """`update_promotion`'s default: leave the field as it is."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Any = _Keep()
+Moment = datetime | str | None
 
 
 def _phrase(status: int) -> str:
@@ -334,17 +365,24 @@ class ShopwareEmulator(Emulator):
         use_codes: bool = True,
         use_individual_codes: bool = True,
         pattern: str | None = "VIP-%s%s%d%d",
+        valid_from: Moment = None,
+        valid_until: Moment = None,
+        max_redemptions_global: int | None = None,
     ) -> str:
-        """Create a promotion directly; returns its id."""
+        """Create a promotion directly (replacing one with that id); returns its id.
+
+        `valid_from`/`valid_until` take an aware datetime or Shopware's
+        string form; None leaves that side of the window open.
+        """
         pid = (promotion_id or uuid.uuid4().hex).lower()
         with self.lock:
             self._promotions[pid] = {
                 "id": pid,
                 "name": name,
                 "active": active,
-                "validFrom": None,
-                "validUntil": None,
-                "maxRedemptionsGlobal": None,
+                "validFrom": _moment(valid_from),
+                "validUntil": _moment(valid_until),
+                "maxRedemptionsGlobal": max_redemptions_global,
                 "maxRedemptionsPerCustomer": None,
                 "priority": 1,
                 "exclusive": False,
@@ -365,6 +403,116 @@ class ShopwareEmulator(Emulator):
             self._by_promotion.setdefault(pid, {})
             self._version += 1
         return pid
+
+    def update_promotion(
+        self,
+        promotion_id: str,
+        *,
+        active: bool | _Keep = KEEP,
+        use_codes: bool | _Keep = KEEP,
+        use_individual_codes: bool | _Keep = KEEP,
+        valid_from: Moment | _Keep = KEEP,
+        valid_until: Moment | _Keep = KEEP,
+        max_redemptions_global: int | _Keep | None = KEEP,
+        name: str | _Keep = KEEP,
+    ) -> dict[str, Any]:
+        """Change a promotion as an admin would (deactivate it, move its dates); returns it.
+
+        Only the fields given change; None empties a date or the limit, as
+        clearing the field in the admin does.
+        """
+        changes = {
+            "active": active,
+            "useCodes": use_codes,
+            "useIndividualCodes": use_individual_codes,
+            "validFrom": valid_from,
+            "validUntil": valid_until,
+            "maxRedemptionsGlobal": max_redemptions_global,
+            "name": name,
+        }
+        with self.lock:
+            row = self._promotions[promotion_id.lower()]
+            for key, value in changes.items():
+                if isinstance(value, _Keep):
+                    continue
+                if key in ("validFrom", "validUntil"):
+                    assert not isinstance(value, bool | int)
+                    value = _moment(value)
+                row[key] = value
+            row["updatedAt"] = self._stamp()
+            self._version += 1
+            return dict(row)
+
+    def redeem_code(
+        self,
+        code: str,
+        *,
+        order_id: str | None = None,
+        customer_id: str | None = None,
+        customer_name: str = "Sandbox Buyer",
+        via_cart: bool = True,
+    ) -> dict[str, Any]:
+        """An order uses `code`, as Shopware records it; returns the code row after.
+
+        `via_cart=True` is a storefront checkout: the cart takes an individual
+        code only when PermittedIndividualCodePromotions matches it (promotion
+        active, inside its dates, useCodes and useIndividualCodes, the code's
+        payload null) and the promotion is under its global maximum, else
+        `RedemptionRefused` names why (Shopware shows "promotion not found").
+        `via_cart=False` is an order written through the Admin API or an
+        import: only PromotionIndividualCodeRedeemer runs, which refuses a
+        code another order redeemed and otherwise overwrites any payload.
+        Either way the payload becomes `{orderId, customerId, customerName}`
+        and the promotion's orderCount grows by one.
+        """
+        with self.lock:
+            cid = self._code_keys.get(collation_key(code))
+            if cid is None:
+                raise RedemptionRefused(f"no individual code {code!r}: promotion not found")
+            row = self._codes[cid]
+            promotion = self._promotions[row["promotionId"]]
+            order = (order_id or uuid.uuid4().hex).lower()
+            if via_cart:
+                why = self._cart_refusal(promotion, row)
+                if why is not None:
+                    raise RedemptionRefused(f"code {row['code']!r}: {why}")
+            payload = row.get("payload")
+            if isinstance(payload, dict) and payload.get("orderId") not in (None, order):
+                raise RedemptionRefused(
+                    f"code {row['code']!r} was already redeemed by order {payload['orderId']} "
+                    "(PROMOTION__CODE_ALREADY_REDEEMED)"
+                )
+            row["payload"] = {
+                "orderId": order,
+                "customerId": (customer_id or "").lower(),
+                "customerName": customer_name,
+            }
+            row["updatedAt"] = self._stamp()
+            promotion["orderCount"] = int(promotion.get("orderCount") or 0) + 1
+            self._version += 1
+            return dict(row)
+
+    def _cart_refusal(self, promotion: dict[str, Any], row: dict[str, Any]) -> str | None:
+        """Why Shopware's cart would not find a promotion for this code (lock held)."""
+        now = datetime.fromtimestamp(self.time(), UTC)
+        start, end = _parse_moment(promotion["validFrom"]), _parse_moment(promotion["validUntil"])
+        limit = promotion.get("maxRedemptionsGlobal")
+        if not promotion["active"]:
+            return "the promotion is not active"
+        if start is not None and start > now:
+            return "the promotion has not started (validFrom)"
+        if end is not None and end <= now:
+            return "the promotion has ended (validUntil)"
+        if not (promotion["useCodes"] and promotion["useIndividualCodes"]):
+            return "the promotion does not use individual codes"
+        if row.get("payload") is not None:
+            return (
+                "its payload is not null, which the cart reads as redeemed "
+                f"({json.dumps(row['payload'])[:80]})"
+            )
+        if limit and int(promotion.get("orderCount") or 0) >= int(limit):
+            return "the promotion reached its maximum uses (maxRedemptionsGlobal)"
+        return None
 
     def add_code(
         self,
@@ -582,6 +730,30 @@ class ShopwareEmulator(Emulator):
         if response_type is None:
             return Response(204, None, {"Location": location})
         return self._detail_response(request, CODE, row, fmt, {"Location": location})
+
+    @route("DELETE", "/promotion-individual-code/{entity_id}")
+    @_api
+    def delete_code(self, request: Request, entity_id: str) -> Response:
+        """ApiController::delete: 204 + Location, or 404 when nothing was deleted."""
+        self._negotiate(request)
+        if not _HEX32.match(entity_id):
+            raise shopware_api_error(
+                400,
+                "FRAMEWORK__INVALID_UUID",
+                f"Value is not a valid UUID: {entity_id}",
+                {"input": entity_id},
+            )
+        self._require(f"{CODE}:delete")
+        cid = entity_id.lower()
+        row = self._codes.get(cid)
+        if row is None:
+            raise self._not_found_error(CODE, entity_id)
+        del self._codes[cid]
+        self._code_keys.pop(collation_key(row["code"]), None)
+        self._by_promotion.get(row["promotionId"], {}).pop(cid, None)
+        self._version += 1
+        location = f"{self._base(request)}/api/promotion-individual-code/{cid}"
+        return Response(204, None, {"Location": location})
 
     @route("POST", "/_action/sync")
     @_api
@@ -925,18 +1097,21 @@ class ShopwareEmulator(Emulator):
         self._require(f"{name}:read")
         row = self._table(name).get(entity_id.lower())
         if row is None:
-            raise shopware_api_error(
-                404,
-                "FRAMEWORK__RESOURCE_NOT_FOUND",
-                f"The {name} resource with the following primary key was not found: "
-                f"id({entity_id})",
-                {
-                    "type": name,
-                    "primaryKey": {"id": entity_id},
-                    "primaryKeyString": f"id({entity_id})",
-                },
-            )
+            raise self._not_found_error(name, entity_id)
         return self._detail_response(request, name, row, fmt, {})
+
+    def _not_found_error(self, name: str, entity_id: str) -> ApiError:
+        """ResourceNotFoundException, as a read or a delete of an unknown id raises it."""
+        return shopware_api_error(
+            404,
+            "FRAMEWORK__RESOURCE_NOT_FOUND",
+            f"The {name} resource with the following primary key was not found: id({entity_id})",
+            {
+                "type": name,
+                "primaryKey": {"id": entity_id},
+                "primaryKeyString": f"id({entity_id})",
+            },
+        )
 
     def _detail_response(
         self, request: Request, name: str, row: dict[str, Any], fmt: str, headers: dict[str, str]
@@ -1369,6 +1544,24 @@ class _Missing:
 
 
 _MISSING: Any = _Missing()
+
+
+def _moment(value: Moment) -> str | None:
+    """A date as Shopware's JsonEntityEncoder writes a DateTimeField (UTC, milliseconds)."""
+    if value is None:
+        return None
+    moment = _parse_moment(value) if isinstance(value, str) else value
+    assert moment is not None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def _parse_moment(value: str | datetime | None) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _numeric(value: Any) -> bool:

@@ -23,6 +23,10 @@ from syncctl.sandbox.workdir import CONFIG_NAME, ENV_NAME, MARKER, Workdir, writ
 GUILD_ID = "100000000000000000"
 VIP_CHANNEL_ID = "100000000000000001"
 BASIC_CHANNEL_ID = "100000000000000002"
+#: Roles a campaign's invites may grant ([discord] vip_role_ids / basic_role_ids);
+#: the bot's own role sits above both.
+VIP_ROLE_ID = "100000000000000101"
+BASIC_ROLE_ID = "100000000000000102"
 VIP_PROMOTION_ID = "5a4d1c0f2e8b4f6a9c3d7e1f0a2b4c6d"
 VIP_PRICE_ID = "price_sandboxVIPreservation"
 VIP_PRODUCT_ID = "prod_sandboxVIPreservation"
@@ -99,6 +103,8 @@ class Sandbox:
         self.stripe.add_product(SUPPORTER_PRODUCT_ID, name="Supporter")
         self.stripe.add_price(SUPPORTER_PRICE_ID, SUPPORTER_PRODUCT_ID)
         self.shopware.add_promotion(VIP_PROMOTION_ID, name="VIP backers")
+        self.discord.add_role(GUILD_ID, role_id=VIP_ROLE_ID, name="VIP")
+        self.discord.add_role(GUILD_ID, role_id=BASIC_ROLE_ID, name="Backer")
         self.mautic.add_email(INVITE_EMAIL_VIP, "Your VIP Discord invite")
         self.mautic.add_email(INVITE_EMAIL_BASIC, "Your Discord invite")
         self.mautic.add_email(COUPON_EMAIL, "Your VIP coupon")
