@@ -775,10 +775,13 @@ def shopware_fails_first_code(sb: Any) -> None:
         (s for s in sb.stripe.sessions if s["payment_status"] == "paid"),
         key=lambda s: s["created"],
     )
+    from syncctl.engine.codes import coupon_code
+
+    code = coupon_code(oldest["id"], sb.secrets["SYNCCTL_CODE_SECRET"], "VIP-")
     sb.shopware.inject(
         method="POST",
         path=r"^/api/promotion-individual-code$",
-        request_body=oldest["id"],
+        request_body=code,
         status=500,
         times=None,
     )

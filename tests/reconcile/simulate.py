@@ -91,7 +91,11 @@ def simulate(snapshot: Snapshot, plan: Plan) -> Snapshot:
         if a.kind in (ActionKind.CONTACT_CREATE, ActionKind.CONTACT_UPDATE)
     }
     for c in contacts.values():
-        stored |= {p.session_id for p in snapshot.purchases if p.code == c.promo_code and c.vip}
+        stored |= {
+            p.session_id
+            for p in snapshot.purchases
+            if p.code == c.promo_code and c.vip and p.email == c.email
+        }
     for sid in stored:
         purchase = by_session.get(sid)
         if purchase is None or not purchase.is_vip_purchase or purchase.email is None:

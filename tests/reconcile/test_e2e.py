@@ -14,6 +14,8 @@ from syncctl.sandbox.stack import BASIC_CHANNEL_ID
 from syncctl.sandbox.verify import violations
 from syncctl.state.lock import state_lock
 
+ADA = "ada.lovelace@example.com"
+
 
 def test_first_run_converges_every_rule(sandbox, config) -> None:
     assert violations(sandbox, config)  # the seeded campaign needs work
@@ -306,4 +308,28 @@ def test_links_a_misconfigured_run_revoked_are_replaced_once_the_config_is_fixed
     reconcile(config)
     reconcile(config, full=True)
     assert violations(sandbox, config) == []
+    assert reconcile(config, full=True).plan.is_empty
+
+
+def test_the_codes_syncctl_creates_are_accepted_at_checkout(sandbox, config) -> None:
+    reconcile(config)
+    for row in sandbox.shopware.codes(config.settings.shopware.vip_promotion_id):
+        redeemed = sandbox.shopware.redeem_code(row["code"], via_cart=True)
+        assert redeemed["payload"]["orderId"]
+
+
+def test_codes_an_earlier_syncctl_created_with_a_payload_are_made_usable(sandbox, config) -> None:
+    from syncctl.engine.codes import coupon_code
+
+    promotion = config.settings.shopware.vip_promotion_id
+    secret = config.secret("SYNCCTL_CODE_SECRET")
+    ada = next(
+        s for s in sandbox.stripe.sessions if (s["customer_details"] or {}).get("email") == ADA
+    )
+    code = coupon_code(ada["id"], secret, config.settings.shopware.code_prefix)
+    # What syncctl up to the previous release wrote: the checkout refuses it.
+    sandbox.shopware.add_code(promotion, code, payload={"stripe_session": ada["id"]})
+    first = reconcile(config)
+    assert f"unblock:{code}" in {a.key for a in first.plan.actions}
+    assert sandbox.shopware.redeem_code(code, via_cart=True)["payload"]["orderId"]
     assert reconcile(config, full=True).plan.is_empty

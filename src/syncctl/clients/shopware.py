@@ -138,6 +138,12 @@ class IndividualCode:
         return self.payload is not None and bool(self.payload.get(REDEEMED_KEY))
 
     @property
+    def blocked(self) -> bool:
+        """Not redeemed, yet the checkout refuses it: it carries a payload of its own
+        (the `stripe_session` earlier syncctl versions wrote)."""
+        return self.payload is not None and not self.redeemed
+
+    @property
     def order_id(self) -> str | None:
         """The order that redeemed the code, when it was redeemed."""
         value = self.payload.get(REDEEMED_KEY) if self.payload is not None else None
@@ -601,6 +607,18 @@ class ShopwareClient(VendorClient):
         cid = _check_id(raw, "individual code id")
         response = self._call("DELETE", f"{CODE_ENTITY_PATH}/{cid}", ok=(404,))
         return response.status_code != 404
+
+    def clear_payload(self, code: IndividualCode) -> None:
+        """Empty a code's payload, which makes Shopware's checkout refuse it.
+
+        The storefront accepts only individual codes whose payload is null
+        (api-notes 4.6); syncctl up to this release wrote one at creation.
+        PATCH is idempotent; a code gone meanwhile raises NotFound.
+        """
+        cid = _check_id(code.id, "individual code id")
+        self._call(
+            "PATCH", f"{CODE_ENTITY_PATH}/{cid}", json_body={"payload": None}, idempotent=True
+        )
 
     # -- internals ----------------------------------------------------------
 

@@ -71,6 +71,7 @@ LABELS = {
     "send_email": "send email",
     "create_lead": "create lead",
     "move_lead": "move lead to the new email",
+    "unblock_coupon": "make code usable at checkout",
 }
 
 

@@ -30,6 +30,7 @@ from typing import Any
 from syncctl.clients.mautic import BATCH_MAX, HOLDING_CHUNK, dropped_by_mautic
 from syncctl.clients.mautic import Contact as MauticContact
 from syncctl.clients.services import Services
+from syncctl.clients.shopware import IndividualCode
 from syncctl.config import Settings
 from syncctl.engine.codes import invite_code, invite_url
 from syncctl.engine.model import Action, ActionKind, Plan, Tier
@@ -346,13 +347,18 @@ class Applier:
     def _do_coupon(self, action: Action, chain: Chain) -> Outcome:
         p = action.params
         entry = self._start(action.key, action, {"session_id": p["session_id"], "code": p["code"]})
+        # No payload: Shopware's checkout accepts only codes whose payload is null.
         row, created = self._guard(
-            entry,
-            lambda: self.sv.shopware.create_code(
-                p["promotion_id"], p["code"], payload={"stripe_session": p["session_id"]}
-            ),
+            entry, lambda: self.sv.shopware.create_code(p["promotion_id"], p["code"])
         )
         return self._done(action, entry, action.key, row.code, created=created)
+
+    def _do_coupon_unblock(self, action: Action, chain: Chain) -> Outcome:
+        p = action.params
+        row = IndividualCode(p["code_id"], "", p["code"], {"stripe_session": None})
+        entry = self._start(action.key, action, {"code": p["code"]})
+        self._guard(entry, lambda: self.sv.shopware.clear_payload(row))
+        return self._done(action, entry, action.key, p["code"])
 
     # -- Mautic contacts ----------------------------------------------------------
 

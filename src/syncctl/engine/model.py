@@ -136,6 +136,9 @@ class Snapshot:
     contacts: tuple[Contact, ...] = ()
     #: Coupon codes known to exist in the VIP promotion.
     existing_codes: frozenset[str] = frozenset()
+    #: Codes syncctl created with a payload (before this release): the
+    #: checkout refuses them until it is cleared. Code -> its row id.
+    blocked_codes: Mapping[str, str] = field(default_factory=dict)
     #: Normalized emails that have an EspoCRM lead.
     leads: frozenset[str] = frozenset()
     #: Mail keys (`mail:<email-id>:<contact-id>:<code-or-link-code>`) already sent.
@@ -191,10 +194,12 @@ class ActionKind(StrEnum):
     MAIL = "send_email"
     LEAD = "create_lead"
     LEAD_MOVE = "move_lead"
+    COUPON_UNBLOCK = "unblock_coupon"
 
 
 SYSTEM_OF = {
     ActionKind.COUPON: "shopware",
+    ActionKind.COUPON_UNBLOCK: "shopware",
     ActionKind.CONTACT_CREATE: "mautic",
     ActionKind.CONTACT_UPDATE: "mautic",
     ActionKind.UNSET_LINK: "mautic",

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from syncctl.clients.mautic import Contact as MauticContact
 from syncctl.clients.services import Services
-from syncctl.clients.shopware import code_key
+from syncctl.clients.shopware import IndividualCode, code_key
 from syncctl.clients.stripe import CheckoutSession
 from syncctl.config import Settings
 from syncctl.engine.codes import coupon_code, invite_code
@@ -138,6 +138,8 @@ class _Observer:
         self.sent_at: dict[str, datetime] = {}
         #: Pending retries whose item no longer exists (kind, ref).
         self.gone: list[tuple[str, str]] = []
+        #: Codes created with a payload by an earlier syncctl -> row id.
+        self.blocked_codes: dict[str, str] = {}
         #: (email id, contact id) pairs a full read of the send logs found.
         self.logged_sends: set[tuple[int, int]] = set()
         self._lock = threading.Lock()
@@ -170,7 +172,17 @@ class _Observer:
     def _read_codes(self) -> set[str]:
         self.progress("reading the VIP promotion's codes")
         promotion = self.settings.shopware.vip_promotion_id
-        return {code.code for code in self.sv.shopware.iter_codes(promotion)}
+        found: set[str] = set()
+        for row in self.sv.shopware.iter_codes(promotion):
+            found.add(row.code)
+            self._check_blocked(row)
+        return found
+
+    def _check_blocked(self, row: IndividualCode) -> None:
+        """A code an earlier syncctl created with a payload: the checkout refuses it."""
+        if row.blocked and row.payload is not None and "stripe_session" in row.payload:
+            with self._lock:
+                self.blocked_codes[row.code] = row.id
 
     def _read_lead_emails(self) -> set[str]:
         self.progress("reading every EspoCRM lead")
@@ -295,6 +307,7 @@ class _Observer:
             row = found.get(code_key(p.code))
             if row is not None and row.promotion_id == promotion:
                 known.add(p.code)
+                self._check_blocked(row)
         return known
 
     def recorded_codes(self, purchases: dict[str, Purchase]) -> dict[str, Purchase]:
@@ -612,6 +625,7 @@ def _facts(
         purchases=tuple(purchases.values()),
         contacts=tuple(contacts.values()),
         existing_codes=frozenset(codes),
+        blocked_codes=dict(observer.blocked_codes),
         leads=frozenset(leads),
         sent=frozenset(sent),
         sent_at=dict(observer.sent_at),

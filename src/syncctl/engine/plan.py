@@ -197,7 +197,7 @@ class _Planner:
         return found
 
     def coupon(self, p: Purchase) -> None:
-        """Rule 1: one code per purchase in the VIP promotion."""
+        """Rule 1: one code per purchase in the VIP promotion, that the checkout accepts."""
         if p.code in self.s.existing_codes:
             return
         assert p.email is not None
@@ -626,6 +626,25 @@ class _Planner:
             )
         )
 
+    # -- codes an earlier syncctl made unusable ---------------------------------
+
+    def unblock(self) -> None:
+        """Codes created with a payload (syncctl before this release) are refused at
+        checkout as if redeemed: their payload is cleared, once, whoever bought them."""
+        owners = {p.code: p.email for p in self.s.purchases if p.email}
+        for code, row_id in sorted(self.s.blocked_codes.items()):
+            self.add(
+                Action(
+                    ActionKind.COUPON_UNBLOCK,
+                    f"unblock:{code}",
+                    owners.get(code) or "(shopware)",
+                    "the code carries a payload, so Shopware's checkout refuses it: cleared",
+                    params={"code": code, "code_id": row_id},
+                    before={"payload": "stripe_session"},
+                    after={"payload": None},
+                )
+            )
+
     # -- orphans: rule 14 -----------------------------------------------------
 
     def orphans(self) -> None:
@@ -660,6 +679,7 @@ def plan(snapshot: Snapshot, settings: Settings) -> Plan:
     planner = _Planner(snapshot, settings)
     planner.purchases()
     planner.contacts()
+    planner.unblock()
     planner.orphans()
     return Plan(
         actions=tuple(_ordered(planner.actions.values())),

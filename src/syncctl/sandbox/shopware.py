@@ -755,6 +755,41 @@ class ShopwareEmulator(Emulator):
         location = f"{self._base(request)}/api/promotion-individual-code/{cid}"
         return Response(204, None, {"Location": location})
 
+    @route("PATCH", "/promotion-individual-code/{entity_id}")
+    @_api
+    def update_code(self, request: Request, entity_id: str) -> Response:
+        """ApiController::update: 204 + Location; only `payload` is changed here
+        (the field syncctl repairs), other fields are validated like a create."""
+        self._negotiate(request)
+        if not _HEX32.match(entity_id):
+            raise shopware_api_error(
+                400,
+                "FRAMEWORK__INVALID_UUID",
+                f"Value is not a valid UUID: {entity_id}",
+                {"input": entity_id},
+            )
+        self._require(f"{CODE}:update")
+        cid = entity_id.lower()
+        row = self._codes.get(cid)
+        if row is None:
+            raise self._not_found_error(CODE, entity_id)
+        body = self._payload(request)
+        if not isinstance(body, dict):
+            raise http_error(400, "The request body must be a JSON object")
+        if "payload" in body:
+            value = body["payload"]
+            if value is not None and not isinstance(value, dict | list):
+                raise shopware_api_error(
+                    400,
+                    "FRAMEWORK__WRITE_CONSTRAINT_VIOLATION",
+                    "This value should be of type array.",
+                    {},
+                )
+            row["payload"] = _php_json(value)
+            self._version += 1
+        location = f"{self._base(request)}/api/promotion-individual-code/{cid}"
+        return Response(204, None, {"Location": location})
+
     @route("POST", "/_action/sync")
     @_api
     def sync(self, request: Request) -> Response:

@@ -52,6 +52,10 @@ def violations(sandbox: Sandbox, config: Config) -> list[str]:
     for code, n in codes.items():
         if n != 1:
             problems.append(f"code {code} exists {n} times")
+    for row in shopware.codes(s.shopware.vip_promotion_id):
+        payload = row.get("payload")
+        if payload and not (isinstance(payload, dict) and payload.get("orderId")):
+            problems.append(f"code {row['code']} carries a payload: the checkout refuses it")
     if set(codes) != expected_codes:
         problems.append(f"codes {sorted(codes)} != expected {sorted(expected_codes)}")
     sends = [x for x in mautic.sent() if not x["failed"]]
