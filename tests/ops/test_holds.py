@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sqlite3
 from datetime import UTC, datetime
 
 import pytest
@@ -141,6 +142,23 @@ def test_hold_is_not_kept_waiting_by_a_run_holding_the_lock(run: Run, config) ->
     assert [h.subject for h in stored(config)] == [ADA]
 
 
+def test_hold_on_a_journal_busy_past_the_timeout_is_one_line_exit_1(
+    run: Run, config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("syncctl.state.journal._BUSY_TIMEOUT_SECONDS", 0.2)
+    Journal.open(config.settings.run.state_path).close()
+    writer = sqlite3.connect(config.settings.run.state_path / "state.db", isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        result = run("hold", ADA)
+    finally:
+        writer.close()
+    assert result.exit_code == 1
+    line = one_error_line(result)
+    assert "database is locked" in line and "another process holds the database" in line
+    assert stored(config) == []
+
+
 def test_hold_with_no_run_in_progress_has_no_run_note(run: Run, config) -> None:
     with state_lock(config.settings.run.state_path):
         pass  # a run came and went
@@ -275,7 +293,7 @@ def test_status_shows_a_hold_on_one_of_their_purchases(run: Run, sandbox: Sandbo
 def test_status_of_someone_not_held_says_so(run: Run) -> None:
     run("hold", "grace.hopper@example.com")
     result = run("status", ADA)
-    assert "Holds:\n  not held" in result.stdout
+    assert "Holds:\n  no hold set with syncctl hold\n" in result.stdout
     assert json.loads(run("status", ADA, "--json").stdout)["holds"] == []
 
 

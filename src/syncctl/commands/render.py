@@ -712,7 +712,7 @@ def status_lines(status: PersonStatus) -> list[str]:
     out.append("Holds:")
     out.extend(f"  {hold_summary(h)}" for h in status.holds)
     if not status.holds:
-        out.append("  not held (syncctl hold)")
+        out.append("  no hold set with syncctl hold")
 
     def section(name: str, service: str | None, rows: list[str], empty: str) -> None:
         """A section's rows; what was not read is said so, never shown as absent."""
