@@ -765,6 +765,113 @@ def history(
         err.print("no journal entries match", markup=False)
 
 
+# -- holds (desired-state rule 18) -----------------------------------------------
+
+_SUBJECT_HELP = (
+    "A person's email address (any case), or one purchase's Stripe Checkout Session id (cs_...)."
+)
+
+
+def _say(ctx: typer.Context, lines: list[str]) -> None:
+    """A command's own report lines: on a terminal printed, else through the log handler."""
+    state = _state(ctx)
+    for line in lines:
+        if state.rich and state.log_format == "text":
+            if not state.quiet:
+                err.print(line, markup=False, highlight=False, soft_wrap=True)
+        else:
+            logs.event(logs.REPORT, logging.INFO, line)
+
+
+@app.command()
+def hold(
+    ctx: typer.Context,
+    subject: Annotated[str, typer.Argument(metavar="EMAIL|SESSION_ID", help=_SUBJECT_HELP)],
+    reason: Annotated[
+        str | None,
+        typer.Option(
+            "--reason",
+            metavar="TEXT",
+            help="Why (shown by holds, status and history); given again, it replaces the reason.",
+        ),
+    ] = None,
+) -> None:
+    """Hold a person or a purchase: no run does anything for it until it is released.
+
+    The plan lists it as held. A person's hold covers everything for the
+    address (purchases, contact, invites, emails, lead); a purchase's hold,
+    what is done for that one purchase. No service call and no secret
+    needed. It does not wait for a running reconcile: every run that plans
+    after it leaves the subject alone (a run that had planned already
+    finishes what it planned). Nothing done before is undone.
+    Holding what is held already changes only its reason (with --reason).
+
+    \b
+    Examples:
+      syncctl hold backer@example.com --reason "chargeback dispute"
+      syncctl hold cs_live_a1B2c3D4 --reason "checking for fraud"
+    """
+    from syncctl.commands.holds import hold_lines, set_hold
+
+    outcome = set_hold(_state(ctx).config, subject, reason)
+    _say(ctx, hold_lines(outcome))
+
+
+@app.command()
+def release(
+    ctx: typer.Context,
+    subject: Annotated[str, typer.Argument(metavar="EMAIL|SESSION_ID", help=_SUBJECT_HELP)],
+) -> None:
+    """Lift a hold set with `syncctl hold`: the next run acts for it again.
+
+    Releasing replays nothing by itself: the next run plans from what the
+    services hold then. Exit 1 (one line, nothing changed) when the subject
+    is not held: a typo, or the person released where a purchase is held.
+    A hold by the Mautic hold_tag is lifted by removing the tag in Mautic.
+
+    \b
+    Example:
+      syncctl release backer@example.com
+    """
+    from syncctl.commands.holds import release_hold, release_line
+
+    _say(ctx, [release_line(release_hold(_state(ctx).config, subject))])
+
+
+@app.command("holds")
+def list_holds(
+    ctx: typer.Context,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document (format_version 1) on stdout.")
+    ] = False,
+) -> None:
+    """List the holds set with `syncctl hold`: what, since when, by whom and why.
+
+    Reads the journal read-only; safe while a run is going on. Contacts
+    held by the Mautic hold_tag are not listed (they live in Mautic; a
+    run's plan shows them as held).
+
+    \b
+    Examples:
+      syncctl holds
+      syncctl holds --json
+    """
+    from syncctl.commands.holds import holds_json, holds_lines
+    from syncctl.commands.holds import list_holds as read_holds
+    from syncctl.commands.render import holds_table, use_rich
+
+    found = read_holds(_state(ctx).config)
+    out = _out_console()
+    if json_out:
+        typer.echo(json.dumps(holds_json(found), indent=2))
+    elif not found:
+        err.print("nothing is held", markup=False)
+    elif use_rich(out):
+        out.print(holds_table(found))
+    else:
+        _lines(out, holds_lines(found))
+
+
 # -- set-up: init, schedule -------------------------------------------------------
 
 

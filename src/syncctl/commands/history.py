@@ -2,6 +2,13 @@
 
 Reads the journal read-only (a missing journal reads as empty), so it is
 safe to run while a reconcile is in progress and never changes anything.
+
+Holding and releasing (`syncctl hold` / `release`, rule 18) are journal
+entries too (actions `hold` and `release`, outside any run), with who did
+it and the reason. A purchase's hold is recorded under its session id;
+`--email` adds the hold events of the purchases the journal knows as that
+person's (those a run processed: a purchase held before any run saw it
+shows under its session id only, and in `syncctl status EMAIL`).
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from syncctl.config import Config
 from syncctl.engine.model import normalize_email
 from syncctl.engine.sends import WAIVED
 from syncctl.errors import UsageError
-from syncctl.state.journal import Entry, Journal
+from syncctl.state.journal import HOLD_EVENT, RELEASE_EVENT, Entry, Journal
 
 FORMAT_VERSION = 1
 _RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
@@ -47,13 +54,37 @@ def read_history(
     limit: int | None = None,
 ) -> list[Entry]:
     """Journal entries, newest first, from a read-only view of the journal."""
+    subject = normalize_email(email) if email else None
     with Journal.open(config.settings.run.state_path, readonly=True) as journal:
-        return journal.history(
-            subject=normalize_email(email) if email else None,
-            since=since,
-            failed_only=failed,
-            limit=limit,
-        )
+        entries = journal.history(subject=subject, since=since, failed_only=failed, limit=limit)
+        if subject is None or failed:
+            return entries  # hold events never fail
+        purchases = sessions_in(journal.history(subject=subject))
+        trail = [e for e in journal.hold_trail(purchases) if since is None or e.started_at >= since]
+    if not trail:
+        return entries
+    merged = sorted({e.id: e for e in [*entries, *trail]}.values(), key=lambda e: -e.id)
+    return merged[:limit] if limit else merged
+
+
+def sessions_in(entries: list[Entry]) -> set[str]:
+    """The Checkout Sessions these journal entries are about (coupon keys, details)."""
+    found = {e.key.removeprefix("coupon:") for e in entries if e.key.startswith("coupon:")}
+    return found | {str(e.detail["session_id"]) for e in entries if "session_id" in e.detail}
+
+
+def is_hold_event(e: Entry) -> bool:
+    """An operator holding or releasing something (not a run's action)."""
+    return e.kind in (HOLD_EVENT, RELEASE_EVENT) and e.run_id is None
+
+
+def hold_note(e: Entry) -> str:
+    """`by alice: chargeback dispute` for a hold event; "" for any other entry."""
+    if not is_hold_event(e):
+        return ""
+    by = str(e.detail.get("by") or "unknown")
+    reason = str(e.detail.get("reason") or "")
+    return f"by {by}: {reason}" if reason else f"by {by}"
 
 
 def outcome(e: Entry) -> str:
@@ -81,6 +112,9 @@ def entry_dict(e: Entry) -> dict[str, Any]:
         "outcome": outcome(e),
         "ref": e.ref,
         "error": e.error,
+        # Holding and releasing: the operator (OS user) and the reason given.
+        "by": e.detail.get("by") if is_hold_event(e) else None,
+        "reason": e.detail.get("reason") if is_hold_event(e) else None,
     }
 
 

@@ -36,7 +36,9 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from syncctl.commands.history import hold_note, is_hold_event
 from syncctl.commands.history import outcome as history_outcome
+from syncctl.commands.holds import hold_summary, kind_word
 from syncctl.engine.apply import Outcome, Status
 from syncctl.engine.model import Action, Plan
 from syncctl.engine.reconcile import RunResult
@@ -45,7 +47,7 @@ from syncctl.engine.stop import NOT_STARTED
 if TYPE_CHECKING:
     from syncctl.commands.doctor import DoctorReport
     from syncctl.commands.status import PersonStatus
-    from syncctl.state.journal import Entry
+    from syncctl.state.journal import Entry, Hold
 
 #: (log level, text): a plain report line and how loud it is.
 Line = tuple[int, str]
@@ -625,7 +627,7 @@ def history_table(entries: list[Entry], *, title: str = "Journal") -> Fitted:
                     LABELS.get(e.kind, e.kind),
                     e.subject,
                     outcome(e),
-                    e.ref or "",
+                    e.ref or hold_note(e),
                     e.error or "",
                 ]
                 for e in entries
@@ -638,7 +640,7 @@ def history_table(entries: list[Entry], *, title: str = "Journal") -> Fitted:
                 f"{e.started_at:%Y-%m-%d}\n{e.started_at:%H:%M:%S}",
                 f"{LABELS.get(e.kind, e.kind)}\n{e.subject}",
                 outcome(e),
-                " ".join(p for p in (e.ref or "", e.error or "") if p),
+                " ".join(p for p in (e.ref or hold_note(e), e.error or "") if p),
             ]
             for e in entries
         ]
@@ -656,10 +658,50 @@ def history_lines(entries: list[Entry]) -> list[str]:
         if e.ref:
             line += f" ref={e.ref}"
         line += f" key={e.key}"
+        if is_hold_event(e):
+            line += f" by={e.detail.get('by') or 'unknown'}"
+            if e.detail.get("reason"):
+                line += f" reason={e.detail['reason']}"
         if e.error:
             line += f" error={e.error}"
         lines.append(line)
     return lines
+
+
+# -- holds --------------------------------------------------------------------------
+
+
+def holds_table(holds: list[Hold]) -> Fitted:
+    """Every hold, the longest-standing first; subjects are never cut.
+
+    A session id is some 66 characters: below `WIDE` columns a hold is one
+    cell of three lines (subject; kind, since, by; reason) instead of a row.
+    """
+
+    def reason(h: Hold) -> str:
+        return h.reason + (f" (set {h.at:%Y-%m-%d %H:%M})" if h.at != h.since else "")
+
+    def build(width: int) -> Table:
+        heading = f"Holds ({len(holds)})"
+        if width >= WIDE:
+            wide_rows: list[list[Cell] | str] = [
+                [f"{h.since:%Y-%m-%d %H:%M}", kind_word(h), h.subject, h.by or "unknown", reason(h)]
+                for h in holds
+            ]
+            headers = ["since (UTC)", "kind", "subject", "by", "reason"]
+            return _table(width, heading, headers, wide_rows, [4, 3], boxed=True)
+        rows: list[list[Cell] | str] = [
+            [
+                f"{h.subject}\n{kind_word(h)}, since {h.since:%Y-%m-%d %H:%M} UTC, by "
+                f"{h.by or 'unknown'}" + (f"\n{reason(h)}" if reason(h) else "")
+            ]
+            for h in holds
+        ]
+        table = _table(width, heading, ["held / since, by / reason"], rows, [0], boxed=False)
+        table.show_lines = True  # a rule between holds: each is several lines
+        return table
+
+    return Fitted(build)
 
 
 # -- status -------------------------------------------------------------------------
@@ -668,6 +710,11 @@ def history_lines(entries: list[Entry]) -> list[str]:
 def status_lines(status: PersonStatus) -> list[str]:
     """A person across the systems, section by section, one fact per line."""
     out = [f"status of {status.email}"]
+    # First: a held person or purchase is why nothing happens for them.
+    out.append("Holds:")
+    out.extend(f"  {hold_summary(h)}" for h in status.holds)
+    if not status.holds:
+        out.append("  no hold set with syncctl hold")
 
     def section(name: str, service: str | None, rows: list[str], empty: str) -> None:
         """A section's rows; what was not read is said so, never shown as absent."""

@@ -4,7 +4,10 @@ Answers "what happened to this backer?" without five admin panels: the
 Mautic contact's fields, the Stripe purchases, the coupon code of each VIP
 purchase in Shopware, the Discord invite behind each stored link (live or
 gone, uses, expiry), the EspoCRM lead, the journal's history for the
-address, and the actions a run would take for this person.
+address, and the actions a run would take for this person. First of all,
+any hold (rule 18, `syncctl hold`) on the address or on one of its
+purchases, with its reason, who set it and when: the reason a run leaves
+them alone.
 
 Only reads: the journal is opened read-only and no vendor write is made.
 The "next run" part is the real planner over a snapshot of this one person,
@@ -33,7 +36,8 @@ from syncctl.clients.discord import Invite as DiscordInvite
 from syncctl.clients.espocrm import Lead
 from syncctl.clients.services import Services
 from syncctl.clients.stripe import CheckoutSession
-from syncctl.commands.history import entry_dict
+from syncctl.commands.history import entry_dict, sessions_in
+from syncctl.commands.holds import hold_dict
 from syncctl.config import Config, Settings
 from syncctl.engine.codes import invite_code
 from syncctl.engine.model import (
@@ -50,7 +54,7 @@ from syncctl.engine.observe import _Observer, to_contact, to_purchase
 from syncctl.engine.plan import channel_id
 from syncctl.engine.plan import plan as make_plan
 from syncctl.errors import NotFound, ServiceError, UsageError
-from syncctl.state.journal import Entry, EntryState, Journal, PendingItem
+from syncctl.state.journal import Entry, EntryState, Hold, HoldKind, Journal, PendingItem
 
 FORMAT_VERSION = 1
 #: At most this many of the newest sessions are scanned for other spellings.
@@ -118,6 +122,8 @@ class PersonStatus:
     leads: list[Lead] = field(default_factory=list)
     history: list[Entry] = field(default_factory=list)
     pending: list[PendingItem] = field(default_factory=list)
+    #: Holds set with `syncctl hold` on the address or on any of its purchases.
+    holds: list[Hold] = field(default_factory=list)
     plan: Plan | None = None
     errors: dict[str, str] = field(default_factory=dict)
     #: Sections whose service answered but was not asked about everything,
@@ -129,7 +135,7 @@ class PersonStatus:
     @property
     def found(self) -> bool:
         """Does any system (or the journal) know this address?"""
-        return bool(self.contacts or self.purchases or self.leads or self.history)
+        return bool(self.contacts or self.purchases or self.leads or self.history or self.holds)
 
     @property
     def complete(self) -> bool:
@@ -139,6 +145,7 @@ class PersonStatus:
         return {
             "format_version": FORMAT_VERSION,
             "email": self.email,
+            "holds": [hold_dict(h) for h in self.holds],
             "mautic": {"contacts": [_contact_dict(c) for c in self.contacts]},
             "stripe": {"purchases": [_purchase_dict(p) for p in self.purchases]},
             "shopware": {"codes": [c.to_dict() for c in self.codes]},
@@ -215,6 +222,7 @@ class _Collector:
         spellings = {self.given, self.wanted, *(c.email for c in raw_contacts if c.email)}
         with self.section("stripe"):
             self.purchases(spellings, everything)
+        self.holds(everything, history_limit)
         with self.section("shopware"):
             self.codes()
         with self.section("discord"):
@@ -244,6 +252,20 @@ class _Collector:
             with self.section("mautic"):
                 s.plan = self.next_run(everything)
         return s
+
+    # -- holds (rule 18) ----------------------------------------------------------
+
+    def holds(self, history: list[Entry], history_limit: int | None) -> None:
+        """Holds on the person or any purchase known (Stripe's, and the journal's
+        when Stripe could not be read), and their purchases' hold events in the history."""
+        s = self.status
+        purchases = set(s.sessions) | sessions_in(history)
+        found = self.journal.held([self.wanted, *sorted(purchases)])
+        s.holds = sorted({h.subject: h for h in found.values()}.values(), key=_hold_order)
+        trail = self.journal.hold_trail(purchases)
+        if trail:
+            merged = sorted({e.id: e for e in [*history, *trail]}.values(), key=lambda e: -e.id)
+            s.history = merged[:history_limit] if history_limit else merged
 
     # -- Stripe -------------------------------------------------------------------
 
@@ -375,6 +397,11 @@ class _Collector:
         planned = make_plan(snapshot, self.settings)
         mine = tuple(a for a in planned.actions if a.subject == self.wanted)
         return Plan(actions=mine, notes=planned.notes)
+
+
+def _hold_order(hold: Hold) -> tuple[bool, datetime, str]:
+    """The person's hold first, then the purchases', oldest first."""
+    return (hold.kind is not HoldKind.EMAIL, hold.since, hold.subject)
 
 
 def _live_view(contact_id: int, tier: Tier, link: str, invite: DiscordInvite) -> InviteView:

@@ -28,7 +28,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -99,6 +99,19 @@ MIGRATIONS: list[str] = [
         last_seen  TEXT NOT NULL,
         PRIMARY KEY (kind, ref)
     );
+    """,
+    # 1 -> 2: operator holds (desired-state rule 18). One row per held subject
+    # (a lower-cased email or a Checkout Session id as Stripe spells it); the
+    # trail of holding and releasing lives in `entries` (kinds hold/release).
+    """
+    CREATE TABLE holds (
+        subject    TEXT PRIMARY KEY,
+        kind       TEXT NOT NULL CHECK (kind IN ('email', 'session')),
+        reason     TEXT NOT NULL DEFAULT '',
+        held_by    TEXT NOT NULL DEFAULT '',
+        held_at    TEXT NOT NULL,
+        held_since TEXT NOT NULL
+    ) WITHOUT ROWID;
     """,
 ]
 
@@ -184,6 +197,58 @@ class PendingItem:
     attempts: int
     first_seen: datetime
     last_seen: datetime
+
+
+class HoldKind(StrEnum):
+    """What an operator's hold names (desired-state rule 18)."""
+
+    EMAIL = "email"  # a person: everything for this address, in every service
+    SESSION = "session"  # one purchase: a Stripe Checkout Session id (`cs_...`)
+
+
+#: The entry kinds of the hold trail in `entries` (shown by `history`). Both
+#: use the key `hold:<subject>`, so `current` holds a subject's latest event.
+HOLD_EVENT = "hold"
+RELEASE_EVENT = "release"
+HOLD_KEY_PREFIX = "hold:"
+
+
+def hold_subject(subject: str) -> str:
+    """The form a hold is stored and looked up in.
+
+    An email is compared case-insensitively everywhere: it is stripped and
+    lower-cased exactly as `engine.model.normalize_email` does, so the
+    planner's normalized addresses match. A Checkout Session id is kept as
+    Stripe spells it (ids are case-sensitive). Only emails contain an `@`,
+    which is how a lookup of mixed subjects tells them apart.
+    """
+    text = subject.strip()
+    return text.lower() if "@" in text else text
+
+
+@dataclass(frozen=True)
+class Hold:
+    """An operator's hold: nothing is done for `subject` until it is released.
+
+    `at` and `by` tell who set the hold (or last gave it a new reason) and
+    when; `since` is when the subject became held, kept when the reason
+    changes. Datetimes are aware UTC.
+    """
+
+    subject: str
+    kind: HoldKind
+    reason: str
+    by: str
+    at: datetime
+    since: datetime
+    #: Only in what `Journal.hold` returns: the hold it found in place (None:
+    #: the subject was not held before).
+    previous: Hold | None = None
+
+    @property
+    def reason_changed(self) -> bool:
+        """Setting the hold again gave it a new reason (an event was recorded)."""
+        return self.previous is not None and self.previous.reason != self.reason
 
 
 def _utcnow() -> datetime:
@@ -806,6 +871,160 @@ class Journal:
         with self._read() as conn:
             rows = conn.execute(sql, params).fetchall()
         return [self._entry(row) for row in rows]
+
+    # -- holds (rule 18) -------------------------------------------------------------------
+
+    _HOLD_COLUMNS = "subject, kind, reason, held_by, held_at, held_since"
+
+    @staticmethod
+    def _hold(row: tuple[Any, ...]) -> Hold:
+        return Hold(
+            subject=row[0],
+            kind=HoldKind(row[1]),
+            reason=row[2],
+            by=row[3],
+            at=_parse(row[4]),  # type: ignore[arg-type]
+            since=_parse(row[5]),  # type: ignore[arg-type]
+        )
+
+    def _hold_event(
+        self, conn: sqlite3.Connection, kind: str, subject: str, now: str, detail: dict[str, Any]
+    ) -> None:
+        """Record holding or releasing in `entries`, so `history` shows it.
+
+        A finished entry outside any run (run_id NULL), keyed `hold:<subject>`:
+        no vendor call stands behind it, so it is never in flight.
+        """
+        key = HOLD_KEY_PREFIX + subject
+        cur = conn.execute(
+            "INSERT INTO entries (run_id, key, kind, subject, subject_ci, state, detail,"
+            " started_at, finished_at) VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                key,
+                kind,
+                subject,
+                subject.casefold(),
+                EntryState.DONE.value,
+                _dump(detail),
+                now,
+                now,
+            ),
+        )
+        conn.execute(
+            "INSERT INTO current (key, entry_id, state) VALUES (?, ?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET entry_id = excluded.entry_id,"
+            " state = excluded.state",
+            (key, int(cur.lastrowid or 0), EntryState.DONE.value),
+        )
+
+    def hold(
+        self, subject: str, kind: HoldKind | str, reason: str | None = None, by: str = ""
+    ) -> Hold:
+        """Hold `subject` (an email or a session id; see `hold_subject`).
+
+        Takes effect for every run that plans after this commits: runs read
+        holds when they plan, and this writes one short transaction without
+        the run lock, so it is not kept waiting by a run in progress.
+
+        Held already: a new `reason` replaces the old one (and `by`/`at`;
+        `since` stays) and is recorded as another `hold` event; no reason,
+        or the same one, changes and records nothing. Either way the
+        returned hold's `previous` is the hold found in place, so the
+        caller can say what happened (`reason_changed`).
+        """
+        kind = HoldKind(kind)
+        key = hold_subject(subject)
+        if not key or (kind is HoldKind.EMAIL) != ("@" in key):
+            raise ValueError(f"{subject!r} is not a {kind} to hold")
+        now = self._clock()
+        with self._write(f"hold {key}") as conn:
+            row = conn.execute(
+                f"SELECT {self._HOLD_COLUMNS} FROM holds WHERE subject = ?", (key,)
+            ).fetchone()
+            before = None if row is None else self._hold(row)
+            if before is not None and (reason is None or reason == before.reason):
+                return replace(before, previous=before)
+            after = Hold(
+                subject=key,
+                kind=kind,
+                reason=reason or "",
+                by=by,
+                at=now,
+                since=before.since if before is not None else now,
+                previous=before,
+            )
+            conn.execute(
+                f"INSERT INTO holds ({self._HOLD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (subject) DO UPDATE SET reason = excluded.reason,"
+                " held_by = excluded.held_by, held_at = excluded.held_at",
+                (key, kind.value, after.reason, by, _iso(now), _iso(after.since)),
+            )
+            detail: dict[str, Any] = {"hold_kind": kind.value, "reason": after.reason, "by": by}
+            if before is not None:
+                detail["previous_reason"] = before.reason
+            self._hold_event(conn, HOLD_EVENT, key, _iso(now), detail)
+        return after
+
+    def release(self, subject: str, by: str = "") -> Hold | None:
+        """Lift the hold on `subject`; the hold that was lifted, or None if none was.
+
+        Recorded as a `release` event (with the reason it was held for). The
+        next run that plans acts for the subject again; nothing is undone or
+        replayed by releasing itself.
+        """
+        key = hold_subject(subject)
+        with self._write(f"release {key}") as conn:
+            row = conn.execute(
+                f"SELECT {self._HOLD_COLUMNS} FROM holds WHERE subject = ?", (key,)
+            ).fetchone()
+            if row is None:
+                return None
+            lifted = self._hold(row)
+            conn.execute("DELETE FROM holds WHERE subject = ?", (key,))
+            detail = {
+                "hold_kind": lifted.kind.value,
+                "reason": lifted.reason,
+                "by": by,
+                "held_by": lifted.by,
+                "held_since": _iso(lifted.since),
+            }
+            self._hold_event(conn, RELEASE_EVENT, key, _iso(self._clock()), detail)
+        return lifted
+
+    def holds(self) -> list[Hold]:
+        """Every hold in place, the longest-standing first."""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {self._HOLD_COLUMNS} FROM holds ORDER BY held_since, subject"
+            ).fetchall()
+        return [self._hold(row) for row in rows]
+
+    def held(self, subjects: Iterable[str]) -> dict[str, Hold]:
+        """The holds on any of `subjects` (emails in any case, session ids), by subject as given.
+
+        For the planner: one query whatever the number of subjects (holds
+        are few, so all are read and `subjects` matched in memory), and
+        none of `subjects` is looked at when nothing is held.
+        """
+        table = {h.subject: h for h in self.holds()}
+        if not table:
+            return {}
+        return {given: table[key] for given in subjects if (key := hold_subject(given)) in table}
+
+    def hold_trail(self, subjects: Iterable[str]) -> list[Entry]:
+        """The hold and release events of `subjects`, newest first (for one person's history)."""
+        keys = [HOLD_KEY_PREFIX + hold_subject(s) for s in subjects]
+        found: list[Entry] = []
+        with self._read() as conn:
+            for chunk, marks in _in_chunks(keys):
+                found += [
+                    self._entry(row)
+                    for row in conn.execute(
+                        f"SELECT {self._ENTRY_COLUMNS} FROM entries e WHERE e.key IN ({marks})",
+                        chunk,
+                    )
+                ]
+        return sorted(found, key=lambda e: e.id, reverse=True)
 
     # -- cursors ---------------------------------------------------------------------------
 

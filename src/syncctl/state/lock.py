@@ -169,3 +169,32 @@ def state_lock(
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def running_holder(state_dir: Path) -> Holder | None:
+    """The run that holds the lock now, as far as its lock file tells; None if none.
+
+    Never takes the lock, not even for a moment: a run starting at that
+    instant would find it busy and exit 3. So this is a best effort for
+    messages only (`syncctl hold` saying a run is in progress): the holder
+    writes its pid and start time after taking the lock and blanks them
+    before freeing it, and a pid that no longer exists (a run killed with
+    -9 leaves its line behind) counts as no run.
+    """
+    try:
+        fd = os.open(Path(state_dir) / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        holder = _holder(fd)
+    finally:
+        os.close(fd)
+    if holder.pid is None:
+        return None
+    try:
+        os.kill(holder.pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, under another account
+    return holder
