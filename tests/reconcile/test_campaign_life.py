@@ -153,3 +153,60 @@ def test_a_buyer_who_changed_email_is_not_recreated_under_the_old_address(sandbo
     assert not sandbox.mautic.find(ADA)  # no contact recreated under the purchase's address
     assert coupon_sends(sandbox) == mailed
     assert not [a for a in audit.plan.actions if a.subject == ADA]
+
+
+# -- rules 19 and 20: Do-Not-Contact and opt-out ---------------------------------------
+
+
+def link_code(sandbox: Sandbox, cid: int, tier: str = "basic") -> str:
+    return sandbox.mautic.contact(cid)[f"discord_invite_link_{tier}"].rsplit("/", 1)[-1]
+
+
+def test_a_contact_on_the_dnc_list_gets_no_email_and_the_plan_says_so(sandbox, config) -> None:
+    grace = sandbox.mautic.find(GRACE)[0]
+    sandbox.mautic.add_dnc(grace, reason=1)  # unsubscribed
+    result = reconcile(config)
+    assert not sandbox.mautic.sent(contact_id=grace)
+    assert any(GRACE in n and "Do-Not-Contact" in n for n in notes(result))
+
+
+def test_a_buyer_on_the_dnc_list_gets_the_code_and_flag_but_no_email(sandbox, config) -> None:
+    ada = sandbox.mautic.find(ADA)[0]
+    sandbox.mautic.add_dnc(ada, reason=2)  # bounced
+    reconcile(config)
+    contact = sandbox.mautic.contact(ada)
+    assert contact["vip_status"] in (True, 1, "1") and contact["promo_code"]
+    assert not sandbox.mautic.sent(contact_id=ada)
+
+
+def test_a_withdrawn_opt_in_revokes_the_unused_invite_and_clears_it(sandbox, config) -> None:
+    reconcile(config)
+    grace = sandbox.mautic.find(GRACE)[0]
+    code = link_code(sandbox, grace)
+    sandbox.mautic.set_fields(grace, opt_in_confirmed=False)
+    reconcile(config)
+    assert code not in {i["code"] for i in sandbox.discord.invites()}
+    assert not sandbox.mautic.contact(grace)["discord_invite_link_basic"]
+    assert reconcile(config, full=True).plan.is_empty
+
+
+def test_a_used_invite_stays_when_the_opt_in_is_withdrawn(sandbox, config) -> None:
+    reconcile(config)
+    grace = sandbox.mautic.find(GRACE)[0]
+    code = link_code(sandbox, grace)
+    sandbox.discord.use_invite(code, user_id="555555555555555555")  # she joined
+    sandbox.mautic.set_fields(grace, opt_in_confirmed=False)
+    result = reconcile(config)
+    assert not [a for a in result.plan.actions if a.subject == GRACE]
+    assert sandbox.mautic.contact(grace)["discord_invite_link_basic"].endswith(code)
+
+
+def test_landing_on_the_dnc_list_is_seen_by_the_next_incremental_run(sandbox, config) -> None:
+    reconcile(config)
+    grace = sandbox.mautic.find(GRACE)[0]
+    code = link_code(sandbox, grace)
+    sandbox.mautic.add_dnc(grace, reason=1)  # moves no dateModified on current Mautic
+    result = reconcile(config)
+    assert result.mode == "incremental"
+    assert f"revoke:{code}" in {a.key for a in result.plan.actions}
+    assert not sandbox.mautic.contact(grace)["discord_invite_link_basic"]

@@ -392,6 +392,7 @@ class _Collector:
             issued=observer.issued(contacts.values()),
             latest_purchase=observer.latest_known({self.wanted}),
             invites=None,
+            holds=observer.held(s.contacts, s.purchases),
             full=False,
         )
         planned = make_plan(snapshot, self.settings)

@@ -206,6 +206,10 @@ class Applier:
     def _run_one(self, action: Action, chain: Chain) -> Outcome:
         if self.stop.is_set():
             return Outcome(action, Status.SKIPPED, action.key, message=NOT_STARTED, retry=True)
+        held = self._held_now(action)
+        if held:
+            why = f"held since the run began: {held}"
+            return Outcome(action, Status.SKIPPED, action.key, message=why, retry=True)
         for dep in action.depends_on:
             before = chain.outcomes.get(dep)
             if before is not None and before.status is not Status.DONE:
@@ -263,6 +267,17 @@ class Applier:
             )
         except SyncctlError as exc:
             return Outcome(action, Status.FAILED, action.key, message=str(exc), retry=True)
+
+    def _held_now(self, action: Action) -> str:
+        """A hold set after the run planned (rule 18): what is left of it waits.
+
+        One small query per action (holds are few); empty when not held.
+        """
+        subjects = {action.subject}
+        if "session_id" in action.params:
+            subjects.add(str(action.params["session_id"]))
+        found = self.journal.held(subjects)
+        return next(iter(found.values())).reason if found else ""
 
     # -- journal helpers ----------------------------------------------------------
 

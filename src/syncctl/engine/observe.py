@@ -59,6 +59,7 @@ LEAD_LOOKUPS_MAX = 1000
 
 CURSOR_STRIPE = "stripe"
 CURSOR_MAUTIC = "mautic"
+CURSOR_DNC = "mautic.dnc"
 
 
 @dataclass
@@ -266,10 +267,12 @@ class _Observer:
         if full or cursor is None:
             self.progress("reading every Mautic contact")
             take(mautic.iter_all(page_size=MAUTIC_PAGE))
+            self.new_dnc()  # every contact is read: this only moves the cursor
         else:
             since = datetime.fromisoformat(cursor) - MAUTIC_OVERLAP
             take(mautic.iter_modified_since(since, page_size=MAUTIC_PAGE))
-            pending = {int(item.ref) for item in self.journal.pending("contact")} - set(found)
+            pending = {int(item.ref) for item in self.journal.pending("contact")}
+            pending = (pending | self.new_dnc()) - set(found)
             if pending:
                 again = mautic.get_many(pending)
                 take(again.values())
@@ -282,6 +285,26 @@ class _Observer:
                     take(matches)
         if newest is not None:
             self.cursors[CURSOR_MAUTIC] = newest.astimezone(UTC).isoformat()
+        return found
+
+    def new_dnc(self) -> set[int]:
+        """Contacts that landed on the email Do-Not-Contact list since the last run.
+
+        Mautic does not move a contact's dateModified for a DNC change
+        (since 5.1.1), so the modified-since read misses them (rules 19, 20);
+        its DNC table, read from the last entry seen, costs one call a run.
+        """
+        since = self.journal.cursor(CURSOR_DNC)
+        found: set[int] = set()
+        newest = int(since) if since and since.isdigit() else 0
+        try:
+            for entry in self.sv.mautic.iter_dnc_entries(since_id=newest, page_size=MAUTIC_PAGE):
+                found.add(entry.contact_id)
+                newest = max(newest, entry.id)
+        except ServiceError as exc:  # the contacts themselves were read: go on without it
+            log.warning("could not read Mautic's Do-Not-Contact list: %s", exc)
+            return set()
+        self.cursors[CURSOR_DNC] = str(newest)
         return found
 
     # -- facts the journal may already know ---------------------------------------
@@ -527,14 +550,24 @@ class _Observer:
                 live.add(code)
         return live
 
-    def held(self, contacts: Iterable[Contact]) -> dict[str, str]:
-        """Who is held (rule 18): the Mautic tag, read with the contacts."""
-        tag = self.settings.mautic.hold_tag
-        return {
-            c.email: f"Mautic tag {tag!r} on contact {c.id}"
-            for c in contacts
-            if c.hold_tag and c.email
+    def held(self, contacts: Iterable[Contact], purchases: Iterable[Purchase]) -> dict[str, str]:
+        """Who and what is held (rule 18), with why: `syncctl hold` (the journal,
+        one query) and the Mautic tag (read with the contacts, no call)."""
+        contacts = list(contacts)
+        purchases = list(purchases)
+        subjects = {c.email for c in contacts if c.email}
+        subjects |= {p.email for p in purchases if p.email}
+        subjects |= {p.session_id for p in purchases}
+        found = {
+            subject: f"{hold.reason or 'no reason given'}; by {hold.by or 'someone'} "
+            f"since {hold.since:%Y-%m-%d}"
+            for subject, hold in self.journal.held(subjects).items()
         }
+        tag = self.settings.mautic.hold_tag
+        for c in contacts:
+            if c.hold_tag and c.email:
+                found.setdefault(c.email, f"Mautic tag {tag!r} on contact {c.id}")
+        return found
 
     def revoked(self, contacts: Iterable[Contact]) -> set[str]:
         """Invite codes opted-in contacts hold that syncctl itself revoked.
@@ -641,7 +674,7 @@ def _facts(
             if observer.settings.discord.revoke_on_opt_out
             else frozenset()
         ),
-        holds=observer.held(contacts.values()),
+        holds=observer.held(contacts.values(), purchases.values()),
         lead_owners=(
             observer.lead_owners(contacts.values(), leads) if "leads" not in unknown else {}
         ),
