@@ -8,6 +8,14 @@ from typing import Any
 import httpx
 import pytest
 
+from syncctl.clients.stripe import (
+    Event,
+    PaymentTrouble,
+    StripeAPI,
+    TroubleEvent,
+)
+from syncctl.errors import AuthRejected, BadResponse
+from syncctl.net.http import CallStats, RetryPolicy
 from syncctl.sandbox.server import EmulatorServer
 from syncctl.sandbox.stripe import (
     CHARGE_REFUNDED,
@@ -58,6 +66,17 @@ def server(
     return _shared[1]
 
 
+@pytest.fixture
+def stats() -> CallStats:
+    return CallStats()
+
+
+@pytest.fixture
+def api(server: EmulatorServer, stats: CallStats) -> Iterator[StripeAPI]:
+    with StripeAPI(server.url, KEY, stats=stats, retry=RetryPolicy(attempts=3)) as client:
+        yield client
+
+
 def raw(server: EmulatorServer, path: str, **params: Any) -> httpx.Response:
     return httpx.get(
         f"{server.url}{path}", params=params, headers={"Authorization": f"Bearer {KEY}"}
@@ -66,6 +85,14 @@ def raw(server: EmulatorServer, path: str, **params: Any) -> httpx.Response:
 
 def paid(emulator: StripeEmulator, email: str, created: int) -> dict[str, Any]:
     return emulator.add_session(email, line_items=VIP, created=created)
+
+
+def calls(emulator: StripeEmulator, path: str) -> int:
+    return len(emulator.exchanges("GET", path))
+
+
+def troubles(items: Iterator[Event | TroubleEvent]) -> list[PaymentTrouble]:
+    return [item.trouble for item in items if isinstance(item, TroubleEvent)]
 
 
 # -- emulator: charges ------------------------------------------------------------------------
@@ -316,3 +343,402 @@ def test_emulator_restricted_key_names_the_charge_permission(server, emulator):
 
     assert response.status_code == 403
     assert "rak_charge_read" in response.json()["error"]["message"]
+
+
+# -- client: sessions know their payment --------------------------------------------------------
+
+
+def test_session_carries_its_payment_intent(api, emulator):
+    session = paid(emulator, "a@x.io", NOW - 60)
+
+    (read,) = api.iter_completed_sessions()
+
+    assert read.payment_intent == session["payment_intent"]
+
+
+def test_setup_session_has_no_payment_intent(api, emulator):
+    emulator.add_session("s@x.io", mode="setup", payment_status="no_payment_required")
+
+    (read,) = api.iter_completed_sessions()
+
+    assert read.payment_intent is None
+
+
+def test_expanded_payment_intent_on_a_session_is_tolerated(api, emulator):
+    session = paid(emulator, "a@x.io", NOW - 60)
+    shown = emulator.session(session["id"])
+    shown["payment_intent"] = {"id": session["payment_intent"], "object": "payment_intent"}
+    emulator.inject(method="GET", path=r"^/v1/checkout/sessions/cs_", status=200, body=shown)
+
+    assert api.get_session(session["id"]).payment_intent == session["payment_intent"]
+
+
+# -- client: refunds and disputes from events (incremental runs) -----------------------------------
+
+
+def test_purchase_events_read_sessions_and_troubles_in_one_paged_read(api, emulator):
+    session = paid(emulator, "a@x.io", NOW - 60)
+    emulator.refund(session["id"], at=NOW - 30)
+
+    items = list(api.iter_purchase_events(NOW - 3600))
+
+    assert [type(i) for i in items] == [TroubleEvent, Event]
+    assert calls(emulator, r"^/v1/events$") == 1
+    (listing,) = emulator.exchanges("GET", r"^/v1/events$")
+    asked = [value for key, value in listing.query if key.startswith("types[")]
+    assert asked == [
+        "checkout.session.completed",
+        "checkout.session.async_payment_succeeded",
+        "charge.refunded",
+        "charge.dispute.created",
+        "charge.dispute.closed",
+    ]
+
+
+def test_purchase_events_page_troubles_and_sessions_as_one_sequence(api, emulator):
+    for i in range(4):
+        session = paid(emulator, f"b{i}@x.io", NOW - 600 + i)
+        emulator.refund(session["id"], at=NOW - 300 + i)
+
+    items = list(api.iter_purchase_events(NOW - 3600, page_size=3))
+
+    assert [i.created for i in items] == sorted((i.created for i in items), reverse=True)
+    assert len(items) == 8
+    assert calls(emulator, r"^/v1/events$") == 3
+
+
+def test_partial_refund_event_comes_through_as_not_full(api, emulator):
+    session = paid(emulator, "a@x.io", NOW - 60)
+    charge = emulator.refund(session["id"], 250, at=NOW - 30)
+
+    (trouble,) = troubles(api.iter_purchase_events(NOW - 3600))
+
+    assert trouble == PaymentTrouble(
+        payment_intent=session["payment_intent"],
+        kind="refunded",
+        full=False,
+        created=NOW - 30,
+        charge_id=charge["id"],
+        amount=250,
+    )
+
+
+def test_full_refund_event_comes_through_as_full(api, emulator):
+    session = paid(emulator, "a@x.io", NOW - 60)
+    emulator.refund(session["id"], 250, at=NOW - 30)
+    emulator.refund(session["id"], at=NOW - 20)
+
+    latest, earlier = troubles(api.iter_purchase_events(NOW - 3600))
+
+    assert (latest.full, latest.amount, latest.created) == (True, PRICE, NOW - 20)
+    assert (earlier.full, earlier.amount) == (False, 250)
+
+
+def test_dispute_events_carry_the_dispute_and_its_status(api, emulator):
+    session = paid(emulator, "a@x.io", NOW - 60)
+    dispute = emulator.dispute(session["id"], amount=600, at=NOW - 40)
+    emulator.close_dispute(dispute["id"], "won", at=NOW - 10)
+
+    closed, opened = troubles(api.iter_purchase_events(NOW - 3600))
+
+    assert opened == PaymentTrouble(
+        payment_intent=session["payment_intent"],
+        kind="disputed",
+        full=True,
+        created=NOW - 40,
+        charge_id=dispute["charge"],
+        amount=600,
+        dispute_id=dispute["id"],
+        dispute_status="needs_response",
+    )
+    assert (closed.dispute_status, closed.dispute_won, opened.dispute_won) == ("won", True, False)
+
+
+def test_lost_dispute_is_not_won(api, emulator):
+    session = paid(emulator, "a@x.io", NOW - 60)
+    dispute = emulator.dispute(session["id"], at=NOW - 40)
+    emulator.close_dispute(dispute["id"], "lost", at=NOW - 10)
+
+    closed = troubles(api.iter_purchase_events(NOW - 3600))[0]
+
+    assert (closed.dispute_status, closed.dispute_won) == ("lost", False)
+
+
+def test_trouble_events_cost_no_further_call(api, emulator):
+    session = paid(emulator, "a@x.io", NOW - 60)
+    emulator.refund(session["id"], at=NOW - 30)
+    emulator.dispute(paid(emulator, "b@x.io", NOW - 50)["id"], at=NOW - 20)
+    emulator.clear_log()
+
+    found = troubles(api.iter_purchase_events(NOW - 45))  # after both checkouts
+
+    assert [t.kind for t in found] == ["disputed", "refunded"]
+    assert [e.path for e in emulator.log] == ["/v1/events"]
+
+
+def test_session_events_leave_out_troubles_and_ask_only_for_checkout_types(api, emulator):
+    session = paid(emulator, "a@x.io", NOW - 60)
+    emulator.refund(session["id"], at=NOW - 30)
+
+    events = list(api.iter_session_events(NOW - 3600))
+
+    assert [e.type for e in events] == [SESSION_COMPLETED]
+    (listing,) = emulator.exchanges("GET", r"^/v1/events$")
+    assert not [v for k, v in listing.query if k.startswith("types[") and v.startswith("charge.")]
+
+
+def event_page(*objects: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+    """An events list page holding the given (type, data.object) pairs, newest first."""
+    return {
+        "object": "list",
+        "url": "/v1/events",
+        "has_more": False,
+        "data": [
+            {
+                "id": f"evt_{n}",
+                "object": "event",
+                "type": kind,
+                "created": NOW - n,
+                "data": {"object": obj},
+            }
+            for n, (kind, obj) in enumerate(objects, 1)
+        ],
+    }
+
+
+CHARGE = {
+    "id": "ch_1",
+    "object": "charge",
+    "payment_intent": "pi_1",
+    "amount": PRICE,
+    "amount_refunded": PRICE,
+    "refunded": True,
+    "created": NOW - 500,
+}
+DISPUTE = {
+    "id": "dp_1",
+    "object": "dispute",
+    "charge": "ch_1",
+    "payment_intent": "pi_1",
+    "amount": PRICE,
+    "status": "needs_response",
+    "created": NOW - 100,
+}
+
+
+def serve_events(emulator: StripeEmulator, *objects: tuple[str, dict[str, Any]]) -> None:
+    emulator.inject(method="GET", path=r"^/v1/events$", status=200, body=event_page(*objects))
+
+
+def test_refund_of_a_charge_without_payment_intent_is_skipped(api, emulator):
+    serve_events(emulator, (CHARGE_REFUNDED, CHARGE | {"payment_intent": None}))
+
+    assert list(api.iter_purchase_events(NOW - 3600)) == []
+
+
+def test_refund_event_without_the_refunded_flag_is_judged_by_its_amounts(api, emulator):
+    partial = {k: v for k, v in CHARGE.items() if k != "refunded"} | {"amount_refunded": 10}
+    serve_events(emulator, (CHARGE_REFUNDED, partial))
+
+    (trouble,) = troubles(api.iter_purchase_events(NOW - 3600))
+
+    assert (trouble.full, trouble.amount) == (False, 10)
+
+
+def test_refunded_flag_wins_over_the_amounts(api, emulator):
+    # A partial capture refunded in full: Stripe says refunded below `amount`.
+    captured = CHARGE | {"amount_refunded": 600, "refunded": True}
+    serve_events(emulator, (CHARGE_REFUNDED, captured))
+
+    (trouble,) = troubles(api.iter_purchase_events(NOW - 3600))
+
+    assert trouble.full
+
+
+def test_refund_event_saying_nothing_about_refunds_raises_bad_response(api, emulator):
+    bare = {k: v for k, v in CHARGE.items() if k not in ("refunded", "amount_refunded")}
+    serve_events(emulator, (CHARGE_REFUNDED, bare))
+
+    with pytest.raises(BadResponse, match="refunded"):
+        list(api.iter_purchase_events(NOW - 3600))
+
+
+def test_expanded_payment_intent_on_a_refunded_charge_is_tolerated(api, emulator):
+    expanded = CHARGE | {"payment_intent": {"id": "pi_1", "object": "payment_intent"}}
+    serve_events(emulator, (CHARGE_REFUNDED, expanded))
+
+    (trouble,) = troubles(api.iter_purchase_events(NOW - 3600))
+
+    assert trouble.payment_intent == "pi_1"
+
+
+def test_dispute_with_an_expanded_charge_takes_its_payment_intent(api, emulator):
+    expanded = DISPUTE | {"charge": CHARGE, "payment_intent": None}
+    serve_events(emulator, (DISPUTE_CREATED, expanded))
+
+    (trouble,) = troubles(api.iter_purchase_events(NOW - 3600))
+
+    assert (trouble.charge_id, trouble.payment_intent) == ("ch_1", "pi_1")
+
+
+def test_dispute_without_the_payment_intent_field_reads_its_charge_once(api, emulator):
+    session = paid(emulator, "a@x.io", NOW - 600)
+    charge = emulator.charge_of(session["id"])
+    bare = {k: v for k, v in DISPUTE.items() if k != "payment_intent"} | {"charge": charge["id"]}
+    serve_events(emulator, (DISPUTE_CLOSED, bare | {"status": "won"}), (DISPUTE_CREATED, bare))
+
+    found = troubles(api.iter_purchase_events(NOW - 3600))
+
+    assert [t.payment_intent for t in found] == [session["payment_intent"]] * 2
+    assert calls(emulator, r"^/v1/charges/ch_") == 1
+
+
+def test_dispute_with_a_null_payment_intent_is_skipped_without_a_call(api, emulator):
+    serve_events(emulator, (DISPUTE_CREATED, DISPUTE | {"payment_intent": None}))
+
+    assert list(api.iter_purchase_events(NOW - 3600)) == []
+    assert calls(emulator, r"^/v1/charges") == 0
+
+
+def test_event_object_of_the_wrong_kind_raises_bad_response(api, emulator):
+    serve_events(emulator, (DISPUTE_CREATED, CHARGE))
+
+    with pytest.raises(BadResponse, match="not a dispute"):
+        list(api.iter_purchase_events(NOW - 3600))
+
+
+def test_event_of_a_type_not_asked_for_raises_bad_response(api, emulator):
+    serve_events(emulator, ("charge.succeeded", CHARGE))
+
+    with pytest.raises(BadResponse, match="not asked for"):
+        list(api.iter_purchase_events(NOW - 3600))
+
+
+# -- client: refunds and disputes from charges (full runs) -----------------------------------------
+
+
+def test_payment_troubles_yield_fully_refunded_and_disputed_charges(api, emulator):
+    refunded = paid(emulator, "r@x.io", NOW - 300)
+    disputed = paid(emulator, "d@x.io", NOW - 200)
+    paid(emulator, "fine@x.io", NOW - 100)
+    emulator.refund(refunded["id"])
+    dispute = emulator.dispute(disputed["id"], status="warning_needs_response")
+
+    found = list(api.iter_payment_troubles())
+
+    assert [(t.payment_intent, t.kind, t.full) for t in found] == [
+        (refunded["payment_intent"], "refunded", True),
+        (disputed["payment_intent"], "disputed", True),
+    ]
+    assert found[0].created == NOW - 300  # the charge's time: a charge has no refund time
+    assert (found[1].dispute_id, found[1].dispute_status) == (
+        dispute["id"],
+        "warning_needs_response",
+    )
+
+
+def test_payment_troubles_leave_out_partial_refunds(api, emulator):
+    session = paid(emulator, "p@x.io", NOW - 300)
+    emulator.refund(session["id"], 999)
+
+    assert list(api.iter_payment_troubles()) == []
+
+
+def test_won_dispute_is_still_reported_with_its_status(api, emulator):
+    session = paid(emulator, "w@x.io", NOW - 300)
+    emulator.close_dispute(emulator.dispute(session["id"])["id"], "won")
+
+    (trouble,) = api.iter_payment_troubles()
+
+    assert (trouble.kind, trouble.dispute_status, trouble.dispute_won) == ("disputed", "won", True)
+
+
+def test_refunded_and_disputed_charge_yields_both(api, emulator):
+    session = paid(emulator, "b@x.io", NOW - 300)
+    emulator.dispute(session["id"])
+    emulator.refund(session["id"])
+
+    assert sorted(t.kind for t in api.iter_payment_troubles()) == ["disputed", "refunded"]
+
+
+def test_payment_troubles_page_charges_100_at_a_time(api, emulator):
+    emulator.add_sessions(
+        {"email": f"b{i}@x.io", "line_items": VIP, "created": NOW - 1000 + i} for i in range(250)
+    )
+
+    assert list(api.iter_payment_troubles()) == []
+    listings = emulator.exchanges("GET", r"^/v1/charges$")
+    assert len(listings) == 3
+    assert all(("limit", "100") in e.query for e in listings)
+
+
+def test_payment_troubles_read_disputes_only_when_a_charge_is_disputed(api, emulator):
+    emulator.refund(paid(emulator, "r@x.io", NOW - 300)["id"])
+
+    list(api.iter_payment_troubles())
+
+    assert calls(emulator, r"^/v1/disputes") == 0
+
+
+def test_payment_troubles_since_bounds_charges_and_disputes(api, emulator):
+    old = paid(emulator, "old@x.io", NOW - 5000)
+    new = paid(emulator, "new@x.io", NOW - 100)
+    emulator.dispute(old["id"], at=NOW - 50)
+    emulator.dispute(new["id"], at=NOW - 40)
+
+    found = list(api.iter_payment_troubles(NOW - 1000))
+
+    assert [t.payment_intent for t in found] == [new["payment_intent"]]
+    for path in (r"^/v1/charges$", r"^/v1/disputes$"):
+        (listing,) = emulator.exchanges("GET", path)
+        assert ("created[gte]", str(NOW - 1000)) in listing.query
+
+
+def test_disputed_charge_without_a_listed_dispute_is_still_reported(api, emulator):
+    session = paid(emulator, "d@x.io", NOW - 300)
+    emulator.dispute(session["id"])
+    emulator.inject(
+        method="GET",
+        path=r"^/v1/disputes$",
+        status=200,
+        body={"object": "list", "data": [], "has_more": False, "url": "/v1/disputes"},
+    )
+
+    (trouble,) = api.iter_payment_troubles()
+
+    assert (trouble.kind, trouble.dispute_id, trouble.dispute_status) == ("disputed", None, None)
+
+
+def test_newest_dispute_of_a_charge_is_the_one_reported(api, emulator):
+    session = paid(emulator, "d@x.io", NOW - 300)
+    emulator.dispute(session["id"])
+    older = DISPUTE | {"id": "dp_old", "charge": emulator.charge_of(session["id"])["id"]}
+    page = {
+        "object": "list",
+        "url": "/v1/disputes",
+        "has_more": False,
+        "data": [older | {"id": "dp_new", "status": "lost"}, older | {"status": "won"}],
+    }
+    emulator.inject(method="GET", path=r"^/v1/disputes$", status=200, body=page)
+
+    (trouble,) = api.iter_payment_troubles()
+
+    assert (trouble.dispute_id, trouble.dispute_status) == ("dp_new", "lost")
+
+
+def test_check_payment_access_reads_one_charge_and_one_dispute(api, emulator, stats):
+    api.check_payment_access()
+
+    assert [(e.path, ("limit", "1") in e.query) for e in emulator.log] == [
+        ("/v1/charges", True),
+        ("/v1/disputes", True),
+    ]
+
+
+def test_key_without_charge_access_raises_auth_rejected_naming_charges(api, emulator):
+    emulator.deny(r"^/v1/charges")
+
+    with pytest.raises(AuthRejected) as caught:
+        list(api.iter_payment_troubles())
+
+    assert "Charges" in (caught.value.hint or "")
