@@ -30,6 +30,7 @@ from tests.clients.stripe_fixtures import (
     KEY,
     NOW,
     VIP,
+    VIP_PRICE,
     disable_nagle,
     new_emulator,
     seed_catalog,
@@ -371,6 +372,22 @@ def test_expanded_payment_intent_on_a_session_is_tolerated(api, emulator):
     emulator.inject(method="GET", path=r"^/v1/checkout/sessions/cs_", status=200, body=shown)
 
     assert api.get_session(session["id"]).payment_intent == session["payment_intent"]
+
+
+def test_session_for_payment_finds_the_session_in_one_call(api, emulator):
+    paid(emulator, "other@x.io", NOW - 90)
+    session = paid(emulator, "a@x.io", NOW - 60)
+    emulator.clear_log()
+
+    found = api.session_for_payment(session["payment_intent"])
+
+    assert found is not None and found.id == session["id"]
+    assert found.line_items[0].price_id == VIP_PRICE
+    assert len(emulator.log) == 1
+
+
+def test_session_for_an_unknown_payment_is_none(api):
+    assert api.session_for_payment("pi_madeOutsideCheckout") is None
 
 
 # -- client: refunds and disputes from events (incremental runs) -----------------------------------

@@ -141,6 +141,7 @@ def _drive(api: StripeAPI, emulator: StripeEmulator, server: EmulatorServer) -> 
     list(api.iter_purchase_events(NOW - 86400, page_size=4))
     list(api.iter_payment_troubles(NOW - 86400, page_size=2))
     api.check_payment_access()
+    api.session_for_payment(sessions[0].payment_intent or "pi_none")
     api.get_price(VIP_PRICE)
     api.get_product(VIP_PRODUCT)
     api.check_access()

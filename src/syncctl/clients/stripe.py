@@ -542,6 +542,32 @@ class StripeAPI(VendorClient):
         ):
             yield self._session_from(raw, "a listed checkout session")
 
+    def session_for_payment(self, payment_intent: str) -> CheckoutSession | None:
+        """The session whose payment is `payment_intent` (None if no session has it).
+
+        For a `PaymentTrouble` whose session the run has not read (an
+        incremental run sees the refund, not the old checkout): one call,
+        Stripe's own `payment_intent` filter on the sessions list, with the
+        line items expanded. None for a PaymentIntent made outside Checkout.
+        """
+        if not payment_intent:
+            raise InvalidRequest(SERVICE, "a payment intent id is required")
+        params: SessionListParams = {
+            "payment_intent": payment_intent,
+            "limit": 1,
+            "expand": ["data.line_items"],
+        }
+        page = self._call(
+            f"listing the checkout session of {payment_intent}",
+            lambda: self._get("/v1/checkout/sessions", params),
+        )
+        data = page.get("data")
+        if not isinstance(data, list):
+            raise BadResponse(SERVICE, "checkout session list: field 'data' is not a list")
+        if not data:
+            return None
+        return self._session_from(_as_dict(data[0], "a listed checkout session"), "a session")
+
     def get_session(self, session_id: str) -> CheckoutSession:
         """One session, with all its line items."""
         if not session_id:
