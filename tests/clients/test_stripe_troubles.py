@@ -610,11 +610,24 @@ def test_dispute_without_the_payment_intent_field_reads_its_charge_once(api, emu
     assert calls(emulator, r"^/v1/charges/ch_") == 1
 
 
-def test_dispute_with_a_null_payment_intent_is_skipped_without_a_call(api, emulator):
+def test_dispute_with_a_null_payment_intent_reads_its_charge(api, emulator):
+    session = paid(emulator, "a@x.io", NOW - 600)
+    charge = emulator.charge_of(session["id"])["id"]
+    serve_events(emulator, (DISPUTE_CREATED, DISPUTE | {"payment_intent": None, "charge": charge}))
+
+    (trouble,) = troubles(api.iter_purchase_events(NOW - 3600))
+
+    assert trouble.payment_intent == session["payment_intent"]
+    assert calls(emulator, r"^/v1/charges/ch_") == 1
+
+
+def test_dispute_of_a_charge_without_payment_intent_is_skipped(api, emulator):
+    session = paid(emulator, "a@x.io", NOW - 600)
+    legacy = emulator.charge_of(session["id"]) | {"payment_intent": None}
+    emulator.inject(method="GET", path=r"^/v1/charges/ch_", status=200, body=legacy)
     serve_events(emulator, (DISPUTE_CREATED, DISPUTE | {"payment_intent": None}))
 
     assert list(api.iter_purchase_events(NOW - 3600)) == []
-    assert calls(emulator, r"^/v1/charges") == 0
 
 
 def test_event_object_of_the_wrong_kind_raises_bad_response(api, emulator):

@@ -408,8 +408,10 @@ def _dispute_of(
     """A dispute as a trouble; None when its charge has no PaymentIntent.
 
     `charge` and `payment_intent` may be ids or expanded objects. A dispute
-    that lacks the `payment_intent` key altogether (not null: absent) has it
-    looked up on its charge through `intent_of`.
+    whose `payment_intent` is null or absent has it looked up on its charge
+    through `intent_of` (Stripe's own examples show disputes with a null
+    one; whether a PaymentIntent charge's dispute can is UNCONFIRMED, and a
+    missed dispute would keep a VIP purchase alive).
     """
     dispute_id = _str(raw, "id", what)
     what = f"dispute {dispute_id}"
@@ -420,7 +422,7 @@ def _dispute_of(
     intent = known_intent or _ref_id(raw.get("payment_intent"), "payment_intent", what)
     if intent is None and isinstance(charge, dict):
         intent = _ref_id(charge.get("payment_intent"), "charge.payment_intent", what)
-    if intent is None and "payment_intent" not in raw and not isinstance(charge, dict):
+    if intent is None and not isinstance(charge, dict):
         intent = intent_of(charge_id)
     if intent is None:
         return None
@@ -617,8 +619,8 @@ class StripeAPI(VendorClient):
         cursor (the newest `created` of either kind). It replaces
         `iter_session_events`: `Event`s come exactly as from there, and a
         `TroubleEvent` needs no further call (its object is the charge or the
-        dispute; a dispute without its `payment_intent` key costs one charge
-        read). A partial refund comes as `full=False`. Payments without a
+        dispute; a dispute that does not name its PaymentIntent costs one read
+        of its charge). A partial refund comes as `full=False`. Payments without a
         PaymentIntent (no Checkout purchase) are skipped. Newest first means
         a payment's first trouble of each kind is its latest state.
         """
