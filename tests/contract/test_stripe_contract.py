@@ -48,9 +48,11 @@ pytestmark = pytest.mark.contract
 
 SPEC = "stripe-spec3-2024-04-10.json"
 FIXTURES = "stripe-fixtures3.json"
-RESOURCES = ("checkout.session", "item", "event", "price", "product")
-#: Keys present only when asked for (`expand[]`), absent from the fixtures.
-INCLUDABLE = {"checkout.session": {"line_items"}}
+RESOURCES = ("checkout.session", "item", "event", "price", "product", "charge", "dispute")
+#: Keys present only when asked for (`expand[]`): absent from the fixtures
+#: (a session's `line_items`), or shown there but not answered by default
+#: (a charge's `refunds`, no longer included since API 2022-11-15).
+INCLUDABLE = {"checkout.session": {"line_items"}, "charge": {"refunds"}}
 #: Free-form maps whose keys are data, not shape.
 FREE_FORM = {"metadata", "payment_method_options", "previous_attributes"}
 
@@ -61,6 +63,9 @@ OPERATIONS = {
     ("GET", "/v1/events"),
     ("GET", "/v1/prices/{price}"),
     ("GET", "/v1/products/{id}"),
+    ("GET", "/v1/charges"),
+    ("GET", "/v1/charges/{charge}"),
+    ("GET", "/v1/disputes"),
 }
 
 
@@ -116,6 +121,16 @@ def _seed(emulator: StripeEmulator) -> None:
     emulator.add_session("open@example.com", line_items=VIP, status="open", created=NOW - 100)
     for i in range(6):
         emulator.add_session(f"b{i}@example.com", line_items=VIP, created=NOW - 900 + i)
+    # Rule 17: a partial and a full refund, a chargeback won, an inquiry still open.
+    partial, full, won, inquiry = (
+        emulator.add_session(f"{who}@example.com", line_items=VIP, created=NOW - 800 + n)["id"]
+        for n, who in enumerate(("partial", "full", "won", "inquiry"))
+    )
+    emulator.refund(partial, 300, at=NOW - 700)
+    emulator.refund(full, at=NOW - 690)
+    chargeback = emulator.dispute(won, reason="product_not_received", at=NOW - 680)
+    emulator.close_dispute(chargeback["id"], "won", at=NOW - 600)
+    emulator.dispute(inquiry, status="warning_needs_response", reason="general", at=NOW - 590)
 
 
 def _drive(api: StripeAPI, emulator: StripeEmulator, server: EmulatorServer) -> None:
@@ -123,6 +138,10 @@ def _drive(api: StripeAPI, emulator: StripeEmulator, server: EmulatorServer) -> 
     sessions = list(api.iter_completed_sessions(NOW - 86400, page_size=4))
     api.get_session(sessions[0].id)
     list(api.iter_session_events(NOW - 86400, page_size=3))
+    list(api.iter_purchase_events(NOW - 86400, page_size=4))
+    list(api.iter_payment_troubles(NOW - 86400, page_size=2))
+    api.check_payment_access()
+    api.session_for_payment(sessions[0].payment_intent or "pi_none")
     api.get_price(VIP_PRICE)
     api.get_product(VIP_PRODUCT)
     api.check_access()
@@ -148,6 +167,13 @@ def _drive(api: StripeAPI, emulator: StripeEmulator, server: EmulatorServer) -> 
         params={"limit": 3},
         headers=auth,
     )
+    # What the client reads for a dispute that does not name its PaymentIntent.
+    charge = emulator.charges[0]["id"]
+    httpx.get(f"{server.url}/v1/charges/{charge}", headers=auth)
+    httpx.get(f"{server.url}/v1/charges/ch_missing", headers=auth)
+    intent = emulator.charges[0]["payment_intent"]
+    httpx.get(f"{server.url}/v1/charges", params={"payment_intent": intent}, headers=auth)
+    httpx.get(f"{server.url}/v1/disputes", params={"charge": charge, "limit": 5}, headers=auth)
 
 
 @pytest.fixture(scope="module")
@@ -275,13 +301,15 @@ def test_every_answer_matches_the_spec(traffic):
     assert {200, 400, 401, 404, 429} <= statuses
 
 
-def test_sessions_inside_events_match_the_session_schema(traffic):
+def test_objects_inside_events_match_their_schema(traffic):
     spec = nullable_spec()
-    schema = {"$ref": "#/components/schemas/checkout.session"}
-    events = _of_type(traffic, "event")
-    assert events
-    for event in events:
-        _validate(spec, schema, event["data"]["object"], f"event {event['id']} data.object")
+    seen = set()
+    for event in _of_type(traffic, "event"):
+        obj = event["data"]["object"]
+        seen.add(obj["object"])
+        schema = {"$ref": f"#/components/schemas/{obj['object']}"}
+        _validate(spec, schema, obj, f"event {event['id']} data.object")
+    assert seen == {"checkout.session", "charge", "dispute"}
 
 
 # -- fixture shapes -------------------------------------------------------------------------
@@ -289,8 +317,9 @@ def test_sessions_inside_events_match_the_session_schema(traffic):
 
 def _key_differences(ours: dict[str, Any], example: dict[str, Any], where: str) -> list[str]:
     problems = []
-    extra = set(ours) - set(example) - INCLUDABLE.get(str(ours.get("object")), set())
-    missing = set(example) - set(ours)
+    includable = INCLUDABLE.get(str(ours.get("object")), set())
+    extra = set(ours) - set(example) - includable
+    missing = set(example) - set(ours) - includable
     if extra or missing:
         problems.append(f"{where}: extra {sorted(extra)}, missing {sorted(missing)}")
     for key in set(ours) & set(example):
@@ -340,13 +369,64 @@ def test_sessions_parse_into_the_sdk_with_the_values_the_client_uses(traffic):
                 assert item.price.product == stored["product"]
 
 
-def test_events_parse_into_the_sdk_with_their_session(traffic):
+def test_events_parse_into_the_sdk_with_their_object(traffic):
+    classes = {
+        "checkout.session.": stripe.checkout.Session,
+        "charge.dispute.": stripe.Dispute,
+        "charge.refunded": stripe.Charge,
+    }
     events = _of_type(traffic, "event")
     for raw in events:
         event = stripe.Event.construct_from(raw, KEY)
-        assert event.type.startswith("checkout.session.")
-        assert isinstance(event.data.object, stripe.checkout.Session)
+        (cls,) = (c for prefix, c in classes.items() if event.type.startswith(prefix))
+        assert isinstance(event.data.object, cls)
         assert event.data.object.id == raw["data"]["object"]["id"]
+
+
+def test_charges_and_disputes_parse_into_the_sdk_with_the_values_the_client_uses(traffic):
+    charges, disputes = _of_type(traffic, "charge"), _of_type(traffic, "dispute")
+    assert charges and disputes
+    for raw in charges:
+        charge = stripe.Charge.construct_from(raw, KEY)
+        assert (charge.payment_intent, charge.amount, charge.amount_refunded) == (
+            raw["payment_intent"],
+            raw["amount"],
+            raw["amount_refunded"],
+        )
+        assert charge.refunded is (charge.amount_refunded >= charge.amount)
+        assert isinstance(charge.disputed, bool)
+    for raw in disputes:
+        dispute = stripe.Dispute.construct_from(raw, KEY)
+        assert (dispute.charge, dispute.payment_intent, dispute.status) == (
+            raw["charge"],
+            raw["payment_intent"],
+            raw["status"],
+        )
+
+
+def test_client_reports_every_refunded_or_disputed_charge_as_the_emulator_holds_it(
+    traffic, monkeypatch
+):
+    disable_nagle(monkeypatch)
+    emulator = traffic[0]
+    server = EmulatorServer(emulator).start()
+    try:
+        with StripeAPI(server.url, KEY) as api:
+            found = {(t.kind, t.charge_id): t for t in api.iter_payment_troubles(page_size=3)}
+    finally:
+        server.stop()
+    refunded = {c["id"]: c for c in emulator.charges if c["refunded"]}
+    disputes = {d["charge"]: d for d in emulator.disputes}
+    assert set(found) == {("refunded", c) for c in refunded} | {("disputed", c) for c in disputes}
+    for charge_id, charge in refunded.items():
+        assert found["refunded", charge_id].payment_intent == charge["payment_intent"]
+    for charge_id, dispute in disputes.items():
+        trouble = found["disputed", charge_id]
+        assert (trouble.dispute_id, trouble.dispute_status, trouble.payment_intent) == (
+            dispute["id"],
+            dispute["status"],
+            dispute["payment_intent"],
+        )
 
 
 def test_prices_and_products_parse_into_the_sdk(traffic):
@@ -376,6 +456,7 @@ def test_client_reads_every_session_as_the_emulator_holds_it(traffic, monkeypatc
     assert set(read) == {s["id"] for s in held}
     for stored in held:
         session = read[stored["id"]]
+        assert session.payment_intent == stored["payment_intent"]
         details = stored["customer_details"] or {}
         assert session.email == (details.get("email") or stored["customer_email"])
         assert (session.status, session.payment_status) == (

@@ -15,15 +15,24 @@ Why the awkward parts exist:
   never missed.
 - Events embed the session without line items (and rendered at the account's
   API version at event time), so the session is fetched again.
+- Refunds and disputes (desired-state rule 17) never show on the session: it
+  stays `paid`. They live on the charge of the session's PaymentIntent
+  (`refunded` is true only when the whole amount is back; `charge.refunded`
+  fires for partial refunds too) and on its dispute, whose `status` tells a
+  won dispute from a lost one while the charge's `disputed` stays true.
+  `iter_purchase_events` reads them with the checkout events in one paged
+  read of `/v1/events`; `iter_payment_troubles` reads them for full runs from
+  `/v1/charges` (and `/v1/disputes` only when a charge is disputed).
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -43,7 +52,7 @@ from syncctl.errors import (
 from syncctl.net.http import CallStats, RetryPolicy, ServiceHTTP
 
 if TYPE_CHECKING:
-    from stripe.params import EventListParams
+    from stripe.params import ChargeListParams, DisputeListParams, EventListParams
     from stripe.params.checkout import SessionLineItemListParams, SessionListParams
 
 SERVICE = "stripe"
@@ -51,6 +60,20 @@ DEFAULT_EVENT_TYPES = (
     "checkout.session.completed",
     "checkout.session.async_payment_succeeded",
 )
+#: Events that change what a purchase's payment is (rule 17). `charge.refunded`
+#: carries the charge (and fires for partial refunds too); the dispute events
+#: carry the dispute: `created` when the bank opens it, `closed` when it is
+#: won, lost or an inquiry closes (`warning_closed`).
+TROUBLE_EVENT_TYPES = (
+    "charge.refunded",
+    "charge.dispute.created",
+    "charge.dispute.closed",
+)
+#: What `iter_purchase_events` reads, in one `types[]` list (Stripe allows 20).
+PURCHASE_EVENT_TYPES = DEFAULT_EVENT_TYPES + TROUBLE_EVENT_TYPES
+#: Dispute statuses after which the merchant kept the money: a chargeback
+#: won, or an inquiry that closed without becoming one.
+DISPUTE_WON_STATUSES = frozenset({"won", "warning_closed"})
 #: The payment state that makes a session a purchase. Stripe would also let
 #: `no_payment_required` (a 100 % discount) be fulfilled, but the contract
 #: (design/desired-state.md, "Inputs") counts only money received.
@@ -62,8 +85,14 @@ LIST_FOR_SESSIONS = 3
 T = TypeVar("T")
 #: The params of the list endpoints `_iter_list` pages through (all take `starting_after`).
 ListParams = TypeVar(
-    "ListParams", "SessionListParams", "EventListParams", "SessionLineItemListParams"
+    "ListParams",
+    "SessionListParams",
+    "EventListParams",
+    "SessionLineItemListParams",
+    "ChargeListParams",
+    "DisputeListParams",
 )
+TroubleKind = Literal["refunded", "disputed"]
 
 # Secret/restricted/publishable keys, and the masked form Stripe echoes in 401/403s.
 _KEY_PATTERN = re.compile(r"\b(?:sk|rk|pk)_[A-Za-z0-9_*]+|\*{4,}[A-Za-z0-9]*")
@@ -96,6 +125,9 @@ class CheckoutSession:
     name: str | None
     line_items: tuple[LineItem, ...]
     metadata: dict[str, str] = field(default_factory=dict, hash=False)
+    #: The PaymentIntent (`pi_...`) of a payment-mode session once completed:
+    #: the key its refunds and disputes (`PaymentTrouble`) are found by.
+    payment_intent: str | None = None
 
     @property
     def is_paid(self) -> bool:
@@ -111,6 +143,51 @@ class Event:
     type: str
     created: int
     session: CheckoutSession
+
+
+@dataclass(frozen=True)
+class PaymentTrouble:
+    """What Stripe shows against a purchase's payment: a refund or a dispute.
+
+    Matched to a session by `payment_intent` (`CheckoutSession.payment_intent`);
+    the session itself never changes (it stays `paid`). Rule 17 acts on a full
+    refund or a dispute; a partial refund (`full=False`) changes nothing.
+
+    - kind `refunded`: `full` is Stripe's own `charge.refunded` (the whole
+      captured amount is back); `amount` is the amount refunded so far.
+    - kind `disputed`: `full` is always True (a charge is disputed or not);
+      `amount` is the disputed amount, `dispute_status` Stripe's status
+      (None when unknown). Stripe keeps the charge `disputed` after a dispute
+      is won, so a won one is still reported: see `dispute_won`.
+
+    `created` dates what is shown: the event's time for a refund read from
+    events, the dispute's creation for a dispute, and for a refund found by
+    a full run the charge's creation (a charge carries no refund time).
+    """
+
+    payment_intent: str
+    kind: TroubleKind
+    full: bool
+    created: int
+    charge_id: str
+    amount: int | None = None
+    dispute_id: str | None = None
+    dispute_status: str | None = None
+
+    @property
+    def dispute_won(self) -> bool:
+        """A dispute that ended with the money kept (won, or an inquiry closed)."""
+        return self.kind == "disputed" and self.dispute_status in DISPUTE_WON_STATUSES
+
+
+@dataclass(frozen=True)
+class TroubleEvent:
+    """A refund or dispute event; `trouble` is what its object showed then."""
+
+    id: str
+    type: str
+    created: int
+    trouble: PaymentTrouble
 
 
 @dataclass(frozen=True)
@@ -265,6 +342,102 @@ def _metadata(raw: Mapping[str, Any], what: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()}
 
 
+def _opt_int(obj: Mapping[str, Any], key: str, what: str) -> int | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise BadResponse(SERVICE, f"{what}: field '{key}' is not an integer")
+    return value
+
+
+def _refund_of(raw: Mapping[str, Any], what: str, created: int | None) -> PaymentTrouble | None:
+    """A charge's refunds as a trouble: None when nothing is refunded or no PaymentIntent.
+
+    Stripe's `refunded` flag decides `full` (it also covers a partial
+    capture refunded in full); without it, `amount_refunded >= amount`.
+    """
+    charge_id = _str(raw, "id", what)
+    what = f"charge {charge_id}"
+    intent = _ref_id(raw.get("payment_intent"), "payment_intent", what)
+    if intent is None:
+        return None  # not a PaymentIntent payment, so no Checkout purchase
+    refunded = _opt_int(raw, "amount_refunded", what)
+    amount = _opt_int(raw, "amount", what)
+    flag = raw.get("refunded")
+    if isinstance(flag, bool):
+        full = flag
+    elif refunded is not None and amount is not None:
+        full = 0 < amount <= refunded
+    else:
+        raise BadResponse(SERVICE, f"{what}: neither 'refunded' nor 'amount_refunded' is given")
+    if not full and not refunded:
+        return None
+    return PaymentTrouble(
+        payment_intent=intent,
+        kind="refunded",
+        full=full,
+        created=_int(raw, "created", what) if created is None else created,
+        charge_id=charge_id,
+        amount=refunded,
+    )
+
+
+def _event_object(kind: str) -> str | None:
+    """The `data.object` kind an event type carries, for the types syncctl reads."""
+    if kind.startswith("checkout.session."):
+        return "checkout.session"
+    if kind.startswith("charge.dispute."):
+        return "dispute"
+    if kind == "charge.refunded":
+        return "charge"
+    return None
+
+
+def _no_lookup(charge_id: str) -> str | None:
+    return None
+
+
+def _dispute_of(
+    raw: Mapping[str, Any],
+    what: str,
+    intent_of: Callable[[str], str | None],
+    *,
+    known_intent: str | None = None,
+) -> PaymentTrouble | None:
+    """A dispute as a trouble; None when its charge has no PaymentIntent.
+
+    `charge` and `payment_intent` may be ids or expanded objects. A dispute
+    whose `payment_intent` is null or absent has it looked up on its charge
+    through `intent_of` (Stripe's own examples show disputes with a null
+    one; whether a PaymentIntent charge's dispute can is UNCONFIRMED, and a
+    missed dispute would keep a VIP purchase alive).
+    """
+    dispute_id = _str(raw, "id", what)
+    what = f"dispute {dispute_id}"
+    charge = raw.get("charge")
+    charge_id = _ref_id(charge, "charge", what)
+    if charge_id is None:
+        raise BadResponse(SERVICE, f"{what}: field 'charge' is missing")
+    intent = known_intent or _ref_id(raw.get("payment_intent"), "payment_intent", what)
+    if intent is None and isinstance(charge, dict):
+        intent = _ref_id(charge.get("payment_intent"), "charge.payment_intent", what)
+    if intent is None and not isinstance(charge, dict):
+        intent = intent_of(charge_id)
+    if intent is None:
+        return None
+    return PaymentTrouble(
+        payment_intent=intent,
+        kind="disputed",
+        full=True,
+        created=_int(raw, "created", what),
+        charge_id=charge_id,
+        amount=_opt_int(raw, "amount", what),
+        dispute_id=dispute_id,
+        dispute_status=_opt_str(raw, "status", what),
+    )
+
+
 # -- the client ------------------------------------------------------------------------
 
 
@@ -371,6 +544,32 @@ class StripeAPI(VendorClient):
         ):
             yield self._session_from(raw, "a listed checkout session")
 
+    def session_for_payment(self, payment_intent: str) -> CheckoutSession | None:
+        """The session whose payment is `payment_intent` (None if no session has it).
+
+        For a `PaymentTrouble` whose session the run has not read (an
+        incremental run sees the refund, not the old checkout): one call,
+        Stripe's own `payment_intent` filter on the sessions list, with the
+        line items expanded. None for a PaymentIntent made outside Checkout.
+        """
+        if not payment_intent:
+            raise InvalidRequest(SERVICE, "a payment intent id is required")
+        params: SessionListParams = {
+            "payment_intent": payment_intent,
+            "limit": 1,
+            "expand": ["data.line_items"],
+        }
+        page = self._call(
+            f"listing the checkout session of {payment_intent}",
+            lambda: self._get("/v1/checkout/sessions", params),
+        )
+        data = page.get("data")
+        if not isinstance(data, list):
+            raise BadResponse(SERVICE, "checkout session list: field 'data' is not a list")
+        if not data:
+            return None
+        return self._session_from(_as_dict(data[0], "a listed checkout session"), "a session")
+
     def get_session(self, session_id: str) -> CheckoutSession:
         """One session, with all its line items."""
         if not session_id:
@@ -398,39 +597,98 @@ class StripeAPI(VendorClient):
         so use `iter_completed_sessions` for a full refresh. Event payloads
         never include line items, so each event's session is read again with
         them (`sessions_by_id`: a few list pages rather than one call each).
+        To learn refunds and disputes in the same calls, read
+        `iter_purchase_events` instead (not as well).
         """
         wanted = list(types)
         for name in wanted:
             if not name.startswith("checkout.session."):
                 raise ValueError(f"not a checkout session event type: {name}")
-        params: EventListParams = {
-            "types": wanted,
-            "created": {"gte": int(created_gte)},
-            "limit": max(1, min(MAX_PAGE_SIZE, page_size)),
-        }
-        events: list[tuple[str, str, int, str]] = []
-        sessions: dict[str, CheckoutSession] = {}
-        missing: dict[str, int | None] = {}  # session id -> its `created`, when the event says
-        for raw in self._iter_list("listing events", lambda p: self._get("/v1/events", p), params):
-            event_id = _str(raw, "id", "an event")
-            what = f"event {event_id}"
-            data = raw.get("data")
-            obj = data.get("object") if isinstance(data, dict) else None
-            if not isinstance(obj, dict) or obj.get("object") != "checkout.session":
-                raise BadResponse(SERVICE, f"{what}: 'data.object' is not a checkout.session")
-            session_id = _str(obj, "id", f"{what}, data.object")
-            events.append(
-                (event_id, _str(raw, "type", what), _int(raw, "created", what), session_id)
+        for item in self._iter_events(created_gte, wanted, page_size):
+            if isinstance(item, Event):
+                yield item
+
+    def iter_purchase_events(
+        self, created_gte: int, *, page_size: int = MAX_PAGE_SIZE
+    ) -> Iterator[Event | TroubleEvent]:
+        """Checkout, refund and dispute events since `created_gte`, newest first.
+
+        One paged read of `/v1/events` whose `types[]` holds both the checkout
+        events and `TROUBLE_EVENT_TYPES`, so an incremental run learns new
+        purchases and what happened to old ones with the same calls and one
+        cursor (the newest `created` of either kind). It replaces
+        `iter_session_events`: `Event`s come exactly as from there, and a
+        `TroubleEvent` needs no further call (its object is the charge or the
+        dispute; a dispute that does not name its PaymentIntent costs one read
+        of its charge). A partial refund comes as `full=False`. Payments without a
+        PaymentIntent (no Checkout purchase) are skipped. Newest first means
+        a payment's first trouble of each kind is its latest state.
+        """
+        return self._iter_events(created_gte, list(PURCHASE_EVENT_TYPES), page_size)
+
+    def iter_payment_troubles(
+        self, since: int | None = None, *, page_size: int = MAX_PAGE_SIZE
+    ) -> Iterator[PaymentTrouble]:
+        """Fully refunded or disputed payments whose charge was created at or after `since`.
+
+        For full runs, where events (kept 30 days) are not enough: one paged
+        read of `/v1/charges` (100 a page, never a call per session), yielding
+        each fully refunded charge as it is read, newest first; then, only if
+        some charge is `disputed`, one paged read of `/v1/disputes` from the
+        same `since` for their statuses, yielding one `disputed` item per
+        disputed charge (its newest dispute; status None if none is listed).
+        Partial refunds are not yielded (they change nothing), nor charges
+        without a PaymentIntent.
+        """
+        size = max(1, min(MAX_PAGE_SIZE, page_size))
+        charges: ChargeListParams = {"limit": size}
+        if since is not None:
+            charges["created"] = {"gte": int(since)}
+        disputed: dict[str, tuple[str, int]] = {}  # charge id -> (payment intent, created)
+        for raw in self._iter_list(
+            "listing charges", lambda p: self._get("/v1/charges", p), charges
+        ):
+            refund = _refund_of(raw, "a listed charge", None)
+            if refund is not None and refund.full:
+                yield refund
+            if raw.get("disputed") is True:
+                charge_id = _str(raw, "id", "a listed charge")
+                intent = _ref_id(raw.get("payment_intent"), "payment_intent", f"charge {charge_id}")
+                if intent is not None:
+                    disputed[charge_id] = (intent, _int(raw, "created", f"charge {charge_id}"))
+        if not disputed:
+            return
+        disputes: DisputeListParams = {"limit": size}
+        if since is not None:
+            disputes["created"] = {"gte": int(since)}  # a dispute follows its charge
+        for raw in self._iter_list(
+            "listing disputes", lambda p: self._get("/v1/disputes", p), disputes
+        ):
+            of_charge = _ref_id(raw.get("charge"), "charge", "a listed dispute")
+            if of_charge is None or of_charge not in disputed:
+                continue
+            known, _ = disputed.pop(of_charge)
+            # The charge named its PaymentIntent: no lookup, whatever the dispute says.
+            trouble = _dispute_of(raw, "a listed dispute", _no_lookup, known_intent=known)
+            if trouble is not None:
+                yield trouble
+        for left, (known, created) in disputed.items():
+            yield PaymentTrouble(
+                payment_intent=known,
+                kind="disputed",
+                full=True,
+                created=created,
+                charge_id=left,
             )
-            embedded = obj.get("line_items")
-            if isinstance(embedded, dict) and embedded.get("has_more") is False:
-                sessions[session_id] = self._session_from(obj, f"{what}, data.object")
-            elif session_id not in sessions:
-                created = obj.get("created")
-                missing[session_id] = created if isinstance(created, int) else None
-        sessions.update(self.sessions_by_id(missing))
-        for event_id, kind, created, session_id in events:
-            yield Event(id=event_id, type=kind, created=created, session=sessions[session_id])
+
+    def check_payment_access(self) -> None:
+        """One-item reads of charges and disputes, so `doctor` can test a restricted key."""
+        for path in ("/v1/charges", "/v1/disputes"):
+            body = self._call(
+                f"listing {path[4:]}", functools.partial(self._get, path, {"limit": 1})
+            )
+            if not isinstance(body.get("data"), list):
+                raise BadResponse(SERVICE, f"GET {path}: field 'data' is not a list")
 
     def sessions_by_id(self, created: Mapping[str, int | None]) -> dict[str, CheckoutSession]:
         """Sessions with their line items, given their ids and (if known) creation times.
@@ -486,6 +744,68 @@ class StripeAPI(VendorClient):
 
     # -- internals ---------------------------------------------------------------
 
+    def _iter_events(
+        self, created_gte: int, types: list[str], page_size: int
+    ) -> Iterator[Event | TroubleEvent]:
+        """The events of `types` in one paged read; sessions re-read in bulk at the end."""
+        params: EventListParams = {
+            "types": types,
+            "created": {"gte": int(created_gte)},
+            "limit": max(1, min(MAX_PAGE_SIZE, page_size)),
+        }
+        read: list[tuple[str, str, int, str] | TroubleEvent] = []
+        sessions: dict[str, CheckoutSession] = {}
+        missing: dict[str, int | None] = {}  # session id -> its `created`, when the event says
+        intents: dict[str, str | None] = {}  # charge id -> payment intent, read once each
+        for raw in self._iter_list("listing events", lambda p: self._get("/v1/events", p), params):
+            event_id = _str(raw, "id", "an event")
+            what = f"event {event_id}"
+            kind = _str(raw, "type", what)
+            created = _int(raw, "created", what)
+            data = raw.get("data")
+            obj = data.get("object") if isinstance(data, dict) else None
+            expected = _event_object(kind)
+            if expected is None:
+                raise BadResponse(SERVICE, f"{what}: type {kind!r} was not asked for")
+            if not isinstance(obj, dict) or obj.get("object") != expected:
+                raise BadResponse(SERVICE, f"{what}: 'data.object' is not a {expected}")
+            where = f"{what}, data.object"
+            if expected == "charge":
+                trouble = _refund_of(obj, where, created)
+            elif expected == "dispute":
+                trouble = _dispute_of(obj, where, lambda cid: self._charge_intent(cid, intents))
+            else:
+                session_id = _str(obj, "id", where)
+                read.append((event_id, kind, created, session_id))
+                embedded = obj.get("line_items")
+                if isinstance(embedded, dict) and embedded.get("has_more") is False:
+                    sessions[session_id] = self._session_from(obj, where)
+                elif session_id not in sessions:
+                    stamp = obj.get("created")
+                    missing[session_id] = stamp if isinstance(stamp, int) else None
+                continue
+            if trouble is not None:
+                read.append(TroubleEvent(id=event_id, type=kind, created=created, trouble=trouble))
+        sessions.update(self.sessions_by_id(missing))
+        for item in read:
+            if isinstance(item, TroubleEvent):
+                yield item
+            else:
+                event_id, kind, created, session_id = item
+                yield Event(id=event_id, type=kind, created=created, session=sessions[session_id])
+
+    def _charge_intent(self, charge_id: str, cache: dict[str, str | None]) -> str | None:
+        """The PaymentIntent of a charge, read once (a dispute that did not say)."""
+        if charge_id not in cache:
+            raw = self._call(
+                f"reading charge {charge_id}",
+                lambda: self._get(f"/v1/charges/{quote(charge_id, safe='')}", {}),
+            )
+            cache[charge_id] = _ref_id(
+                raw.get("payment_intent"), "payment_intent", f"charge {charge_id}"
+            )
+        return cache[charge_id]
+
     def _session_from(self, raw: dict[str, Any], what: str) -> CheckoutSession:
         session_id = _str(raw, "id", what)
         what = f"checkout session {session_id}"
@@ -500,6 +820,7 @@ class StripeAPI(VendorClient):
             name=name,
             line_items=self._line_items(session_id, raw.get("line_items"), what),
             metadata=_metadata(raw, what),
+            payment_intent=_ref_id(raw.get("payment_intent"), "payment_intent", what),
         )
 
     def _line_items(self, session_id: str, embedded: Any, what: str) -> tuple[LineItem, ...]:
@@ -604,7 +925,7 @@ class StripeAPI(VendorClient):
                 SERVICE,
                 text,
                 hint="give the restricted key read access to Checkout Sessions, Events, "
-                "Prices and Products",
+                "Charges, Disputes, Prices and Products",
                 status=status or 403,
             )
         if isinstance(exc, stripe.RateLimitError):

@@ -1,4 +1,4 @@
-"""Stripe emulator: Checkout Sessions, their line items, Events, Prices, Products.
+"""Stripe emulator: Checkout Sessions with line items, Charges, Disputes, Events, Prices, Products.
 
 It answers like api.stripe.com does for the read calls syncctl makes, including
 the parts that catch clients out:
@@ -16,6 +16,13 @@ the parts that catch clients out:
   `checkout.session.async_payment_succeeded`;
 - events embed a snapshot of the session *without* line items, rendered at
   the account's API version, and are only listed for 30 days;
+- a paid payment-mode session's PaymentIntent has a charge (`ch_...`); a
+  refund (`refund`, partial or full) changes only the charge (the session
+  stays `paid`) and records `charge.refunded` even when partial, with
+  `refunded` true only once the whole amount is back; a dispute (`dispute`,
+  `close_dispute`) records `charge.dispute.*` events whose object is the
+  dispute, and the charge stays `disputed` after a dispute is won; the charge
+  omits `refunds` (not included since API 2022-11-15);
 - errors use Stripe's body `{"error": {type, code, message, param, doc_url}}`;
   a wrong key is a 401 whose message shows the key masked as Stripe does;
 - a token bucket (25 requests/s, like a sandbox account) answers 429 with
@@ -45,9 +52,38 @@ SESSION_COMPLETED = "checkout.session.completed"
 ASYNC_PAYMENT_SUCCEEDED = "checkout.session.async_payment_succeeded"
 ASYNC_PAYMENT_FAILED = "checkout.session.async_payment_failed"
 SESSION_EXPIRED = "checkout.session.expired"
+CHARGE_REFUNDED = "charge.refunded"
+DISPUTE_CREATED = "charge.dispute.created"
+DISPUTE_CLOSED = "charge.dispute.closed"
+DISPUTE_FUNDS_WITHDRAWN = "charge.dispute.funds_withdrawn"
+DISPUTE_FUNDS_REINSTATED = "charge.dispute.funds_reinstated"
 
 SESSION_STATUSES = ("open", "complete", "expired")
 PAYMENT_STATUSES = ("paid", "unpaid", "no_payment_required")
+#: A dispute's statuses (API 2024-04-10): `warning_*` are inquiries, the rest chargebacks.
+OPEN_DISPUTE_STATUSES = (
+    "warning_needs_response",
+    "warning_under_review",
+    "needs_response",
+    "under_review",
+)
+CLOSED_DISPUTE_STATUSES = ("warning_closed", "won", "lost")
+DISPUTE_REASONS = (
+    "bank_cannot_process",
+    "check_returned",
+    "credit_not_processed",
+    "customer_initiated",
+    "debit_not_authorized",
+    "duplicate",
+    "fraudulent",
+    "general",
+    "incorrect_account_details",
+    "insufficient_funds",
+    "product_not_received",
+    "product_unacceptable",
+    "subscription_canceled",
+    "unrecognized",
+)
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 10
 MAX_EXPAND_DEPTH = 4
@@ -145,11 +181,53 @@ class _Session:
 
 
 @dataclass(frozen=True, slots=True)
+class _Charge:
+    """The charge of a paid PaymentIntent (one per paid payment-mode session)."""
+
+    id: str
+    created: int
+    payment_intent: str
+    amount: int
+    currency: str
+    email: str | None
+    name: str | None
+    livemode: bool
+    amount_refunded: int = 0
+    disputed: bool = False
+
+    @property
+    def key(self) -> tuple[int, str]:
+        return (self.created, self.id)
+
+    @property
+    def refunded(self) -> bool:
+        """Stripe's `refunded`: true only once the whole amount is refunded."""
+        return self.amount > 0 and self.amount_refunded >= self.amount
+
+
+@dataclass(frozen=True, slots=True)
+class _Dispute:
+    id: str
+    created: int
+    charge: str
+    payment_intent: str
+    amount: int
+    currency: str
+    reason: str
+    status: str
+    livemode: bool
+
+    @property
+    def key(self) -> tuple[int, str]:
+        return (self.created, self.id)
+
+
+@dataclass(frozen=True, slots=True)
 class _Event:
     id: str
     type: str
     created: int
-    session: _Session  # snapshot at the time of the event
+    obj: _Session | _Charge | _Dispute  # snapshot at the time of the event
 
     @property
     def key(self) -> tuple[int, str]:
@@ -375,6 +453,56 @@ _ADAPTIVE = {"enabled": False}
 _MANAGED = {"enabled": False}
 _PM_TYPES = ["card"]
 _PMC_DETAILS = {"id": "pmc_1SandboxDefaultConfig", "parent": None}
+_OUTCOME = {
+    "advice_code": None,
+    "network_advice_code": None,
+    "network_decline_code": None,
+    "network_status": "approved_by_network",
+    "reason": None,
+    "seller_message": "Payment complete.",
+    "type": "authorized",
+}
+_CARD_CHECKS = {"address_line1_check": None, "address_postal_code_check": None, "cvc_check": "pass"}
+_EVIDENCE: dict[str, Any] = {
+    key: None
+    for key in (
+        "access_activity_log",
+        "billing_address",
+        "cancellation_policy",
+        "cancellation_policy_disclosure",
+        "cancellation_rebuttal",
+        "customer_communication",
+        "customer_email_address",
+        "customer_name",
+        "customer_purchase_ip",
+        "customer_signature",
+        "duplicate_charge_documentation",
+        "duplicate_charge_explanation",
+        "duplicate_charge_id",
+        "product_description",
+        "receipt",
+        "refund_policy",
+        "refund_policy_disclosure",
+        "refund_refusal_explanation",
+        "service_date",
+        "service_documentation",
+        "shipping_address",
+        "shipping_carrier",
+        "shipping_date",
+        "shipping_documentation",
+        "shipping_tracking_number",
+        "uncategorized_file",
+        "uncategorized_text",
+    )
+} | {"enhanced_evidence": {}}
+#: Restricted-key permissions Stripe names in a 403, by path.
+_PERMISSIONS = (
+    ("/v1/charges", "rak_charge_read"),
+    ("/v1/disputes", "rak_dispute_read"),
+    ("/v1/events", "rak_event_read"),
+    ("/v1/prices", "rak_price_read"),
+    ("/v1/products", "rak_product_read"),
+)
 
 
 class StripeEmulator(Emulator):
@@ -435,6 +563,11 @@ class StripeEmulator(Emulator):
         self.denied: list[str] = []
         self._sessions: dict[str, _Session] = {}
         self._session_keys: dict[str | None, list[tuple[int, str]]] = {None: []}
+        self._charges: dict[str, _Charge] = {}
+        self._charge_keys: list[tuple[int, str]] = []
+        self._charge_by_intent: dict[str, str] = {}
+        self._disputes: dict[str, _Dispute] = {}
+        self._dispute_keys: list[tuple[int, str]] = []
         self._events: dict[str, _Event] = {}
         self._event_keys: dict[str | None, list[tuple[int, str]]] = {None: []}
         self._prices: dict[str, _Price] = {}
@@ -620,6 +753,8 @@ class StripeEmulator(Emulator):
             self._store(session, None)
             if status == "complete":
                 self._record_event(SESSION_COMPLETED, session, completed_at or stamp)
+            if payment_status == "paid":
+                self._add_charge(session, completed_at or stamp)
             return session
 
     def complete_session(
@@ -646,6 +781,8 @@ class StripeEmulator(Emulator):
             )
             self._store(new, old)
             self._record_event(SESSION_COMPLETED, new, int(self.now()))
+            if payment_status == "paid":
+                self._add_charge(new, int(self.now()))
             return self._render_session(new, expand_items=True, cap=None)
 
     def mark_paid(self, session_id: str) -> dict[str, Any]:
@@ -657,6 +794,7 @@ class StripeEmulator(Emulator):
             new = dataclasses.replace(old, payment_status="paid")
             self._store(new, old)
             self._record_event(ASYNC_PAYMENT_SUCCEEDED, new, int(self.now()))
+            self._add_charge(new, int(self.now()))
             return self._render_session(new, expand_items=True, cap=None)
 
     def mark_payment_failed(self, session_id: str) -> dict[str, Any]:
@@ -678,6 +816,102 @@ class StripeEmulator(Emulator):
             self._store(new, old)
             self._record_event(SESSION_EXPIRED, new, int(self.now()))
             return self._render_session(new, expand_items=True, cap=None)
+
+    def refund(
+        self, session_id: str, amount: int | None = None, *, at: int | None = None
+    ) -> dict[str, Any]:
+        """Refund a paid session's payment: what is left of it, or `amount` (partial).
+
+        Like Stripe: the charge's `amount_refunded` grows, `refunded` turns
+        true only once the whole amount is back, and `charge.refunded`
+        (data.object = the charge) is recorded for partial refunds too. The
+        session does not change (still `paid`). Returns the charge.
+        """
+        with self.lock:
+            old = self._session_charge(session_id)
+            left = old.amount - old.amount_refunded
+            if left <= 0:
+                raise ValueError(f"charge {old.id} is already fully refunded")
+            value = left if amount is None else int(amount)
+            if not 0 < value <= left:
+                raise ValueError(f"refund amount must be between 1 and {left}")
+            new = dataclasses.replace(old, amount_refunded=old.amount_refunded + value)
+            self._charges[new.id] = new
+            self._record_event(CHARGE_REFUNDED, new, self._stamp(at))
+            return self._render_charge(new)
+
+    def dispute(
+        self,
+        session_id: str,
+        *,
+        amount: int | None = None,
+        reason: str = "fraudulent",
+        status: str = "needs_response",
+        at: int | None = None,
+    ) -> dict[str, Any]:
+        """The buyer disputes a paid session's payment with their bank.
+
+        The charge becomes `disputed` and a dispute (`dp_...`) opens;
+        `charge.dispute.created` (data.object = the dispute) is recorded, and
+        for a chargeback (not an inquiry, `warning_*`) also
+        `charge.dispute.funds_withdrawn`. One dispute per charge. Returns the
+        dispute.
+        """
+        if status not in OPEN_DISPUTE_STATUSES:
+            raise ValueError(f"a new dispute's status is one of {OPEN_DISPUTE_STATUSES}")
+        if reason not in DISPUTE_REASONS:
+            raise ValueError(f"reason must be one of {DISPUTE_REASONS}")
+        with self.lock:
+            charge = self._session_charge(session_id)
+            if charge.disputed:
+                raise ValueError(f"charge {charge.id} is already disputed")
+            stamp = self._stamp(at)
+            disputed = dataclasses.replace(charge, disputed=True)
+            self._charges[charge.id] = disputed
+            found = _Dispute(
+                id=self._next_id("dp_", 24),
+                created=stamp,
+                charge=charge.id,
+                payment_intent=charge.payment_intent,
+                amount=charge.amount if amount is None else int(amount),
+                currency=charge.currency,
+                reason=reason,
+                status=status,
+                livemode=charge.livemode,
+            )
+            self._disputes[found.id] = found
+            _insert(self._dispute_keys, found.key)
+            self._record_event(DISPUTE_CREATED, found, stamp)
+            if not status.startswith("warning_"):
+                self._record_event(DISPUTE_FUNDS_WITHDRAWN, found, stamp)
+            return self._render_dispute(found)
+
+    def close_dispute(
+        self, dispute_id: str, status: str, *, at: int | None = None
+    ) -> dict[str, Any]:
+        """A dispute ends: a chargeback `won` or `lost`, an inquiry `warning_closed`.
+
+        Records `charge.dispute.closed` (and `charge.dispute.funds_reinstated`
+        when won). The charge keeps `disputed: true` whatever the outcome:
+        Stripe's `disputed` says whether the charge has been disputed.
+        """
+        with self.lock:
+            old = self._disputes.get(dispute_id)
+            if old is None:
+                raise KeyError(f"no dispute {dispute_id}")
+            if old.status in CLOSED_DISPUTE_STATUSES:
+                raise ValueError(f"dispute {dispute_id} is already {old.status}")
+            inquiry = old.status.startswith("warning_")
+            allowed = ("warning_closed",) if inquiry else ("won", "lost")
+            if status not in allowed:
+                raise ValueError(f"dispute {dispute_id} ({old.status}) can close as {allowed}")
+            stamp = self._stamp(at)
+            new = dataclasses.replace(old, status=status)
+            self._disputes[new.id] = new
+            self._record_event(DISPUTE_CLOSED, new, stamp)
+            if status == "won":
+                self._record_event(DISPUTE_FUNDS_REINSTATED, new, stamp)
+            return self._render_dispute(new)
 
     def deny(self, path_regex: str) -> None:
         """Make the key a restricted key without read access to matching paths."""
@@ -715,6 +949,27 @@ class StripeEmulator(Emulator):
             ]
 
     @property
+    def charges(self) -> list[dict[str, Any]]:
+        """Every charge, newest first."""
+        with self.lock:
+            return [
+                self._render_charge(self._charges[cid]) for _, cid in reversed(self._charge_keys)
+            ]
+
+    def charge_of(self, session_id: str) -> dict[str, Any]:
+        """The charge of a session's payment (KeyError if it has none)."""
+        with self.lock:
+            return self._render_charge(self._session_charge(session_id))
+
+    @property
+    def disputes(self) -> list[dict[str, Any]]:
+        """Every dispute, newest first."""
+        with self.lock:
+            return [
+                self._render_dispute(self._disputes[did]) for _, did in reversed(self._dispute_keys)
+            ]
+
+    @property
     def prices(self) -> dict[str, dict[str, Any]]:
         with self.lock:
             return {pid: self._render_price(p) for pid, p in self._prices.items()}
@@ -732,6 +987,37 @@ class StripeEmulator(Emulator):
             raise KeyError(f"no session {session_id}")
         return session
 
+    def _stamp(self, at: int | None) -> int:
+        return int(self.now()) if at is None else int(at)
+
+    def _session_charge(self, session_id: str) -> _Charge:
+        session = self._session(session_id)
+        charge_id = self._charge_by_intent.get(session.payment_intent or "")
+        if charge_id is None:
+            raise KeyError(f"session {session_id} has no paid payment (no charge)")
+        return self._charges[charge_id]
+
+    def _add_charge(self, session: _Session, created: int) -> None:
+        """The charge Stripe creates when a payment-mode session's money is in."""
+        intent = session.payment_intent
+        if intent is None or intent in self._charge_by_intent:
+            return
+        # Stripe's charge and PaymentIntent ids share their tail; this keeps
+        # seeding from consuming the id sequence (other ids stay as they were).
+        charge = _Charge(
+            id="ch_" + intent.removeprefix("pi_"),
+            created=int(created),
+            payment_intent=intent,
+            amount=session.amount_total,
+            currency=session.currency,
+            email=session.email or session.customer_email,
+            name=session.name,
+            livemode=session.livemode,
+        )
+        self._charges[charge.id] = charge
+        self._charge_by_intent[intent] = charge.id
+        _insert(self._charge_keys, charge.key)
+
     def _store(self, new: _Session, old: _Session | None) -> None:
         self._sessions[new.id] = new
         if old is None:
@@ -741,8 +1027,8 @@ class StripeEmulator(Emulator):
         if old is None or old.status != new.status:
             _insert(self._session_keys.setdefault(new.status, []), new.key)
 
-    def _record_event(self, type_: str, session: _Session, created: int) -> _Event:
-        event = _Event(self._next_id("evt_", 24), type_, int(created), session)
+    def _record_event(self, type_: str, obj: _Session | _Charge | _Dispute, created: int) -> _Event:
+        event = _Event(self._next_id("evt_", 24), type_, int(created), obj)
         self._events[event.id] = event
         _insert(self._event_keys[None], event.key)
         _insert(self._event_keys.setdefault(type_, []), event.key)
@@ -867,12 +1153,138 @@ class StripeEmulator(Emulator):
             body["line_items"] = self._items_list(s, shown, len(shown) < len(s.items))
         return body
 
+    def _render_object(self, obj: _Session | _Charge | _Dispute) -> dict[str, Any]:
+        if isinstance(obj, _Charge):
+            return self._render_charge(obj)
+        if isinstance(obj, _Dispute):
+            return self._render_dispute(obj)
+        return self._render_session(obj)
+
+    def _render_charge(self, c: _Charge) -> dict[str, Any]:
+        tail = c.id.removeprefix("ch_")
+        # `refunds` is left out: Stripe stopped including it (API 2022-11-15)
+        # unless asked for with expand[].
+        return {
+            "amount": c.amount,
+            "amount_captured": c.amount,
+            "amount_refunded": c.amount_refunded,
+            "application": None,
+            "application_fee": None,
+            "application_fee_amount": None,
+            "balance_transaction": "txn_" + tail,
+            "billing_details": {
+                "address": _NULL_ADDRESS,
+                "email": c.email,
+                "name": c.name,
+                "phone": None,
+                "tax_id": None,
+            },
+            "calculated_statement_descriptor": "SYNCCTL SANDBOX",
+            "captured": True,
+            "created": c.created,
+            "currency": c.currency,
+            "customer": None,
+            "description": None,
+            "disputed": c.disputed,
+            "failure_balance_transaction": None,
+            "failure_code": None,
+            "failure_message": None,
+            "fraud_details": {},
+            "id": c.id,
+            "livemode": c.livemode,
+            "metadata": {},
+            "object": "charge",
+            "on_behalf_of": None,
+            "outcome": _OUTCOME,
+            "paid": True,
+            "payment_intent": c.payment_intent,
+            "payment_method": "pm_" + tail,
+            "payment_method_details": {
+                "card": {
+                    "amount_authorized": c.amount,
+                    "authorization_code": None,
+                    "brand": "visa",
+                    "checks": _CARD_CHECKS,
+                    "country": "US",
+                    "exp_month": 12,
+                    "exp_year": 2034,
+                    "extended_authorization": {"status": "disabled"},
+                    "fingerprint": "SyncctlSandbox42",
+                    "funding": "credit",
+                    "incremental_authorization": {"status": "unavailable"},
+                    "installments": None,
+                    "last4": "4242",
+                    "mandate": None,
+                    "multicapture": {"status": "unavailable"},
+                    "network": "visa",
+                    "network_token": {"used": False},
+                    "network_transaction_id": None,
+                    "overcapture": {"maximum_amount_capturable": c.amount, "status": "unavailable"},
+                    "regulated_status": None,
+                    "three_d_secure": None,
+                    "transaction_link_id": None,
+                    "wallet": None,
+                },
+                "type": "card",
+            },
+            "receipt_email": None,
+            "receipt_number": None,
+            "receipt_url": f"https://pay.stripe.com/receipts/payment/{tail}",
+            "refunded": c.refunded,
+            "review": None,
+            "shipping": None,
+            "source": None,
+            "source_transfer": None,
+            "statement_descriptor": None,
+            "statement_descriptor_suffix": None,
+            "status": "succeeded",
+            "transfer_data": None,
+            "transfer_group": None,
+        }
+
+    def _render_dispute(self, d: _Dispute) -> dict[str, Any]:
+        inquiry = d.status.startswith("warning_")
+        return {
+            "amount": d.amount,
+            # Stripe lists the funds withdrawn/reinstated here; the emulator keeps no ledger.
+            "balance_transactions": [],
+            "charge": d.charge,
+            "created": d.created,
+            "currency": d.currency,
+            "enhanced_eligibility_types": [],
+            "evidence": _EVIDENCE,
+            "evidence_details": {
+                "due_by": d.created + 7 * DAY,
+                "enhanced_eligibility": {},
+                "has_evidence": False,
+                "past_due": False,
+                "submission_count": 0,
+            },
+            "id": d.id,
+            "is_charge_refundable": inquiry and d.status != "warning_closed",
+            "livemode": d.livemode,
+            "metadata": {},
+            "object": "dispute",
+            "payment_intent": d.payment_intent,
+            "payment_method_details": {
+                "card": {
+                    "brand": "visa",
+                    "case_type": "inquiry" if inquiry else "chargeback",
+                    "network": "visa",
+                    "network_reason_code": "10.4",
+                },
+                "type": "card",
+            },
+            "reason": d.reason,
+            "status": d.status,
+        }
+
     def _render_event(self, event: _Event) -> dict[str, Any]:
         return {
             "api_version": self.account_api_version,
             "created": event.created,
-            # Events carry the session as it was, never its line items.
-            "data": {"object": self._render_session(event.session)},
+            # Events carry the object as it was (a session never with its line items).
+            "data": {"object": self._render_object(event.obj)},
             "id": event.id,
             "livemode": self.livemode,
             "object": "event",
@@ -958,12 +1370,15 @@ class StripeEmulator(Emulator):
             return stripe_error(401, f"Invalid API Key provided: {mask_key(provided)}")
         for pattern in self.denied:
             if re.search(pattern, request.path):
+                permission = next(
+                    (name for prefix, name in _PERMISSIONS if request.path.startswith(prefix)),
+                    "rak_checkout_session_read",
+                )
                 return stripe_error(
                     403,
                     f"The provided key '{mask_key(provided)}' does not have the required "
                     f"permissions for this endpoint on account '{self.account_id}'. Having "
-                    "the 'rak_checkout_session_read' permission would allow this request to "
-                    "continue.",
+                    f"the '{permission}' permission would allow this request to continue.",
                 )
         return None
 
@@ -1269,6 +1684,140 @@ class StripeEmulator(Emulator):
             if found is None or found.created < horizon:
                 raise self._missing("event", event, "id")
             return self._render_event(found)
+
+        return self._answer(build)
+
+    def _string(self, params: Mapping[str, Any], name: str) -> str | None:
+        value = params.get(name)
+        if value is not None and not isinstance(value, str):
+            raise _Fail(stripe_error(400, f"Invalid string: {name}", param=name))
+        return value
+
+    @route("GET", "/charges")
+    def list_charges(self, request: Request) -> Response:
+        def build() -> dict[str, Any]:
+            params = _parse_query(request.query)
+            _check_known(
+                params,
+                (
+                    "created",
+                    "customer",
+                    "ending_before",
+                    "expand",
+                    "limit",
+                    "payment_intent",
+                    "starting_after",
+                    "transfer_group",
+                ),
+            )
+            limit = _limit(params)
+            low, high = _created_range(params)
+            _expansions(params, ())
+            keys: Sequence[tuple[int, str]] = self._charge_keys
+            intent = self._string(params, "payment_intent")
+            if intent is not None:
+                # Indexed: a filter by one payment never scans 100k charges.
+                found = self._charge_by_intent.get(intent)
+                keys = [self._charges[found].key] if found else []
+            if "customer" in params or "transfer_group" in params:
+                keys = []  # the emulator has neither customers nor transfer groups
+
+            def lookup(cid: str) -> tuple[int, str] | None:
+                charge = self._charges.get(cid)
+                return charge.key if charge else None
+
+            page, has_more = _page_keys(
+                keys,
+                low=low,
+                high=high,
+                limit=limit,
+                starting_after=self._cursor(params, "starting_after", lookup),
+                ending_before=self._cursor(params, "ending_before", lookup),
+            )
+            return {
+                "object": "list",
+                "data": [self._render_charge(self._charges[cid]) for _, cid in page],
+                "has_more": has_more,
+                "url": "/v1/charges",
+            }
+
+        return self._answer(build)
+
+    @route("GET", "/charges/{charge}")
+    def get_charge(self, request: Request, charge: str) -> Response:
+        def build() -> dict[str, Any]:
+            params = _parse_query(request.query)
+            _check_known(params, ("expand",))
+            _expansions(params, ())
+            found = self._charges.get(charge)
+            if found is None:
+                raise self._missing("charge", charge, "id")
+            return self._render_charge(found)
+
+        return self._answer(build)
+
+    @route("GET", "/disputes")
+    def list_disputes(self, request: Request) -> Response:
+        def build() -> dict[str, Any]:
+            params = _parse_query(request.query)
+            _check_known(
+                params,
+                (
+                    "charge",
+                    "created",
+                    "ending_before",
+                    "expand",
+                    "limit",
+                    "payment_intent",
+                    "starting_after",
+                ),
+            )
+            limit = _limit(params)
+            low, high = _created_range(params)
+            _expansions(params, ())
+            charge = self._string(params, "charge")
+            intent = self._string(params, "payment_intent")
+            accept: Callable[[tuple[int, str]], bool] | None = None
+            if charge is not None or intent is not None:
+
+                def accept(key: tuple[int, str]) -> bool:
+                    dispute = self._disputes[key[1]]
+                    return (charge is None or dispute.charge == charge) and (
+                        intent is None or dispute.payment_intent == intent
+                    )
+
+            def lookup(did: str) -> tuple[int, str] | None:
+                dispute = self._disputes.get(did)
+                return dispute.key if dispute else None
+
+            page, has_more = _page_keys(
+                self._dispute_keys,
+                low=low,
+                high=high,
+                limit=limit,
+                starting_after=self._cursor(params, "starting_after", lookup),
+                ending_before=self._cursor(params, "ending_before", lookup),
+                accept=accept,
+            )
+            return {
+                "object": "list",
+                "data": [self._render_dispute(self._disputes[did]) for _, did in page],
+                "has_more": has_more,
+                "url": "/v1/disputes",
+            }
+
+        return self._answer(build)
+
+    @route("GET", "/disputes/{dispute}")
+    def get_dispute(self, request: Request, dispute: str) -> Response:
+        def build() -> dict[str, Any]:
+            params = _parse_query(request.query)
+            _check_known(params, ("expand",))
+            _expansions(params, ())
+            found = self._disputes.get(dispute)
+            if found is None:
+                raise self._missing("dispute", dispute, "dispute")
+            return self._render_dispute(found)
 
         return self._answer(build)
 
