@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -172,7 +173,7 @@ def test_discord_bot_without_manage_permission_or_sight(run: Run, sandbox: Sandb
 def set_roles(campaign: Path, vip: list[str], basic: list[str]) -> None:
     """Give the campaign's config [discord] vip_role_ids and basic_role_ids."""
     config = campaign / "syncctl.toml"
-    text = config.read_text()
+    text = re.sub(r"(?m)^(vip|basic)_role_ids = .*\n", "", config.read_text())
     line = f'basic_channel_id = "{BASIC_CHANNEL_ID}"\n'
     roles = f"vip_role_ids = {json.dumps(vip)}\nbasic_role_ids = {json.dumps(basic)}\n"
     config.write_text(text.replace(line, line + roles))

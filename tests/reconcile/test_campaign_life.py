@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 
 from syncctl.engine.reconcile import reconcile
-from syncctl.sandbox.stack import COUPON_EMAIL, VIP_PRICE_ID, VIP_PRODUCT_ID, Sandbox
+from syncctl.sandbox.stack import COUPON_EMAIL, GUILD_ID, VIP_PRICE_ID, VIP_PRODUCT_ID, Sandbox
 from syncctl.sandbox.verify import violations
 
 VIP = [(VIP_PRICE_ID, VIP_PRODUCT_ID, 1)]
@@ -210,3 +210,51 @@ def test_landing_on_the_dnc_list_is_seen_by_the_next_incremental_run(sandbox, co
     assert result.mode == "incremental"
     assert f"revoke:{code}" in {a.key for a in result.plan.actions}
     assert not sandbox.mautic.contact(grace)["discord_invite_link_basic"]
+
+
+# -- rule 23: a code that cannot be redeemed is not sent -------------------------------
+
+
+def test_purchases_wait_while_the_promotion_is_inactive_then_go_out(sandbox, config) -> None:
+    promotion = config.settings.shopware.vip_promotion_id
+    sandbox.shopware.update_promotion(promotion, active=False)
+    blocked = reconcile(config)
+    assert not sandbox.shopware.codes(promotion)
+    assert not sandbox.mautic.sent(email_id=COUPON_EMAIL)
+    assert not blocked.ok and blocked.exit_code(False) == 1
+    assert any("not active" in n and "purchase(s) wait" in n for n in notes(blocked))
+    assert [a for a in blocked.plan.actions if a.subject == GRACE]  # everyone else goes on
+    sandbox.shopware.update_promotion(promotion, active=True)
+    fixed = reconcile(config)  # incremental: the waiting purchases were kept pending
+    assert fixed.ok
+    assert violations(sandbox, config) == []
+
+
+def test_a_promotion_past_its_end_date_stops_new_codes(sandbox, config) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    promotion = config.settings.shopware.vip_promotion_id
+    sandbox.shopware.update_promotion(promotion, valid_until=datetime.now(UTC) - timedelta(days=1))
+    result = reconcile(config)
+    assert not sandbox.shopware.codes(promotion)
+    assert result.plan.blocked
+
+
+# -- Discord roles ---------------------------------------------------------------------
+
+
+def test_invites_grant_the_configured_roles_of_their_tier(sandbox, config) -> None:
+    import dataclasses
+
+    vip_role, basic_role = "100000000000000101", "100000000000000102"
+    discord = config.settings.discord.model_copy(
+        update={"vip_role_ids": [vip_role], "basic_role_ids": [basic_role]}
+    )
+    roles = dataclasses.replace(
+        config, settings=config.settings.model_copy(update={"discord": discord})
+    )
+    reconcile(roles)
+    grace = sandbox.mautic.find(GRACE)[0]
+    code = link_code(sandbox, grace)
+    sandbox.discord.use_invite(code, user_id="555555555555555555")
+    assert basic_role in sandbox.discord.member_roles(GUILD_ID, "555555555555555555")

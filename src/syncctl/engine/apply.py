@@ -506,12 +506,18 @@ class Applier:
                 max_uses=1,
                 unique=True,
                 reason=f"syncctl {action.key}",
+                role_ids=self._role_ids(tier),
             ),
         )
         self.journal.mark(entry, EntryState.MINTED, ref=invite.code)
         if invite.inviter_id and self.journal.get_meta("discord.bot_user_id") is None:
             self.journal.set_meta("discord.bot_user_id", invite.inviter_id)
         return self.store_invite(action, entry, cid, tier, invite.code, chain)
+
+    def _role_ids(self, tier: Tier) -> list[str]:
+        """Roles the tier's invite grants (a role-gated VIP channel needs them)."""
+        d = self.settings.discord
+        return list(d.vip_role_ids if tier is Tier.VIP else d.basic_role_ids)
 
     def store_invite(
         self, action: Action, entry: int, cid: int, tier: Tier, code: str, chain: Chain

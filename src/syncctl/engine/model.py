@@ -139,6 +139,9 @@ class Snapshot:
     #: Codes syncctl created with a payload (before this release): the
     #: checkout refuses them until it is cleared. Code -> its row id.
     blocked_codes: Mapping[str, str] = field(default_factory=dict)
+    #: Why the VIP promotion's codes cannot be redeemed now (missing, inactive,
+    #: outside its dates), one line with the fix; "" when they can (rule 23).
+    promotion_problem: str = ""
     #: Normalized emails that have an EspoCRM lead.
     leads: frozenset[str] = frozenset()
     #: Mail keys (`mail:<email-id>:<contact-id>:<code-or-link-code>`) already sent.
@@ -260,10 +263,14 @@ class Note:
 class Plan:
     actions: tuple[Action, ...] = ()
     notes: tuple[Note, ...] = ()
-    #: Held purchases and contacts (rule 18): nothing planned; kept pending
-    #: so the run after the release finds them.
+    #: Purchases and contacts held (rule 18) or waiting for the promotion
+    #: (rule 23): nothing planned; kept pending so the run after the release
+    #: (or the fix) finds them.
     held_sessions: frozenset[str] = frozenset()
     held_contacts: frozenset[int] = frozenset()
+    #: Why purchases wait that an operator must fix (rule 23); "" when none.
+    #: The run is not ok while it says something.
+    blocked: str = ""
 
     def __len__(self) -> int:
         return len(self.actions)

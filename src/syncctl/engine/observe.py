@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from syncctl.clients.mautic import Contact as MauticContact
 from syncctl.clients.services import Services
-from syncctl.clients.shopware import IndividualCode, code_key
+from syncctl.clients.shopware import IndividualCode, code_key, redeemable
 from syncctl.clients.stripe import CheckoutSession
 from syncctl.config import Settings
 from syncctl.engine.codes import coupon_code, invite_code
@@ -498,6 +498,14 @@ class _Observer:
                 )
         return found
 
+    def promotion_problem(self, vip: list[Purchase]) -> str:
+        """Rule 23, asked once per run that has VIP purchases to serve."""
+        if not vip:
+            return ""
+        promotion_id = self.settings.shopware.vip_promotion_id
+        promotion = self.sv.shopware.find_promotion(promotion_id)
+        return redeemable(promotion, self.now, promotion_id=promotion_id) or ""
+
     def made(self, prefix: str, refs: Iterable[str]) -> set[str]:
         """Of `refs`, those whose `prefix:ref` row syncctl did itself (not merely
         found in a service and adopted): rule 16's evidence after a lost state dir."""
@@ -659,6 +667,7 @@ def _facts(
         contacts=tuple(contacts.values()),
         existing_codes=frozenset(codes),
         blocked_codes=dict(observer.blocked_codes),
+        promotion_problem=attempt("promotion", lambda: observer.promotion_problem(vip), ""),
         leads=frozenset(leads),
         sent=frozenset(sent),
         sent_at=dict(observer.sent_at),

@@ -86,6 +86,8 @@ class _Planner:
         self.held_sessions: set[str] = set()
         self.held_contacts: set[int] = set()
         self.holds_noted: set[str] = set()
+        #: Purchases that wait because the promotion's codes cannot be redeemed.
+        self.waiting_on_promotion = 0
 
     def add(self, action: Action) -> str:
         self.actions.setdefault(action.key, action)
@@ -97,7 +99,7 @@ class _Planner:
     # -- purchases: rules 1-6 -------------------------------------------------
 
     def purchases(self) -> None:
-        if "codes" in self.s.unknown:
+        if "codes" in self.s.unknown or "promotion" in self.s.unknown:
             if any(p.is_vip_purchase for p in self.s.purchases):
                 self.note("(shopware)", "coupon codes could not be read: purchases wait")
             return
@@ -126,6 +128,11 @@ class _Planner:
                 bought = [p for p in bought if p not in left]
                 if not open_:
                     continue
+            if self.s.promotion_problem:
+                # Rule 23: a code that cannot be redeemed is neither minted nor mailed.
+                self.waiting_on_promotion += len(open_)
+                self.held_sessions.update(p.session_id for p in open_)  # kept pending
+                continue
             for p in open_:
                 self.coupon(p)
             contact_ref, contact_dep, opted_in = self.vip_contact(email, bought)
@@ -153,6 +160,13 @@ class _Planner:
             return False
         self.held_contacts.add(c.id)
         return True
+
+    def promotion_wait(self) -> None:
+        if self.waiting_on_promotion:
+            self.note(
+                "(shopware)",
+                f"{self.waiting_on_promotion} purchase(s) wait: {self.s.promotion_problem}",
+            )
 
     def _fulfilled(self, email: str, bought: list[Purchase]) -> None:
         """Rule 16: nothing is redone for fulfilled purchases; a change is noted, not undone."""
@@ -678,6 +692,7 @@ def plan(snapshot: Snapshot, settings: Settings) -> Plan:
     """The actions that bring the systems to the desired state, in a stable order."""
     planner = _Planner(snapshot, settings)
     planner.purchases()
+    planner.promotion_wait()
     planner.contacts()
     planner.unblock()
     planner.orphans()
@@ -686,6 +701,7 @@ def plan(snapshot: Snapshot, settings: Settings) -> Plan:
         notes=tuple(planner.notes),
         held_sessions=frozenset(planner.held_sessions),
         held_contacts=frozenset(planner.held_contacts),
+        blocked=planner.s.promotion_problem if planner.waiting_on_promotion else "",
     )
 
 

@@ -93,6 +93,7 @@ class RunResult:
             and not self.observe_errors
             and not any(r.result == "unresolved" for r in self.recovered)
             and not any(o.message == UNRESOLVED for o in self.outcomes)
+            and not self.plan.blocked
         )
 
     def exit_code(self, detailed: bool) -> int:

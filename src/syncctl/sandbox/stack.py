@@ -166,6 +166,8 @@ coupon_email = {COUPON_EMAIL}
 api_base = "{u["discord"]}/api/v10"
 vip_channel_id = "{VIP_CHANNEL_ID}"
 basic_channel_id = "{BASIC_CHANNEL_ID}"
+vip_role_ids = ["{VIP_ROLE_ID}"]
+basic_role_ids = ["{BASIC_ROLE_ID}"]
 
 [shopware]
 base_url = "{u["shopware"]}"
