@@ -1054,69 +1054,17 @@ def demo(
     """Run a real reconcile against the bundled sandbox: plan, apply, re-run.
 
     Needs no credentials: starts the five emulated services on loopback with a
-    seeded campaign, shows the dry-run plan, applies it, then shows that a
-    second run has nothing to do.
+    seeded campaign, shows the dry-run plan, applies it, shows that a second
+    run has nothing to do, then a refund and a hold, each answered by the
+    next run.
 
     \b
     Example:
       syncctl demo
     """
-    import tempfile
+    from syncctl.commands.demo import story
 
-    from syncctl.commands import render
-    from syncctl.engine.reconcile import reconcile as run
-    from syncctl.sandbox.seed import seed_demo
-    from syncctl.sandbox.stack import Sandbox
-
-    console = Console(highlight=False)
-    # On a terminal tables; into a pipe or a file plain lines, like every command.
-    rich = render.use_rich(console)
-
-    def say(*lines: str) -> None:
-        for line in lines:
-            console.print(line, markup=False, highlight=False, soft_wrap=True)
-
-    def heading(text: str) -> None:
-        if rich:
-            console.rule(text)
-        else:
-            say(f"== {text}")
-
-    with (
-        tempfile.TemporaryDirectory(prefix="syncctl-demo-") as tmp,
-        Sandbox(latency=latency) as sandbox,
-    ):
-        seed_demo(sandbox)
-        config_path, env_path = sandbox.write_files(Path(tmp))
-        cfg = config_mod.load(config_path, env_path)
-        heading("1. dry run: what syncctl would change")
-        planned = run(cfg, dry_run=True)
-        if rich:
-            console.print(render.plan_table(planned.plan))
-        else:
-            say(*render.plan_lines(planned.plan))
-        say(*(f"note: {note.subject}: {note.message}" for note in planned.plan.notes))
-        say(render.calls_line(planned))
-        heading("2. reconcile: applying it")
-        applied = run(cfg)
-        if rich:
-            console.print(render.outcome_table(applied.outcomes))
-        else:
-            say(render.outcome_line(applied.outcomes))
-        say(render.calls_line(applied))
-        heading("3. reconcile again: nothing left to do")
-        again = run(cfg)
-        if rich:
-            render.show_result(console, again)
-        else:
-            say(*(line for _, line in render.result_lines(again)))
-        say(
-            f"sandbox now holds {len(sandbox.shopware.codes())} coupon code(s), "
-            f"{len(sandbox.discord.invites())} live invite(s), "
-            f"{len(sandbox.mautic.sent())} email(s) sent, {len(sandbox.espocrm.leads())} lead(s)"
-        )
-    failed = applied.failed or again.failed or not again.plan.is_empty
-    raise typer.Exit(1 if failed else 0)
+    raise typer.Exit(story(Console(highlight=False), latency))
 
 
 def main() -> None:

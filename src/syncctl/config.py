@@ -135,6 +135,9 @@ class StripeSettings(_Section):
     lookback_hours: Annotated[int, Field(ge=1, le=24 * 30)] = 26
     #: Incremental reads: "events" (Events API, cheapest) or "sessions".
     incremental_source: Literal["events", "sessions"] = "events"
+    #: Rule 17: a fully refunded or disputed VIP purchase stops being one
+    #: ("revoke"), or stays as it is and is only noted ("keep").
+    on_refund: Literal["revoke", "keep"] = "revoke"
 
     @model_validator(mode="after")
     def _some_vip_id(self) -> StripeSettings:

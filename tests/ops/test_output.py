@@ -308,3 +308,13 @@ def test_demo_into_a_pipe_writes_plain_lines(monkeypatch: pytest.MonkeyPatch) ->
     assert "== 1. dry run: what syncctl would change" in result.stdout.splitlines()
     assert "Planned changes (22): shopware 3, mautic 11, discord 5, espocrm 3" in result.stdout
     assert "In sync: nothing to do." in result.stdout
+
+
+def test_the_demo_tells_a_refund_and_a_hold_each_answered_by_the_next_run() -> None:
+    result = CliRunner().invoke(app, ["demo"])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "refunded in full" in out and "remove refunded code" in out
+    assert "syncctl hold alan.turing@example.com" in out and "held (asked to wait" in out
+    assert "syncctl release alan.turing@example.com" in out
+    assert "a full audit afterwards plans 0 action(s)" in out

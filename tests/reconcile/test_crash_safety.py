@@ -110,3 +110,73 @@ def test_a_crash_at_any_write_is_recovered_exactly_once(tmp_path: Path, when: st
         finally:
             sandbox.stop()
     assert problems == {}
+
+
+# -- the campaign's life after the first sale (rules 16-22) -----------------------------
+
+HELD = "katherine.johnson@example.com"
+
+
+def life_after_the_sale(sandbox: Sandbox, config: config_mod.Config) -> None:
+    """A refund, a hold with a purchase behind it, a DNC contact, an erasure, a
+    changed email and a new buyer, all at once after a converged first run."""
+    from syncctl.sandbox.stack import VIP_PRICE_ID, VIP_PRODUCT_ID
+    from syncctl.state.journal import HoldKind, Journal
+
+    vip = [(VIP_PRICE_ID, VIP_PRODUCT_ID, 1)]
+    ada = next(
+        s["id"]
+        for s in sandbox.stripe.sessions
+        if (s.get("customer_details") or {}).get("email") == "ada.lovelace@example.com"
+    )
+    sandbox.stripe.refund(ada)
+    with Journal.open(config.settings.run.state_path) as journal:
+        journal.hold(HELD, HoldKind.EMAIL, reason="asked to wait")
+    sandbox.stripe.add_session(HELD, name="Katherine Johnson", line_items=vip)
+    sandbox.mautic.add_dnc(sandbox.mautic.find("grace.hopper@example.com")[0], reason=1)
+    sandbox.mautic.delete_contact(sandbox.mautic.find("alan.turing@example.com")[0])
+    miles = sandbox.mautic.find("miles.o'brien@example.com")[0]
+    sandbox.mautic.set_fields(miles, email="miles.obrien@example.com")
+    sandbox.stripe.add_session("new.buyer@example.com", name="New Buyer", line_items=vip)
+
+
+def lived_campaign(tmp_path: Path, name: str) -> tuple[Sandbox, config_mod.Config]:
+    sandbox, config = campaign(tmp_path, name)
+    assert reconcile(config).ok
+    life_after_the_sale(sandbox, config)
+    return sandbox, config
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_crash_at_any_write_after_refunds_holds_and_erasures_is_recovered_exactly_once(
+    tmp_path: Path, when: str
+) -> None:
+    sandbox, config = lived_campaign(tmp_path, "baseline-life")
+    try:
+        clean = reconcile(config)
+        assert clean.ok and violations(sandbox, config, holds=[HELD]) == []
+        total = clean.stats.total_writes
+    finally:
+        sandbox.stop()
+    assert total >= 8
+    problems: dict[int, list[str]] = {}
+    for k in range(1, total + 1):
+        sandbox, config = lived_campaign(tmp_path, f"life-{when}-{k}")
+        try:
+            services = crashing_services(config, k, when)
+            with pytest.raises(Crash):
+                reconcile(config, services=services)
+            services.close()
+            rerun = reconcile(config)
+            audit = reconcile(config, full=True)
+            found = violations(sandbox, config, holds=[HELD])
+            if not rerun.ok or not audit.ok:
+                found.append(f"rerun failed: {[o.message for o in rerun.failed + audit.failed]}")
+            if not audit.plan.is_empty:
+                found.append(f"audit still plans {[a.key for a in audit.plan.actions]}")
+            if found:
+                problems[k] = found
+        finally:
+            sandbox.stop()
+    assert problems == {}

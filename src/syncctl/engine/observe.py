@@ -25,12 +25,13 @@ from typing import Any, TypeVar
 from syncctl.clients.mautic import Contact as MauticContact
 from syncctl.clients.services import Services
 from syncctl.clients.shopware import IndividualCode, code_key, redeemable
-from syncctl.clients.stripe import CheckoutSession
+from syncctl.clients.stripe import CheckoutSession, TroubleEvent
 from syncctl.config import Settings
 from syncctl.engine.codes import coupon_code, invite_code
 from syncctl.engine.model import Contact, Invite, Purchase, Snapshot, Tier, holders, normalize_email
 from syncctl.engine.plan import invite_email_id, mail_key
 from syncctl.engine.sends import SEND_SKEW, match_sends, recorded_sends, unclaimed
+from syncctl.engine.troubles import Troubles, merge, recorded_trouble, refund_key, reinstated
 from syncctl.errors import NotFound, ServiceError
 from syncctl.state.journal import EntryState, Journal
 
@@ -90,6 +91,7 @@ def to_purchase(session: CheckoutSession, settings: Settings, secret: str) -> Pu
         vip=vip,
         paid=session.is_paid,
         code=coupon_code(session.id, secret, settings.shopware.code_prefix),
+        payment_intent=session.payment_intent,
     )
 
 
@@ -147,6 +149,8 @@ class _Observer:
         #: Bulk reads a full run started at once, in parallel (name -> future).
         self.prefetched: dict[str, Future[Any]] = {}
         self.scanned: dict[str, int] = defaultdict(int)
+        #: Sessions that were in trouble and count again (rule 17).
+        self.reinstated: set[str] = set()
 
     def bulk(self, name: str, read: Callable[[], T]) -> T:
         """A bulk read, from its prefetch when a full run started it early.
@@ -207,6 +211,7 @@ class _Observer:
 
     def sessions(self, full: bool) -> dict[str, Purchase]:
         found: dict[str, Purchase] = {}
+        troubles = Troubles()
 
         def take(sessions: Iterable[CheckoutSession]) -> None:
             for session in sessions:
@@ -219,15 +224,24 @@ class _Observer:
         if full or cursor is None:
             self.progress("reading every Stripe checkout session")
             take(stripe.iter_completed_sessions(None))
+            # Refunds and disputes of any age: the charges list, one paged read.
+            self.progress("reading Stripe's refunded and disputed charges")
+            for trouble in stripe.iter_payment_troubles(None):
+                self.scanned["troubles"] += 1
+                troubles.add(trouble)
             self.cursors[CURSOR_STRIPE] = str(now_ts)
         else:
             since = int(cursor)
             source = self.settings.stripe.incremental_source
             if source == "events" and now_ts - since < EVENTS_HORIZON:
                 newest = since
-                for event in stripe.iter_session_events(since - EVENTS_OVERLAP):
+                # New purchases, refunds and disputes in one paged read (rule 17).
+                for event in stripe.iter_purchase_events(since - EVENTS_OVERLAP):
                     self.scanned["events"] += 1
                     newest = max(newest, event.created)
+                    if isinstance(event, TroubleEvent):
+                        troubles.add(event.trouble)
+                        continue
                     session = event.session
                     found[session.id] = to_purchase(session, self.settings, self.secret)
                 # Nothing is lost by moving to an hour ago: every event older
@@ -236,7 +250,11 @@ class _Observer:
             else:
                 window = self.settings.stripe.lookback_hours * 3600
                 take(stripe.iter_completed_sessions(since - window))
+                for trouble in stripe.iter_payment_troubles(since - window):
+                    self.scanned["troubles"] += 1
+                    troubles.add(trouble)
                 self.cursors[CURSOR_STRIPE] = str(now_ts)
+        self._troubled_sessions(found, troubles)
         for item in self.journal.pending("session"):
             if item.ref in found:
                 continue
@@ -246,7 +264,26 @@ class _Observer:
                 self.gone.append(("session", item.ref))
                 continue
             found[session.id] = to_purchase(session, self.settings, self.secret)
-        return found
+        return self._with_troubles(found, troubles)
+
+    def _troubled_sessions(self, found: dict[str, Purchase], troubles: Troubles) -> None:
+        """Read the purchase of each refund or dispute the run saw but not its session:
+        an incremental run sees the refund of a purchase made weeks ago (one call each;
+        refunds are rare)."""
+        known = {p.payment_intent for p in found.values() if p.payment_intent}
+        for intent in sorted(troubles.seen() - known):
+            session = self.sv.stripe.session_for_payment(intent)
+            if session is not None:
+                found[session.id] = to_purchase(session, self.settings, self.secret)
+
+    def _with_troubles(self, found: dict[str, Purchase], troubles: Troubles) -> dict[str, Purchase]:
+        """Rule 17: what this run read, else what earlier runs wrote down (one query)."""
+        bought = [sid for sid, p in found.items() if p.vip and p.paid]
+        refs = self.journal.done_refs(refund_key(sid) for sid in bought) if bought else {}
+        revoke = self.settings.stripe.on_refund == "revoke"
+        merged = merge(found, troubles, refs, revoke=revoke)
+        self.reinstated = reinstated(merged, refs)
+        return merged
 
     # -- contacts -----------------------------------------------------------------
 
@@ -317,6 +354,8 @@ class _Observer:
             set()
             if full
             else {k.removeprefix("coupon:") for k in self.journal.done_keys("coupon:")}
+            # A code rule 17 removed is asked about again: a dispute won brings it back.
+            - {k.removeprefix("uncoupon:") for k in self.journal.done_keys("uncoupon:")}
         )
         known = {p.code for p in purchases if p.session_id in done}
         unknown = [p for p in purchases if p.session_id not in done]
@@ -506,6 +545,21 @@ class _Observer:
         promotion = self.sv.shopware.find_promotion(promotion_id)
         return redeemable(promotion, self.now, promotion_id=promotion_id) or ""
 
+    def withdrawn_codes(self, purchases: Iterable[Purchase]) -> dict[str, str]:
+        """Codes of withdrawn purchases in the VIP promotion -> the order that redeemed
+        each ("" when unused): rule 17 deletes only unused ones. One search."""
+        wanted = [p.code for p in purchases if p.withdrawn_vip]
+        if not wanted:
+            return {}
+        promotion = self.settings.shopware.vip_promotion_id
+        found = self.sv.shopware.find_codes(wanted)
+        out: dict[str, str] = {}
+        for code in wanted:
+            row = found.get(code_key(code))
+            if row is not None and row.promotion_id == promotion:
+                out[code] = (row.order_id or "unknown") if row.redeemed else ""
+        return out
+
     def made(self, prefix: str, refs: Iterable[str]) -> set[str]:
         """Of `refs`, those whose `prefix:ref` row syncctl did itself (not merely
         found in a service and adopted): rule 16's evidence after a lost state dir."""
@@ -611,9 +665,13 @@ class _Observer:
         }
         return {wanted[key]: ref for key, ref in self.journal.done_refs(wanted).items()}
 
-    def latest_known(self, emails: set[str]) -> dict[str, Purchase]:
-        """The newest VIP purchase the journal stored into each buyer's contact."""
-        latest: dict[str, Purchase] = {}
+    def latest_known(self, emails: set[str], withdrawn: set[str]) -> dict[str, Purchase]:
+        """The newest VIP purchase the journal stored into each buyer's contact.
+
+        Purchases a refund or dispute withdrew (rule 17: `withdrawn`, and the
+        journal's `refund:` rows) do not count.
+        """
+        candidates: list[Purchase] = []
         for email in emails:
             for entry in self.journal.history(subject=email):
                 if entry.state is not EntryState.DONE or entry.kind not in (
@@ -624,18 +682,28 @@ class _Observer:
                 d = entry.detail
                 if "session_id" not in d or "created" not in d or "promo_code" not in d:
                     continue
-                candidate = Purchase(
-                    session_id=d["session_id"],
-                    email=email,
-                    name=None,
-                    created=int(d["created"]),
-                    vip=True,
-                    paid=True,
-                    code=d["promo_code"],
+                if d["session_id"] in withdrawn or not d["promo_code"]:
+                    continue
+                candidates.append(
+                    Purchase(
+                        session_id=d["session_id"],
+                        email=email,
+                        name=None,
+                        created=int(d["created"]),
+                        vip=True,
+                        paid=True,
+                        code=d["promo_code"],
+                    )
                 )
-                best = latest.get(email)
-                if best is None or best.recency < candidate.recency:
-                    latest[email] = candidate
+        if candidates and self.settings.stripe.on_refund == "revoke":
+            refs = self.journal.done_refs(refund_key(p.session_id) for p in candidates)
+            candidates = [p for p in candidates if not recorded_trouble(refs, p.session_id)]
+        latest: dict[str, Purchase] = {}
+        for candidate in candidates:
+            assert candidate.email is not None
+            best = latest.get(candidate.email)
+            if best is None or best.recency < candidate.recency:
+                latest[candidate.email] = candidate
         return latest
 
 
@@ -658,6 +726,8 @@ def _facts(
     if full and "codes" not in unknown:
         purchases = observer.legacy_codes(purchases, contacts, codes)
         vip = [p for p in purchases.values() if p.is_vip_purchase]
+    withdrawn = [p for p in purchases.values() if p.withdrawn_vip]
+    withdrawn_codes = attempt("codes", lambda: observer.withdrawn_codes(withdrawn), {})
     opted_in = {c.email for c in contacts.values() if c.opt_in and c.email}
     leads = attempt("leads", lambda: observer.leads(opted_in, full), nothing)
     invites = attempt("invites", observer.invites, None) if full else None
@@ -668,6 +738,8 @@ def _facts(
         existing_codes=frozenset(codes),
         blocked_codes=dict(observer.blocked_codes),
         promotion_problem=attempt("promotion", lambda: observer.promotion_problem(vip), ""),
+        withdrawn_codes=withdrawn_codes,
+        reinstated=frozenset(observer.reinstated),
         leads=frozenset(leads),
         sent=frozenset(sent),
         sent_at=dict(observer.sent_at),
@@ -691,7 +763,14 @@ def _facts(
             observer.made("coupon", (p.session_id for p in purchases.values() if p.is_vip_purchase))
         ),
         own_contacts=frozenset(observer.made("contact", purchase_emails)),
-        latest_purchase=observer.latest_known(purchase_emails) if not full else {},
+        latest_purchase=(
+            observer.latest_known(
+                purchase_emails | {p.email for p in withdrawn if p.email},
+                {p.session_id for p in withdrawn},
+            )
+            if not full
+            else {}
+        ),
         invites=invites,
         observed_at=observer.now,
         full=full,
@@ -747,8 +826,9 @@ def observe(
             purchases = attempt("purchases", lambda: observer.sessions(full), no_purchases)
         if "purchases" in unknown:
             observer.cursors.pop(CURSOR_STRIPE, None)
-        vip = [p for p in purchases.values() if p.is_vip_purchase]
-        purchase_emails = {p.email for p in vip if p.email}
+        # A withdrawn purchase's buyer is read too: the VIP flag may go (rule 17).
+        buyers = [p for p in purchases.values() if p.is_vip_purchase or p.withdrawn_vip]
+        purchase_emails = {p.email for p in buyers if p.email}
         if not full:
             contacts = observer.contacts(full, purchase_emails)
         snapshot = _facts(observer, attempt, unknown, purchases, contacts, full)

@@ -70,6 +70,8 @@ class _Planner:
                 self.contacts_by_email[contact.email].append(contact)
         #: contact id -> key of the action making it VIP this run
         self.promoting: dict[int, str] = {}
+        #: contact id -> key of the action taking its VIP flag away (rule 17)
+        self.demoting: dict[int, str] = {}
         #: Emails with a paid VIP purchase in the run's scope.
         self.buyers = {p.email for p in snapshot.purchases if p.is_vip_purchase and p.email}
         #: Contacts whose invite waits because their tier may be about to change.
@@ -139,6 +141,113 @@ class _Planner:
             for p in open_:
                 self.coupon_mail(p, contact_ref, contact_dep, opted_in)
 
+    # -- refunds and disputes: rule 17 ----------------------------------------
+
+    def refunds(self) -> None:
+        """A fully refunded or disputed VIP purchase stops being one (`on_refund`).
+
+        Its unused code leaves the promotion (a redeemed one stays, noted);
+        its buyer keeps the VIP flag and a code only through another paid VIP
+        purchase; the contact's tier then follows rule 7 (`contact`). No
+        email says anything about a refund.
+        """
+        troubled = [p for p in self.s.purchases if p.trouble and p.vip and p.paid and p.email]
+        for p in sorted(troubled, key=lambda p: p.recency):
+            assert p.email is not None
+            if p.session_id in self.held_sessions or self._held_purchase(p):
+                continue
+            if not p.withdrawn:
+                self.note(
+                    p.email,
+                    f"purchase {p.session_id} was {p.trouble} in Stripe; "
+                    '[stripe] on_refund = "keep": left as it is',
+                )
+                continue
+            self._withdraw_code(p)
+            self._demote(p)
+
+    def _withdraw_code(self, p: Purchase) -> None:
+        assert p.email is not None
+        if "codes" in self.s.unknown:
+            self.note(p.email, f"purchase {p.session_id} was {p.trouble}: its code waits")
+            return
+        order = self.s.withdrawn_codes.get(p.code)
+        if order is None:
+            return  # never made, or gone already
+        if order:
+            self.note(
+                p.email,
+                f"purchase {p.session_id} was {p.trouble}, but its code {p.code} was redeemed "
+                f"(order {order}): the code stays",
+            )
+            return
+        self.add(
+            Action(
+                ActionKind.COUPON_DELETE,
+                f"uncoupon:{p.session_id}",
+                p.email,
+                f"purchase was {p.trouble} in Stripe: its unused code leaves the VIP promotion",
+                params={
+                    "session_id": p.session_id,
+                    "code": p.code,
+                    "promotion_id": self.settings.shopware.vip_promotion_id,
+                },
+                before={"code": p.code},
+                after={"code": "(deleted)"},
+            )
+        )
+
+    def _demote(self, p: Purchase) -> None:
+        """The buyer's contact keeps VIP only through another paid VIP purchase."""
+        assert p.email is not None
+        contacts = self.contacts_by_email.get(p.email, [])
+        if not contacts or p.email in self.buyers:
+            return  # no contact; or a purchase in view keeps it VIP (`vip_contact`)
+        c = contacts[0]
+        other = self.s.latest_purchase.get(p.email)
+        if other is not None and other.session_id != p.session_id:
+            if c.promo_code == p.code:  # another purchase's code takes its place
+                self.add(
+                    Action(
+                        ActionKind.CONTACT_UPDATE,
+                        f"vip:{c.id}:{other.code}",
+                        p.email,
+                        f"purchase {p.session_id} was {p.trouble}: the code of the buyer's "
+                        "other VIP purchase takes its place",
+                        params={
+                            "contact_id": c.id,
+                            "changes": {"vip_status": True, "promo_code": other.code},
+                            "session_id": other.session_id,
+                            "created": other.created,
+                        },
+                        before={"promo_code": c.promo_code},
+                        after={"vip_status": True, "promo_code": other.code},
+                    )
+                )
+            return
+        if c.promo_code and c.promo_code != p.code:
+            return  # VIP through a code that is not this purchase's: not ours to judge
+        changes: dict[str, object] = {}
+        before: dict[str, object] = {}
+        if c.vip:
+            changes["vip_status"], before["vip_status"] = False, True
+        if c.promo_code:
+            changes["promo_code"], before["promo_code"] = "", c.promo_code
+        if not changes:
+            return
+        self.demoting[c.id] = self.add(
+            Action(
+                ActionKind.CONTACT_UPDATE,
+                f"unvip:{c.id}:{p.session_id}",
+                p.email,
+                f"purchase {p.session_id} was {p.trouble} in Stripe and was the buyer's only "
+                "VIP purchase",
+                params={"contact_id": c.id, "changes": changes, "session_id": p.session_id},
+                before=before,
+                after=changes,
+            )
+        )
+
     # -- holds: rule 18 -------------------------------------------------------
 
     def _hold(self, subject: str) -> str | None:
@@ -171,6 +280,13 @@ class _Planner:
     def _fulfilled(self, email: str, bought: list[Purchase]) -> None:
         """Rule 16: nothing is redone for fulfilled purchases; a change is noted, not undone."""
         contacts = self.contacts_by_email.get(email, [])
+        back = [p for p in bought if p.session_id in self.s.reinstated]
+        if back and contacts:
+            # Rule 17: a dispute won; what syncctl withdrew for it goes back.
+            for p in back:
+                self.coupon(p)
+            self.vip_contact(email, bought)
+            return
         latest = max(bought, key=lambda p: p.recency)
         known = self.s.latest_purchase.get(email)
         if known is not None and known.recency > latest.recency:
@@ -388,7 +504,7 @@ class _Planner:
         marks the oldest contact of the address, opted in or not).
         """
         everyone = self.contacts_by_email.get(email, group)
-        vip = any(c.vip or c.id in self.promoting for c in everyone)
+        vip = any(self._is_vip(c) or c.id in self.promoting for c in everyone)
         promote = next((self.promoting[c.id] for c in everyone if c.id in self.promoting), None)
         holding = [c for c in group if c.link_vip or c.link_basic]
         primary = (holding or group)[0]
@@ -405,14 +521,16 @@ class _Planner:
     def contact(self, c: Contact, *, vip: bool | None = None, promote: str | None = None) -> None:
         assert c.email is not None
         promote = promote or self.promoting.get(c.id)
-        vip = c.vip if vip is None else vip
+        vip = self._is_vip(c) if vip is None else vip
         if not (vip or promote) and self._tier_may_change(c):
             self.lead(c)
             return
         tier = Tier.VIP if (vip or promote) else Tier.BASIC
         # Rules 4 and 8: an upgrade touches the Basic link only once the
         # contact is VIP; a failed coupon leaves the person as they were.
-        deps: list[str] = [promote] if promote else []
+        # Rule 17: a downgrade touches the VIP link only once the flag is off.
+        step = promote or (self.demoting.get(c.id) if tier is Tier.BASIC else None)
+        deps: list[str] = [step] if step else []
         upgraded = tuple(deps)
         other = c.link(tier.other)
         if other:
@@ -541,6 +659,10 @@ class _Planner:
                     depends_on=(revoke,),
                 )
             )
+
+    def _is_vip(self, c: Contact) -> bool:
+        """The contact's VIP flag, unless this run takes it away (rule 17)."""
+        return c.vip and c.id not in self.demoting
 
     def _tier_may_change(self, c: Contact) -> bool:
         """A Basic contact whose VIP purchase could not be checked waits for its invite.
@@ -692,6 +814,7 @@ def plan(snapshot: Snapshot, settings: Settings) -> Plan:
     """The actions that bring the systems to the desired state, in a stable order."""
     planner = _Planner(snapshot, settings)
     planner.purchases()
+    planner.refunds()
     planner.promotion_wait()
     planner.contacts()
     planner.unblock()

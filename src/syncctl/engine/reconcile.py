@@ -35,6 +35,8 @@ from syncctl.engine.plan import plan as make_plan
 from syncctl.engine.recover import Recovery, Resolution
 from syncctl.engine.settle import Settled, settle
 from syncctl.engine.stop import StopRequest
+from syncctl.engine.troubles import REFUND_KIND, refund_key
+from syncctl.engine.troubles import news as trouble_news
 from syncctl.net.http import CallStats
 from syncctl.state.journal import EntryState, Journal
 from syncctl.state.lock import state_lock
@@ -361,6 +363,16 @@ def _adopt(journal: Journal, snapshot: Snapshot) -> None:
         if p.code in snapshot.existing_codes
     )
     record(_held_codes(snapshot))
+    # Rule 17: a refund's event is read once; the journal keeps what it said.
+    bought = [p for p in snapshot.purchases if p.vip and p.paid]
+    refs = journal.done_refs(refund_key(p.session_id) for p in bought) if bought else {}
+    record(
+        (
+            (key, REFUND_KIND, p.email or "", ref, {"payment_intent": p.payment_intent})
+            for key, p, ref in trouble_news(bought, refs)
+        ),
+        checked=True,
+    )
     # An invite the journal knows as done with another code than the contact
     # holds is news too: compared with the journal's refs, not just its state.
     record(
