@@ -28,12 +28,12 @@ from syncctl.clients.shopware import IndividualCode, code_key, redeemable
 from syncctl.clients.stripe import CheckoutSession, TroubleEvent
 from syncctl.config import Settings
 from syncctl.engine.codes import coupon_code, invite_code
-from syncctl.engine.model import Contact, Invite, Purchase, Snapshot, Tier, holders, normalize_email
-from syncctl.engine.plan import invite_email_id, mail_key
-from syncctl.engine.sends import SEND_SKEW, match_sends, recorded_sends, unclaimed
-from syncctl.engine.troubles import Troubles, merge, recorded_trouble, refund_key, reinstated
+from syncctl.engine.model import Contact, Invite, Purchase, Snapshot, normalize_email
+from syncctl.engine.recall import JournalFacts
+from syncctl.engine.sendlog import SendLog
+from syncctl.engine.troubles import Troubles, merge, refund_key, reinstated
 from syncctl.errors import NotFound, ServiceError
-from syncctl.state.journal import EntryState, Journal
+from syncctl.state.journal import Journal
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,9 +51,6 @@ MAUTIC_PAGE = 500
 EVENTS_OVERLAP = 300
 #: Stripe keeps events 30 days; an older cursor falls back to listing sessions.
 EVENTS_HORIZON = 29 * 86400
-#: Above this many unknown facts of one kind, one paged bulk read is cheaper
-#: than one lookup each.
-BULK_THRESHOLD = 25
 #: Above this many emails of unknown lead state, reading every lead (200 a
 #: page) is cheaper than batched lookups (25 addresses a query) would be.
 LEAD_LOOKUPS_MAX = 1000
@@ -119,7 +116,7 @@ def to_contact(contact: MauticContact, settings: Settings, *, dated: bool = True
     )
 
 
-class _Observer:
+class _Observer(JournalFacts, SendLog):
     def __init__(
         self,
         services: Services,
@@ -196,16 +193,6 @@ class _Observer:
             for address in lead.email_addresses or ((lead.email,) if lead.email else ()):
                 with_lead.add(address.lower())
         return with_lead
-
-    def _read_stats(self, email_id: int) -> dict[int, list[datetime]]:
-        self.progress(f"reading Mautic's send log of email {email_id}")
-        dates: dict[int, list[datetime]] = defaultdict(list)
-        for stat in self.sv.mautic.iter_email_stats(email_id):
-            if not stat.is_failed and stat.date_sent and stat.lead_id is not None:
-                dates[stat.lead_id].append(stat.date_sent)
-        with self._lock:
-            self.logged_sends.update((email_id, cid) for cid in dates)
-        return dates
 
     # -- purchases ----------------------------------------------------------------
 
@@ -372,17 +359,6 @@ class _Observer:
                 self._check_blocked(row)
         return known
 
-    def recorded_codes(self, purchases: dict[str, Purchase]) -> dict[str, Purchase]:
-        """A purchase whose code the journal recorded (a legacy code) keeps it."""
-        keys = [f"coupon:{sid}" for sid in purchases]
-        recorded = self.journal.latest_many(keys) if keys else {}
-        out = dict(purchases)
-        for key, entry in recorded.items():
-            sid = key.removeprefix("coupon:")
-            if entry.state is EntryState.DONE and entry.ref and entry.ref != out[sid].code:
-                out[sid] = replace(out[sid], code=entry.ref)
-        return out
-
     def legacy_codes(
         self, purchases: dict[str, Purchase], contacts: dict[int, Contact], codes: set[str]
     ) -> dict[str, Purchase]:
@@ -425,89 +401,6 @@ class _Observer:
             return known | (unknown & self.bulk("leads", self._read_lead_emails))
         with_lead = self.sv.espocrm.emails_with_leads(unknown)
         return known | {e for e in unknown if e.lower() in with_lead}
-
-    def sent(
-        self,
-        contacts: dict[int, Contact],
-        purchases: list[Purchase],
-        invites: dict[str, Invite] | None,
-        full: bool,
-    ) -> set[str]:
-        """Mail keys already sent: the journal's, else derived from Mautic's stats."""
-        sent = set(self.journal.done_keys("mail:"))
-        holder = holders(contacts.values())
-        coupon_email = self.settings.mautic.coupon_email
-        # (contact, email id) -> what we must decide about it
-        invite_questions: dict[tuple[int, int], str] = {}
-        coupon_questions: dict[int, list[Purchase]] = defaultdict(list)
-        for c in contacts.values():
-            if not c.opt_in:
-                continue
-            for tier in Tier:
-                code = invite_code(c.link(tier))
-                email_id = invite_email_id(self.settings, tier)
-                if code and mail_key(email_id, c.id, code) not in sent:
-                    invite_questions[(c.id, email_id)] = code
-        for p in purchases:
-            if p.email and p.email in holder:
-                cid = holder[p.email].id
-                if mail_key(coupon_email, cid, p.code) not in sent:
-                    coupon_questions[cid].append(p)
-        pairs = set(invite_questions) | {(cid, coupon_email) for cid in coupon_questions}
-        if not pairs:
-            return sent
-        stats = self._send_dates(pairs, full)
-        logged = {pair for pair in pairs if stats.get(pair)}
-        claims = recorded_sends(self.journal, logged, bulk=len(logged) > BULK_THRESHOLD)
-        for (cid, email_id), code in invite_questions.items():
-            # An earlier link's email (a reissue minutes after a send) is not this one's.
-            dates = unclaimed(stats.get((cid, email_id), []), claims.get((cid, email_id), []))
-            created = self._invite_created(code, invites)
-            after = dates if created is None else [d for d in dates if d >= created - SEND_SKEW]
-            if after:
-                key = mail_key(email_id, cid, code)
-                sent.add(key)
-                self.sent_at[key] = after[-1]
-        for cid, bought in coupon_questions.items():
-            # Another purchase's email, sent already, is not the one missing.
-            dates = unclaimed(
-                stats.get((cid, coupon_email), []), claims.get((cid, coupon_email), [])
-            )
-            made = [(p.code, datetime.fromtimestamp(p.created, UTC)) for p in bought]
-            for code, when in match_sends(dates, made, SEND_SKEW).items():
-                key = mail_key(coupon_email, cid, code)
-                sent.add(key)
-                self.sent_at[key] = when
-        return sent
-
-    def _send_dates(
-        self, pairs: set[tuple[int, int]], full: bool
-    ) -> dict[tuple[int, int], list[datetime]]:
-        dates: dict[tuple[int, int], list[datetime]] = defaultdict(list)
-        mautic = self.sv.mautic
-        if full or len(pairs) > BULK_THRESHOLD:
-            for email_id in sorted({eid for _, eid in pairs}):
-                sends = self.bulk(
-                    f"stats:{email_id}", functools.partial(self._read_stats, email_id)
-                )
-                for cid, eid in pairs:
-                    if eid == email_id and cid in sends:
-                        dates[(cid, email_id)] = sends[cid]
-            return dates
-        for cid, email_id in sorted(pairs):
-            for stat in mautic.email_stats(cid, email_id):
-                if not stat.is_failed and stat.date_sent:
-                    dates[(cid, email_id)].append(stat.date_sent)
-        return dates
-
-    def _invite_created(self, code: str, invites: dict[str, Invite] | None) -> datetime | None:
-        """When a live invite was minted (only the channel lists carry it)."""
-        if invites is None:
-            if self._live is None:
-                self._live = self.invites()
-            invites = self._live
-        invite = invites.get(code)
-        return invite.created_at if invite else None
 
     def invites(self) -> dict[str, Invite]:
         """Live invites of syncctl's bot in the two campaign channels."""
@@ -560,29 +453,6 @@ class _Observer:
                 out[code] = (row.order_id or "unknown") if row.redeemed else ""
         return out
 
-    def made(self, prefix: str, refs: Iterable[str]) -> set[str]:
-        """Of `refs`, those whose `prefix:ref` row syncctl did itself (not merely
-        found in a service and adopted): rule 16's evidence after a lost state dir."""
-        keys = [f"{prefix}:{ref}" for ref in refs]
-        found = self.journal.latest_many(keys) if keys else {}
-        return {
-            key.removeprefix(f"{prefix}:")
-            for key, entry in found.items()
-            if entry.state is EntryState.DONE and not entry.detail.get("observed")
-        }
-
-    def lead_owners(
-        self, contacts: Iterable[Contact], leads: set[str]
-    ) -> dict[int, tuple[str, str]]:
-        """Opted-in contacts without a Lead for their email that syncctl made one for
-        under another address: their email changed (rule 22)."""
-        lacking = {c.id: c.email for c in contacts if c.opt_in and c.email and c.email not in leads}
-        return {
-            cid: (lead_id, email)
-            for cid, (lead_id, email) in self.journal.leads_made_for(lacking).items()
-            if email != lacking[cid]
-        }
-
     def withdrawn_live(
         self, contacts: Iterable[Contact], invites: dict[str, Invite] | None
     ) -> set[str]:
@@ -611,100 +481,6 @@ class _Observer:
             if invite is not None and (bot is None or invite.inviter_id in (None, bot)):
                 live.add(code)
         return live
-
-    def held(self, contacts: Iterable[Contact], purchases: Iterable[Purchase]) -> dict[str, str]:
-        """Who and what is held (rule 18), with why: `syncctl hold` (the journal,
-        one query) and the Mautic tag (read with the contacts, no call)."""
-        contacts = list(contacts)
-        purchases = list(purchases)
-        subjects = {c.email for c in contacts if c.email}
-        subjects |= {p.email for p in purchases if p.email}
-        subjects |= {p.session_id for p in purchases}
-        found = {
-            subject: f"{hold.reason or 'no reason given'}; by {hold.by or 'someone'} "
-            f"since {hold.since:%Y-%m-%d}"
-            for subject, hold in self.journal.held(subjects).items()
-        }
-        tag = self.settings.mautic.hold_tag
-        for c in contacts:
-            if c.hold_tag and c.email:
-                found.setdefault(c.email, f"Mautic tag {tag!r} on contact {c.id}")
-        return found
-
-    def revoked(self, contacts: Iterable[Contact]) -> set[str]:
-        """Invite codes opted-in contacts hold that syncctl itself revoked.
-
-        A dead link nobody would notice until the backer tries it (a config
-        mistake once made every run revoke links it had stored); the journal
-        knows, so it costs no call.
-        """
-        held = {
-            f"revoke:{code}": code
-            for c in contacts
-            if c.opt_in
-            for code in (invite_code(c.link_vip), invite_code(c.link_basic))
-            if code
-        }
-        if not held:
-            return set()
-        found = self.journal.latest_many(held)
-        return {held[key] for key, entry in found.items() if entry.state is EntryState.DONE}
-
-    def issued(self, contacts: Iterable[Contact]) -> dict[tuple[int, Tier], str]:
-        """The invite syncctl last stored for each opted-in contact whose link is empty.
-
-        Only those can need it (to revoke it when an operator cleared the
-        field, rule 13), so only their keys are looked up.
-        """
-        wanted = {
-            f"invite:{c.id}:{tier}": (c.id, tier)
-            for c in contacts
-            if c.opt_in
-            for tier in Tier
-            if not c.link(tier)
-        }
-        return {wanted[key]: ref for key, ref in self.journal.done_refs(wanted).items()}
-
-    def latest_known(self, emails: set[str], withdrawn: set[str]) -> dict[str, Purchase]:
-        """The newest VIP purchase the journal stored into each buyer's contact.
-
-        Purchases a refund or dispute withdrew (rule 17: `withdrawn`, and the
-        journal's `refund:` rows) do not count.
-        """
-        candidates: list[Purchase] = []
-        for email in emails:
-            for entry in self.journal.history(subject=email):
-                if entry.state is not EntryState.DONE or entry.kind not in (
-                    "update_contact",
-                    "create_contact",
-                ):
-                    continue
-                d = entry.detail
-                if "session_id" not in d or "created" not in d or "promo_code" not in d:
-                    continue
-                if d["session_id"] in withdrawn or not d["promo_code"]:
-                    continue
-                candidates.append(
-                    Purchase(
-                        session_id=d["session_id"],
-                        email=email,
-                        name=None,
-                        created=int(d["created"]),
-                        vip=True,
-                        paid=True,
-                        code=d["promo_code"],
-                    )
-                )
-        if candidates and self.settings.stripe.on_refund == "revoke":
-            refs = self.journal.done_refs(refund_key(p.session_id) for p in candidates)
-            candidates = [p for p in candidates if not recorded_trouble(refs, p.session_id)]
-        latest: dict[str, Purchase] = {}
-        for candidate in candidates:
-            assert candidate.email is not None
-            best = latest.get(candidate.email)
-            if best is None or best.recency < candidate.recency:
-                latest[candidate.email] = candidate
-        return latest
 
 
 def _facts(
