@@ -392,6 +392,29 @@ def test_iter_modified_since_includes_never_edited_new_contacts(
     assert [c.id for c in client.iter_modified_since(since)] == [created]
 
 
+def test_iter_modified_since_reads_a_page_of_edited_and_new_contacts_in_one_call(
+    emulator: MauticEmulator, client: MauticClient, clock: Clock, stats: CallStats
+) -> None:
+    edited = emulator.add_contact("edited@example.com")
+    since = clock.tick(10)
+    emulator.set_fields(edited, promo_code="E")
+    created = emulator.add_contact("new@example.com")  # never edited: dateModified null
+    assert sorted(c.id for c in client.iter_modified_since(since)) == sorted([edited, created])
+    assert stats.total_calls == 1  # one orX query, not one per kind
+
+
+def test_iter_modified_since_pages_both_kinds_when_a_page_is_not_enough(
+    emulator: MauticEmulator, client: MauticClient, clock: Clock
+) -> None:
+    since = clock.tick(10)
+    edited = [emulator.add_contact(f"e{i}@example.com") for i in range(4)]
+    for cid in edited:
+        emulator.set_fields(cid, promo_code="E")
+    created = [emulator.add_contact(f"n{i}@example.com") for i in range(4)]
+    got = [c.id for c in client.iter_modified_since(since, page_size=3)]
+    assert sorted(set(got)) == sorted(edited + created)
+
+
 def test_iter_modified_since_drains_many_contacts_sharing_one_second(
     emulator: MauticEmulator, client: MauticClient, clock: Clock
 ) -> None:

@@ -1790,7 +1790,20 @@ class MauticEmulator(Emulator):
         )
         for i, clause in enumerate(where):
             candidate = None
-            if clause.col == "email" and clause.expr == "eq" and isinstance(clause.val, str):
+            if clause.expr == "orX" and isinstance(clause.val, list):
+                # MySQL merges the branches' indexes (index_merge union); so
+                # does this: each branch its own range, the union tested again.
+                parts = [b.val if b.expr == "andX" else [b] for b in clause.val]
+                branches = [self._plan(part) for part in parts]
+                if branches and all(b.consumed for b in branches):
+                    ids = sorted({cid for b in branches for _, cid in b.items[b.lo : b.hi]})
+                    # Exact when every branch's range answers all its clauses.
+                    pairs = zip(branches, parts, strict=True)
+                    exact = all(len(b.consumed) == len(p) for b, p in pairs)
+                    candidate = _Plan(
+                        {i} if exact else set(), "id", [(cid, cid) for cid in ids], 0, len(ids)
+                    )
+            elif clause.col == "email" and clause.expr == "eq" and isinstance(clause.val, str):
                 ids = sorted(self._by_email.get(clause.val.lower(), ()))
                 candidate = _Plan({i}, "id", [(cid, cid) for cid in ids], 0, len(ids))
             elif clause.col in ("id", "email") and clause.expr == "in":
