@@ -458,3 +458,31 @@ def test_a_lived_campaign_survives_a_lost_state_dir_without_a_second_side_effect
     assert not audit.plan.actions, [a.key for a in audit.plan.actions]
     assert sandbox.write_count() == 0
     assert violations(sandbox, config, holds=[katherine]) == []
+
+
+def test_a_refunded_code_the_operator_deleted_by_hand_is_not_created_again(sandbox, config) -> None:
+    from syncctl.clients.services import Services
+
+    reconcile(config)
+    code = promo_code_of(sandbox, config, ADA)
+    sandbox.stripe.refund(buyer_session(sandbox, ADA))
+    with Services.connect(config) as sv:  # the operator, in the Shopware admin
+        row = sv.shopware.find_code(code)
+        assert row is not None
+        sv.shopware.delete_code(row)
+    incremental = reconcile(config)
+    audit = reconcile(config, full=True)
+    promotion = config.settings.shopware.vip_promotion_id
+    assert code not in {row["code"] for row in sandbox.shopware.codes(promotion)}
+    assert incremental.ok and audit.ok
+    assert not any(a.key.startswith("coupon:") for a in audit.plan.actions)
+    assert violations(sandbox, config) == []
+
+
+def test_an_upgrade_of_a_contact_on_the_dnc_list_sends_no_invite_email(sandbox, config) -> None:
+    katherine = "katherine.johnson@example.com"
+    cid = sandbox.mautic.find(katherine)[0]
+    sandbox.mautic.add_dnc(cid, reason=1)  # unsubscribed before buying VIP
+    result = reconcile(config)
+    assert not sandbox.mautic.sent(contact_id=cid)
+    assert any(katherine in n and "Do-Not-Contact" in n for n in notes(result))
