@@ -772,3 +772,19 @@ def test_key_without_charge_access_raises_auth_rejected_naming_charges(api, emul
         list(api.iter_payment_troubles())
 
     assert "Charges" in (caught.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("status", "won"),
+    [
+        ("won", True),
+        ("warning_closed", True),
+        ("prevented", True),
+        ("lost", False),
+        ("needs_response", False),
+        (None, False),
+    ],
+)
+def test_only_a_dispute_that_kept_the_money_counts_as_won(status: str | None, won: bool) -> None:
+    trouble = PaymentTrouble("pi_1", "disputed", True, 0, "ch_1", dispute_status=status)
+    assert trouble.dispute_won is won

@@ -67,7 +67,7 @@ OPEN_DISPUTE_STATUSES = (
     "needs_response",
     "under_review",
 )
-CLOSED_DISPUTE_STATUSES = ("warning_closed", "won", "lost")
+CLOSED_DISPUTE_STATUSES = ("warning_closed", "won", "lost", "prevented")
 DISPUTE_REASONS = (
     "bank_cannot_process",
     "check_returned",
