@@ -340,22 +340,37 @@ def sandbox_serve(
             "<name>.bak-<time> first)."
         ),
     ] = False,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(
+            "--webhook-url",
+            metavar="URL",
+            help="Post Stripe events to URL/webhooks/stripe and Mautic contact saves to "
+            "URL/webhooks/mautic, signed with STRIPE_WEBHOOK_SECRET and MAUTIC_WEBHOOK_SECRET "
+            "from the .env, retried on any answer but a 2xx (for `syncctl watch --listen`).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the five emulated APIs on loopback until interrupted.
 
     Writes a ready syncctl.toml and .env pointing at them, so `syncctl reconcile`
     run from that directory talks to the sandbox. Files it wrote before are
     replaced and the previous sandbox's state dir is cleared (the services
-    start afresh); other files are refused unless --force.
+    start afresh); other files are refused unless --force. With --webhook-url,
+    Stripe and Mautic also send their webhooks there, as the vendors do
+    (events from after the start; the seeded campaign's are not sent).
 
     \b
-    Example:
+    Examples:
       syncctl sandbox serve --dir /tmp/campaign --latency 0.02
+      syncctl sandbox serve --dir /tmp/campaign --webhook-url http://127.0.0.1:8787
     """
     from syncctl.sandbox import workdir
     from syncctl.sandbox.seed import seed_demo
     from syncctl.sandbox.stack import SERVICES, Sandbox
 
+    if webhook_url is not None:
+        _check_webhook_url(webhook_url)
     target = workdir.inspect(directory, force=force)  # before anything starts or is written
     ports = {name: port_base + i for i, name in enumerate(SERVICES)} if port_base else {}
     try:
@@ -380,10 +395,28 @@ def sandbox_serve(
         err.print(
             f"wrote {target.config_path} and {target.env_path} (secrets, mode 0600)", markup=False
         )
+        if webhook_url is not None:
+            for service, sender in sandbox.send_webhooks(webhook_url).items():
+                err.print(f"{service} webhooks -> {sender.url}", markup=False)
         err.print("try: syncctl reconcile --dry-run    (Ctrl-C stops the sandbox)", markup=False)
         _serve_until_stopped(sandbox)
     finally:
         sandbox.stop()
+
+
+def _check_webhook_url(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the range only when asked
+    except ValueError:
+        parts = parts._replace(netloc="")
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+        raise UsageError(
+            f"--webhook-url {url!r} is not an http(s) base URL",
+            hint="give where `syncctl watch --listen` serves, e.g. http://127.0.0.1:8787",
+        )
 
 
 def _serve_until_stopped(sandbox: Any) -> None:
