@@ -284,6 +284,8 @@ def config_show(ctx: typer.Context) -> None:
     console = Console(highlight=False)
     console.print(f"# config: {cfg.path}", markup=False)
     data = cfg.settings.model_dump()
+    for section, key in config_mod.SECRET_KEYS:  # a ping URL's path is its token
+        data[section][key] = config_mod.redact_url(data[section][key])
     for section, values in data.items():
         _print_section(console, section, values)
     console.print("\n# secrets", markup=False)
@@ -482,43 +484,71 @@ def reconcile(
     \b
     Exit codes:
       0  in sync, or every action applied (over max_actions: the rest waits)
-      1  an action or a service failed (the others went on)
+      1  an action or a service failed (the others went on); or another run
+         has held the lock for over [run] lock_busy_fail_after (default 1 h)
       2  bad config, secret or command line (--detailed-exitcode: changes)
       3  another syncctl run holds the lock (--wait queues instead)
       4  the plan looks like a mistake; nothing applied (--allow-mass-change)
+
+    \b
+    With [alert] ping_url set, a real run pings <ping_url>/start once it
+    holds the lock, then <ping_url> (exit 0) or <ping_url>/fail with its
+    summary; a dry run and a routine busy lock (exit 3) ping nothing.
     """
+    from syncctl.alert import RunPings, pinger_for
     from syncctl.commands.render import RunProgress
     from syncctl.engine.reconcile import reconcile as run
+    from syncctl.state.lock import held_too_long
 
     state = _state(ctx)
     cfg = state.config
     stop = StopRequest()
-    with (
-        _stop_on_signals(stop, quiet=state.quiet),
-        RunProgress(err, enabled=state.rich and not state.quiet, fallback=_debug) as shown,
-    ):
+    pings = RunPings(None if dry_run else pinger_for(cfg))
+    try:
+        with (
+            _stop_on_signals(stop, quiet=state.quiet),
+            RunProgress(err, enabled=state.rich and not state.quiet, fallback=_debug) as shown,
+        ):
 
-        def on_outcome(outcome: Any) -> None:
-            logs.log_outcome(outcome)
-            shown.outcome(outcome)
+            def on_outcome(outcome: Any) -> None:
+                logs.log_outcome(outcome)
+                shown.outcome(outcome)
 
-        result = run(
-            cfg,
-            dry_run=dry_run,
-            full=full,
-            max_actions=max_actions,
-            wait=wait,
-            retry_refused=retry_refused,
-            allow_mass_change=allow_mass_change,
-            stop=stop,
-            progress=shown.phase,
-            on_outcome=on_outcome,
-            on_plan=shown.planned,
-            on_wait=_waiting_notice(ctx),
-        )
+            result = run(
+                cfg,
+                dry_run=dry_run,
+                full=full,
+                max_actions=max_actions,
+                wait=wait,
+                retry_refused=retry_refused,
+                allow_mass_change=allow_mass_change,
+                stop=stop,
+                progress=shown.phase,
+                on_outcome=on_outcome,
+                on_plan=shown.planned,
+                on_wait=_waiting_notice(ctx),
+                on_start=pings.start,
+            )
+    except LockBusy as busy:
+        too_long = held_too_long(busy, cfg.settings.run.lock_busy_fail_after)
+        if too_long is None:
+            raise  # a routine overlap: exit 3, no ping (the holder pings for itself)
+        pings.fail(f"error: {too_long}")
+        raise too_long from None
+    except SyncctlError as exc:
+        pings.fail(f"error: {exc}")
+        raise
+    except KeyboardInterrupt:
+        if pings.started:
+            pings.fail("interrupted")
+        raise
+    except Exception as exc:
+        pings.fail(f"error: {type(exc).__name__}: {exc}")
+        raise
     _report_run(state, result, outcomes_logged=True)
     if json_out:
         _echo_json(result.to_json())
+    pings.finish(result)
     raise typer.Exit(result.exit_code(detailed_exitcode))
 
 
@@ -937,6 +967,51 @@ def init(
     here = directory.resolve() == Path.cwd().resolve()
     step = "syncctl doctor" if here else f"cd {directory} && syncctl doctor"
     err.print(f"next: edit both, then run `{step}`", markup=False)
+
+
+@app.command()
+def alert(
+    ctx: typer.Context,
+    unit: Annotated[
+        str,
+        typer.Option(
+            "--unit",
+            metavar="UNIT",
+            help="The unit that failed (systemd passes it: syncctl-alert@%n.service).",
+        ),
+    ],
+) -> None:
+    """Raise the alert for a failed syncctl unit (systemd's OnFailure= runs this).
+
+    Writes one error line (the unit, the host, how the last run ended, where
+    its log is) to stderr, so the journal has it; pings <ping_url>/fail with
+    it when [alert] ping_url is set; runs [alert] command (e.g. mail) with it
+    on stdin and in $SYNCCTL_ALERT_MESSAGE. Reads only the [alert] section
+    when the rest of the config is broken, so a bad config still alerts.
+    Exit 1 when the command fails. Run it by hand to test your hook.
+
+    \b
+    Examples:
+      syncctl alert --unit syncctl.service
+      syncctl --config /etc/syncctl/syncctl.toml alert --unit syncctl-watch.service
+    """
+    from syncctl.alert import alert_settings, last_run_line, run_alert
+
+    state = _state(ctx)
+    settings, problem, cfg = alert_settings(state.config_path, lambda: state.config)
+    outcome = run_alert(unit, settings, config_problem=problem, last_run=last_run_line(cfg))
+    logs.event(logs.LOGGER, logging.ERROR, outcome.line)
+    if outcome.pinged is None and outcome.command is None:
+        logs.event(
+            logs.LOGGER,
+            logging.INFO,
+            "no [alert] ping_url or command is set: this line in the journal is the only alert",
+        )
+    if outcome.command:
+        raise SyncctlError(
+            f"[alert] command failed: {outcome.command}",
+            hint="run it by hand with the same account to see why",
+        )
 
 
 class ScheduleKind(StrEnum):

@@ -20,6 +20,7 @@ from syncctl import config as config_mod
 from syncctl.engine.reconcile import reconcile
 from syncctl.sandbox.webhooks import mautic_signature
 from syncctl.state.lock import state_lock
+from tests.loopback import Receiver
 from tests.ops.conftest import one_error_line
 
 
@@ -175,8 +176,6 @@ def _env_values(path: Path) -> dict[str, str]:
 
 
 def test_webhook_url_sends_signed_stripe_and_mautic_webhooks_there(serve, tmp_path: Path) -> None:
-    from tests.core.test_sandbox_webhooks import Receiver
-
     receiver = Receiver()
     secrets: dict[str, str] = {}
 
