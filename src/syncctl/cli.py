@@ -1019,6 +1019,11 @@ class ScheduleKind(StrEnum):
     CRON = "cron"
 
 
+class ScheduleMode(StrEnum):
+    TIMER = "timer"
+    WATCH = "watch"
+
+
 @app.command()
 def schedule(
     ctx: typer.Context,
@@ -1034,21 +1039,39 @@ def schedule(
         bool,
         typer.Option("--user", help="systemd: user units in ~/.config/systemd/user."),
     ] = False,
+    mode: Annotated[
+        ScheduleMode,
+        typer.Option(
+            "--mode",
+            help="systemd: timer (a reconcile every --every minutes and a nightly audit) or "
+            "watch (one long-running `syncctl watch` service, restarted on failure).",
+            case_sensitive=False,
+        ),
+    ] = ScheduleMode.TIMER,
     every: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--every",
             min=1,
-            help="Minutes between runs: 5, 10, 15, 20, 30 (any divisor of 60) or 60, 120, ...",
+            help="Minutes between runs: 5, 10, 15, 20, 30 (any divisor of 60) or 60, 120, ... "
+            "(default 15; timer mode).",
         ),
-    ] = 15,
+    ] = None,
     audit_at: Annotated[
-        str, typer.Option("--audit-at", help="Time (HH:MM) of the nightly --full audit.")
-    ] = "03:30",
+        str | None,
+        typer.Option(
+            "--audit-at",
+            help="Time (HH:MM) of the nightly --full audit (default 03:30; timer mode).",
+        ),
+    ] = None,
     delay: Annotated[
-        int,
-        typer.Option("--delay", min=0, help="systemd RandomizedDelaySec of the frequent timer."),
-    ] = 60,
+        int | None,
+        typer.Option(
+            "--delay",
+            min=0,
+            help="systemd RandomizedDelaySec of the frequent timer (default 60; timer mode).",
+        ),
+    ] = None,
     user_name: Annotated[
         str | None,
         typer.Option(
@@ -1073,11 +1096,17 @@ def schedule(
     timer. cron: the same two lines. No flock wrapper: syncctl locks its
     state directory itself. Commands use the absolute paths of this syncctl
     and of the config (and .env) in use; --log-format json is carried over.
+    --mode watch (systemd): one syncctl-watch.service (Type=simple,
+    Restart=on-failure) instead of the timers; the [watch] section of the
+    config sets its interval, listen address and audit time.
+    Both modes: each service has OnFailure=syncctl-alert@%n.service, a
+    template running `syncctl alert --unit` for the unit that failed.
 
     \b
     Examples:
       syncctl --config /etc/syncctl/syncctl.toml schedule systemd
       syncctl schedule systemd --user --install
+      syncctl schedule systemd --mode watch --install
       syncctl schedule cron --every 10 --install
     """
     from syncctl.commands import schedule as sched
@@ -1088,11 +1117,25 @@ def schedule(
             ("--user", user),
             ("--user-name", user_name),
             ("--allow-root", allow_root),
+            ("--mode watch", mode is ScheduleMode.WATCH),
         ):
             if given:
                 raise UsageError(
-                    f"{flag} applies to systemd units only", hint=f"drop {flag} for cron"
+                    f"{flag} applies to systemd units only",
+                    hint="cron cannot keep `syncctl watch` running: use systemd"
+                    if flag == "--mode watch"
+                    else f"drop {flag} for cron",
                 )
+    if mode is ScheduleMode.WATCH:
+        timer_only = {"--every": every, "--audit-at": audit_at, "--delay": delay}
+        for flag, value in timer_only.items():
+            if value is not None:
+                raise UsageError(
+                    f"{flag} applies to --mode timer",
+                    hint="watch takes its interval and audit time from the [watch] section of "
+                    f"the config: drop {flag}",
+                )
+    every = 15 if every is None else every
     sched.check_every(every)
     cfg = state.config
     config_path = cfg.path.resolve()
@@ -1107,8 +1150,8 @@ def schedule(
         config=config_path,
         env_file=env_file.resolve() if env_file is not None else None,
         every_minutes=every,
-        audit_at=sched.parse_audit_at(audit_at),
-        delay_seconds=delay,
+        audit_at=sched.parse_audit_at("03:30" if audit_at is None else audit_at),
+        delay_seconds=60 if delay is None else delay,
         log_format=state.log_format,
         state_dir=cfg.settings.run.state_path.resolve(),
     )
@@ -1121,7 +1164,9 @@ def schedule(
             typer.echo(block, nl=False)
         return
     run_as = sched.choose_run_as(user_name=user_name, allow_root=allow_root, user_units=user)
-    units = sched.systemd_units(spec, user_units=user, run_as=None if user else run_as.name)
+    units = sched.systemd_units(
+        spec, user_units=user, run_as=None if user else run_as.name, mode=str(mode.value)
+    )
     directory = sched.unit_dir(user)
     if run_as.is_root:
         err.print(
@@ -1140,13 +1185,15 @@ def schedule(
         for path in sched.install_units(units, directory):
             err.print(f"wrote {path}", markup=False)
         err.print("now run:", markup=False)
-        for line in sched.enable_commands(user):
+        for line in sched.enable_commands(user, str(mode.value)):
             err.print(f"  {line}", markup=False)
         return
     for unit in units:
         typer.echo(f"# {directory / unit.name}\n{unit.text}")
+    watch = " --mode watch" if mode is ScheduleMode.WATCH else ""
     err.print(
-        f"install with: syncctl schedule systemd{' --user' if user else ''} --install", markup=False
+        f"install with: syncctl schedule systemd{' --user' if user else ''}{watch} --install",
+        markup=False,
     )
 
 
