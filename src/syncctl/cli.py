@@ -6,7 +6,8 @@ traceback for a condition an operator can fix.
 
 Exit codes (README, "Exit codes"):
   0  success: in sync, or every planned action done
-  1  an action or a service failed (details on stderr / in --json)
+  1  an action or a service failed (details on stderr / in --json), or
+     another run has held the lock for over [run] lock_busy_fail_after
   2  bad config, secret or command line (with --detailed-exitcode: changes
      were pending or applied, and errors of any kind, a mistyped option
      too, exit 1 instead)
