@@ -306,7 +306,8 @@ def test_every_timer_service_alerts_on_failure(run: Run, behind_sudo: str) -> No
     exec_start = next(line for line in alert.splitlines() if line.startswith("ExecStart="))
     assert exec_start.endswith(" alert --unit %i")
     assert "--config " in exec_start and "Type=oneshot" in alert
-    assert f"User={behind_sudo}\n" in alert and "NoNewPrivileges=yes" in alert
+    assert f"User={behind_sudo}\n" in alert
+    assert "NoNewPrivileges=yes" not in alert  # `mail` may need Postfix's setgid postdrop
     assert "\nOnFailure=" not in alert  # an alert that fails does not alert about itself
 
 

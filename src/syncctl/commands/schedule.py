@@ -202,7 +202,7 @@ def systemd_units(
     who = "" if user_units or not run_as else f"User={run_as}\n"
     # PrivateTmp= gives the unit its own /tmp: files kept there would vanish.
     hardening = "NoNewPrivileges=yes\n" + ("" if spec.uses_tmp else "PrivateTmp=yes\n")
-    alert = _alert_template(spec, who, hardening)
+    alert = _alert_template(spec, who, private_tmp="" if spec.uses_tmp else "PrivateTmp=yes\n")
     if mode == "watch":
         return [_watch_service(spec, who, hardening, user_units=user_units), alert]
     return [*_timer_units(spec, who, hardening), alert]
@@ -211,8 +211,12 @@ def systemd_units(
 _HEADER = "# Written by `syncctl schedule systemd`.\n"
 
 
-def _alert_template(spec: ScheduleSpec, who: str, hardening: str) -> UnitFile:
-    """`syncctl-alert@.service`: `syncctl alert --unit %i`, %i being the failed unit."""
+def _alert_template(spec: ScheduleSpec, who: str, *, private_tmp: str) -> UnitFile:
+    """`syncctl-alert@.service`: `syncctl alert --unit %i`, %i being the failed unit.
+
+    Without NoNewPrivileges=: an `[alert] command` of `mail` hands the message
+    to Postfix's setgid `postdrop`, which that setting would make fail.
+    """
     text = (
         f"{_HEADER}"
         "# Started by OnFailure= of syncctl's services, one instance per failed unit.\n"
@@ -224,7 +228,9 @@ def _alert_template(spec: ScheduleSpec, who: str, hardening: str) -> UnitFile:
         f"WorkingDirectory={_path_value(spec.workdir)}\n"
         f"ExecStart={_exec(spec.argv('alert', '--unit'))} %i\n"
         "TimeoutStartSec=2min\n"
-        f"{who}{hardening}"
+        f"{who}"
+        "# No NoNewPrivileges=: `mail` may hand over to a setgid helper (Postfix's postdrop).\n"
+        f"{private_tmp}"
     )
     return UnitFile(f"{ALERT}@.service", text)
 
