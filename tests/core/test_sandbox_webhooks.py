@@ -78,6 +78,23 @@ def test_a_stripe_event_arrives_signed_so_the_stripe_sdk_accepts_it(
     assert sender.wait_idle(2) and [a.status for a in sender.attempts] == [200]
 
 
+def test_an_account_seeding_the_past_still_signs_with_the_time_of_delivery(
+    receiver: Receiver,
+) -> None:
+    """The `now` knob stamps objects; Stripe signs when it sends."""
+    emulator = StripeEmulator(api_key="rk_test_sandbox", now=lambda: time.time() - 86400)
+    try:
+        emulator.send_webhooks(receiver.url, SECRET)
+        emulator.add_session("ada@example.com", line_items=VIP)
+        [got] = receiver.wait_for(1)
+    finally:
+        emulator.stop_webhooks()
+    assert json.loads(got.body)["created"] < time.time() - 86000
+    assert stripe.WebhookSignature.verify_header(
+        got.body, got.headers["stripe-signature"], SECRET, tolerance=300
+    )
+
+
 def test_refunds_and_disputes_are_sent_as_their_own_events(
     stripe_emulator: StripeEmulator, receiver: Receiver
 ) -> None:

@@ -922,10 +922,13 @@ class StripeEmulator(Emulator):
         As a webhook endpoint does at Stripe: one Event per POST, the object
         the Events API serves, `Stripe-Signature` over the raw body, retried
         on any answer but a 2xx. `options` go to `webhooks.stripe_sender`
-        (`events`, `retry_delays`, `timeout`, `duplicate`, `reorder`, `seed`).
+        (`events`, `retry_delays`, `timeout`, `duplicate`, `reorder`, `seed`,
+        `clock`).
         Replaces (and stops) an earlier endpoint.
         """
-        sender = stripe_sender(url, secret, clock=lambda: self.now(), **options)
+        # Signed with the real clock (`options` may pass another `clock`), not the
+        # `now` knob that seeds the past: Stripe signs at delivery time.
+        sender = stripe_sender(url, secret, **options)
         with self.lock:
             previous, self.webhooks = self.webhooks, sender
         if previous is not None:
