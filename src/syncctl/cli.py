@@ -6,7 +6,8 @@ traceback for a condition an operator can fix.
 
 Exit codes (README, "Exit codes"):
   0  success: in sync, or every planned action done
-  1  an action or a service failed (details on stderr / in --json)
+  1  an action or a service failed (details on stderr / in --json), or
+     another run has held the lock for over [run] lock_busy_fail_after
   2  bad config, secret or command line (with --detailed-exitcode: changes
      were pending or applied, and errors of any kind, a mistyped option
      too, exit 1 instead)
@@ -284,6 +285,8 @@ def config_show(ctx: typer.Context) -> None:
     console = Console(highlight=False)
     console.print(f"# config: {cfg.path}", markup=False)
     data = cfg.settings.model_dump()
+    for section, key in config_mod.SECRET_KEYS:  # a ping URL's path is its token
+        data[section][key] = config_mod.redact_url(data[section][key])
     for section, values in data.items():
         _print_section(console, section, values)
     console.print("\n# secrets", markup=False)
@@ -340,22 +343,37 @@ def sandbox_serve(
             "<name>.bak-<time> first)."
         ),
     ] = False,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(
+            "--webhook-url",
+            metavar="URL",
+            help="Post Stripe events to URL/webhooks/stripe and Mautic contact saves to "
+            "URL/webhooks/mautic, signed with STRIPE_WEBHOOK_SECRET and MAUTIC_WEBHOOK_SECRET "
+            "from the .env, retried on any answer but a 2xx (for `syncctl watch --listen`).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the five emulated APIs on loopback until interrupted.
 
     Writes a ready syncctl.toml and .env pointing at them, so `syncctl reconcile`
     run from that directory talks to the sandbox. Files it wrote before are
     replaced and the previous sandbox's state dir is cleared (the services
-    start afresh); other files are refused unless --force.
+    start afresh); other files are refused unless --force. With --webhook-url,
+    Stripe and Mautic also send their webhooks there, as the vendors do
+    (events from after the start; the seeded campaign's are not sent).
 
     \b
-    Example:
+    Examples:
       syncctl sandbox serve --dir /tmp/campaign --latency 0.02
+      syncctl sandbox serve --dir /tmp/campaign --webhook-url http://127.0.0.1:8787
     """
     from syncctl.sandbox import workdir
     from syncctl.sandbox.seed import seed_demo
     from syncctl.sandbox.stack import SERVICES, Sandbox
 
+    if webhook_url is not None:
+        _check_webhook_url(webhook_url)
     target = workdir.inspect(directory, force=force)  # before anything starts or is written
     ports = {name: port_base + i for i, name in enumerate(SERVICES)} if port_base else {}
     try:
@@ -380,10 +398,28 @@ def sandbox_serve(
         err.print(
             f"wrote {target.config_path} and {target.env_path} (secrets, mode 0600)", markup=False
         )
+        if webhook_url is not None:
+            for service, sender in sandbox.send_webhooks(webhook_url).items():
+                err.print(f"{service} webhooks -> {sender.url}", markup=False)
         err.print("try: syncctl reconcile --dry-run    (Ctrl-C stops the sandbox)", markup=False)
         _serve_until_stopped(sandbox)
     finally:
         sandbox.stop()
+
+
+def _check_webhook_url(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the range only when asked
+    except ValueError:
+        parts = parts._replace(netloc="")
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+        raise UsageError(
+            f"--webhook-url {url!r} is not an http(s) base URL",
+            hint="give where `syncctl watch --listen` serves, e.g. http://127.0.0.1:8787",
+        )
 
 
 def _serve_until_stopped(sandbox: Any) -> None:
@@ -449,43 +485,71 @@ def reconcile(
     \b
     Exit codes:
       0  in sync, or every action applied (over max_actions: the rest waits)
-      1  an action or a service failed (the others went on)
+      1  an action or a service failed (the others went on); or another run
+         has held the lock for over [run] lock_busy_fail_after (default 1 h)
       2  bad config, secret or command line (--detailed-exitcode: changes)
       3  another syncctl run holds the lock (--wait queues instead)
       4  the plan looks like a mistake; nothing applied (--allow-mass-change)
+
+    \b
+    With [alert] ping_url set, a real run pings <ping_url>/start once it
+    holds the lock, then <ping_url> (exit 0) or <ping_url>/fail with its
+    summary; a dry run and a routine busy lock (exit 3) ping nothing.
     """
+    from syncctl.alert import RunPings, pinger_for
     from syncctl.commands.render import RunProgress
     from syncctl.engine.reconcile import reconcile as run
+    from syncctl.state.lock import held_too_long
 
     state = _state(ctx)
     cfg = state.config
     stop = StopRequest()
-    with (
-        _stop_on_signals(stop, quiet=state.quiet),
-        RunProgress(err, enabled=state.rich and not state.quiet, fallback=_debug) as shown,
-    ):
+    pings = RunPings(None if dry_run else pinger_for(cfg))
+    try:
+        with (
+            _stop_on_signals(stop, quiet=state.quiet),
+            RunProgress(err, enabled=state.rich and not state.quiet, fallback=_debug) as shown,
+        ):
 
-        def on_outcome(outcome: Any) -> None:
-            logs.log_outcome(outcome)
-            shown.outcome(outcome)
+            def on_outcome(outcome: Any) -> None:
+                logs.log_outcome(outcome)
+                shown.outcome(outcome)
 
-        result = run(
-            cfg,
-            dry_run=dry_run,
-            full=full,
-            max_actions=max_actions,
-            wait=wait,
-            retry_refused=retry_refused,
-            allow_mass_change=allow_mass_change,
-            stop=stop,
-            progress=shown.phase,
-            on_outcome=on_outcome,
-            on_plan=shown.planned,
-            on_wait=_waiting_notice(ctx),
-        )
+            result = run(
+                cfg,
+                dry_run=dry_run,
+                full=full,
+                max_actions=max_actions,
+                wait=wait,
+                retry_refused=retry_refused,
+                allow_mass_change=allow_mass_change,
+                stop=stop,
+                progress=shown.phase,
+                on_outcome=on_outcome,
+                on_plan=shown.planned,
+                on_wait=_waiting_notice(ctx),
+                on_start=pings.start,
+            )
+    except LockBusy as busy:
+        too_long = held_too_long(busy, cfg.settings.run.lock_busy_fail_after)
+        if too_long is None:
+            raise  # a routine overlap: exit 3, no ping (the holder pings for itself)
+        pings.fail(f"error: {too_long}")
+        raise too_long from None
+    except SyncctlError as exc:
+        pings.fail(f"error: {exc}")
+        raise
+    except KeyboardInterrupt:
+        if pings.started:
+            pings.fail("interrupted")
+        raise
+    except Exception as exc:
+        pings.fail(f"error: {type(exc).__name__}: {exc}")
+        raise
     _report_run(state, result, outcomes_logged=True)
     if json_out:
         _echo_json(result.to_json())
+    pings.finish(result)
     raise typer.Exit(result.exit_code(detailed_exitcode))
 
 
@@ -906,9 +970,59 @@ def init(
     err.print(f"next: edit both, then run `{step}`", markup=False)
 
 
+@app.command()
+def alert(
+    ctx: typer.Context,
+    unit: Annotated[
+        str,
+        typer.Option(
+            "--unit",
+            metavar="UNIT",
+            help="The unit that failed (systemd passes it: syncctl-alert@%n.service).",
+        ),
+    ],
+) -> None:
+    """Raise the alert for a failed syncctl unit (systemd's OnFailure= runs this).
+
+    Writes one error line (the unit, the host, how the last run ended, where
+    its log is) to stderr, so the journal has it; pings <ping_url>/fail with
+    it when [alert] ping_url is set; runs [alert] command (e.g. mail) with it
+    on stdin and in $SYNCCTL_ALERT_MESSAGE. Reads only the [alert] section
+    when the rest of the config is broken, so a bad config still alerts.
+    Exit 1 when the command fails. Run it by hand to test your hook.
+
+    \b
+    Examples:
+      syncctl alert --unit syncctl.service
+      syncctl --config /etc/syncctl/syncctl.toml alert --unit syncctl-watch.service
+    """
+    from syncctl.alert import alert_settings, last_run_line, run_alert
+
+    state = _state(ctx)
+    settings, problem, cfg = alert_settings(state.config_path, lambda: state.config)
+    outcome = run_alert(unit, settings, config_problem=problem, last_run=last_run_line(cfg))
+    logs.event(logs.LOGGER, logging.ERROR, outcome.line)
+    if outcome.pinged is None and outcome.command is None:
+        logs.event(
+            logs.LOGGER,
+            logging.INFO,
+            "no [alert] ping_url or command is set: this line in the journal is the only alert",
+        )
+    if outcome.command:
+        raise SyncctlError(
+            f"[alert] command failed: {outcome.command}",
+            hint="run it by hand with the same account to see why",
+        )
+
+
 class ScheduleKind(StrEnum):
     SYSTEMD = "systemd"
     CRON = "cron"
+
+
+class ScheduleMode(StrEnum):
+    TIMER = "timer"
+    WATCH = "watch"
 
 
 @app.command()
@@ -926,21 +1040,39 @@ def schedule(
         bool,
         typer.Option("--user", help="systemd: user units in ~/.config/systemd/user."),
     ] = False,
+    mode: Annotated[
+        ScheduleMode,
+        typer.Option(
+            "--mode",
+            help="systemd: timer (a reconcile every --every minutes and a nightly audit) or "
+            "watch (one long-running `syncctl watch` service, restarted on failure).",
+            case_sensitive=False,
+        ),
+    ] = ScheduleMode.TIMER,
     every: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--every",
             min=1,
-            help="Minutes between runs: 5, 10, 15, 20, 30 (any divisor of 60) or 60, 120, ...",
+            help="Minutes between runs: 5, 10, 15, 20, 30 (any divisor of 60) or 60, 120, ... "
+            "(default 15; timer mode).",
         ),
-    ] = 15,
+    ] = None,
     audit_at: Annotated[
-        str, typer.Option("--audit-at", help="Time (HH:MM) of the nightly --full audit.")
-    ] = "03:30",
+        str | None,
+        typer.Option(
+            "--audit-at",
+            help="Time (HH:MM) of the nightly --full audit (default 03:30; timer mode).",
+        ),
+    ] = None,
     delay: Annotated[
-        int,
-        typer.Option("--delay", min=0, help="systemd RandomizedDelaySec of the frequent timer."),
-    ] = 60,
+        int | None,
+        typer.Option(
+            "--delay",
+            min=0,
+            help="systemd RandomizedDelaySec of the frequent timer (default 60; timer mode).",
+        ),
+    ] = None,
     user_name: Annotated[
         str | None,
         typer.Option(
@@ -965,11 +1097,17 @@ def schedule(
     timer. cron: the same two lines. No flock wrapper: syncctl locks its
     state directory itself. Commands use the absolute paths of this syncctl
     and of the config (and .env) in use; --log-format json is carried over.
+    --mode watch (systemd): one syncctl-watch.service (Type=simple,
+    Restart=on-failure) instead of the timers; the [watch] section of the
+    config sets its interval, listen address and audit time.
+    Both modes: each service has OnFailure=syncctl-alert@%n.service, a
+    template running `syncctl alert --unit` for the unit that failed.
 
     \b
     Examples:
       syncctl --config /etc/syncctl/syncctl.toml schedule systemd
       syncctl schedule systemd --user --install
+      syncctl schedule systemd --mode watch --install
       syncctl schedule cron --every 10 --install
     """
     from syncctl.commands import schedule as sched
@@ -980,11 +1118,25 @@ def schedule(
             ("--user", user),
             ("--user-name", user_name),
             ("--allow-root", allow_root),
+            ("--mode watch", mode is ScheduleMode.WATCH),
         ):
             if given:
                 raise UsageError(
-                    f"{flag} applies to systemd units only", hint=f"drop {flag} for cron"
+                    f"{flag} applies to systemd units only",
+                    hint="cron cannot keep `syncctl watch` running: use systemd"
+                    if flag == "--mode watch"
+                    else f"drop {flag} for cron",
                 )
+    if mode is ScheduleMode.WATCH:
+        timer_only = {"--every": every, "--audit-at": audit_at, "--delay": delay}
+        for flag, value in timer_only.items():
+            if value is not None:
+                raise UsageError(
+                    f"{flag} applies to --mode timer",
+                    hint="watch takes its interval and audit time from the [watch] section of "
+                    f"the config: drop {flag}",
+                )
+    every = 15 if every is None else every
     sched.check_every(every)
     cfg = state.config
     config_path = cfg.path.resolve()
@@ -999,8 +1151,8 @@ def schedule(
         config=config_path,
         env_file=env_file.resolve() if env_file is not None else None,
         every_minutes=every,
-        audit_at=sched.parse_audit_at(audit_at),
-        delay_seconds=delay,
+        audit_at=sched.parse_audit_at("03:30" if audit_at is None else audit_at),
+        delay_seconds=60 if delay is None else delay,
         log_format=state.log_format,
         state_dir=cfg.settings.run.state_path.resolve(),
     )
@@ -1013,7 +1165,9 @@ def schedule(
             typer.echo(block, nl=False)
         return
     run_as = sched.choose_run_as(user_name=user_name, allow_root=allow_root, user_units=user)
-    units = sched.systemd_units(spec, user_units=user, run_as=None if user else run_as.name)
+    units = sched.systemd_units(
+        spec, user_units=user, run_as=None if user else run_as.name, mode=str(mode.value)
+    )
     directory = sched.unit_dir(user)
     if run_as.is_root:
         err.print(
@@ -1032,13 +1186,15 @@ def schedule(
         for path in sched.install_units(units, directory):
             err.print(f"wrote {path}", markup=False)
         err.print("now run:", markup=False)
-        for line in sched.enable_commands(user):
+        for line in sched.enable_commands(user, str(mode.value)):
             err.print(f"  {line}", markup=False)
         return
     for unit in units:
         typer.echo(f"# {directory / unit.name}\n{unit.text}")
+    watch = " --mode watch" if mode is ScheduleMode.WATCH else ""
     err.print(
-        f"install with: syncctl schedule systemd{' --user' if user else ''} --install", markup=False
+        f"install with: syncctl schedule systemd{' --user' if user else ''}{watch} --install",
+        markup=False,
     )
 
 

@@ -66,6 +66,44 @@ def _http_url(value: str) -> str:
     return value.rstrip("/")
 
 
+def _ping_url(value: str) -> str:
+    """`[alert] ping_url`: "" (no pings) or an http(s) URL; a query (`?create=1`) may stay."""
+    if value == "":
+        return value
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError('must be an http(s) URL such as https://hc-ping.com/<uuid>, or ""')
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not carry user:password")
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the range only when asked
+    except ValueError:
+        raise ValueError("has a port outside 1-65535") from None
+    if parts.fragment:
+        raise ValueError("must not carry a fragment")
+    return parts._replace(path=parts.path.rstrip("/")).geturl()
+
+
+#: Config values that are secrets all the same (a ping URL's path is its token):
+#: shown and logged only through `redact_url`.
+SECRET_KEYS = (("alert", "ping_url"),)
+
+
+def redact_url(url: str) -> str:
+    """`https://hc-ping.com/[redacted]`: scheme and host only; "" stays ""."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "[redacted]"
+    try:
+        host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    except ValueError:
+        host = parts.hostname
+    hidden = "/[redacted]" if parts.path.strip("/") or parts.query else ""
+    return f"{parts.scheme}://{host}{hidden}"
+
+
 def _redacted(value: object) -> object:
     """A URL with the userinfo masked: a password typed there must not be echoed."""
     if isinstance(value, str) and "@" in value and "://" in value:
@@ -118,6 +156,7 @@ RoleIds = Annotated[
     AfterValidator(_distinct_roles),
 ]
 ShopwareId = Annotated[str, AfterValidator(_shopware_id)]
+PingUrl = Annotated[str, AfterValidator(_ping_url)]
 Alias = Annotated[str, AfterValidator(_alias)]
 EmailId = Annotated[int, Field(gt=0)]
 
@@ -213,10 +252,21 @@ class EspoSettings(_Section):
     lead_source: str = "Campaign"
 
 
+class AlertSettings(_Section):
+    #: Healthchecks-style dead-man's switch: `<ping_url>/start` once a run holds
+    #: the lock, `<ping_url>` on success, `<ping_url>/fail` with the summary.
+    ping_url: PingUrl = ""
+    #: Shell command `syncctl alert` runs when a syncctl unit fails (OnFailure=).
+    command: str = ""
+
+
 class RunSettings(_Section):
     state_dir: str = "~/.local/state/syncctl"
     #: Actions one run applies at most; the rest waits for the next runs (rule 24).
     max_actions: Annotated[int, Field(ge=1)] = 500
+    #: A run meeting the lock held by one other run for longer than this many
+    #: seconds exits 1 instead of 3 (0: never). The timer unit's TimeoutStartSec.
+    lock_busy_fail_after: Annotated[int, Field(ge=0)] = 3600
     #: A plan that looks like a configuration mistake is refused whole: new
     #: invite emails for more than this share of the contacts who had one...
     max_resend_share: Annotated[float, Field(ge=0, le=1)] = 0.1
@@ -241,6 +291,7 @@ class Settings(_Section):
     discord: DiscordSettings
     shopware: ShopwareSettings
     espocrm: EspoSettings
+    alert: AlertSettings = AlertSettings()
     run: RunSettings = RunSettings()
 
 
@@ -428,6 +479,8 @@ def _describe(path: Path, exc: ValidationError, raw: Mapping[str, Any]) -> str:
         message += " (put the value in quotes)"
     if "input" in first and kind not in ("missing",) and not isinstance(first["input"], dict):
         got = _redacted(first["input"])
+        if tuple(loc) in SECRET_KEYS:
+            got = redact_url(got) if isinstance(got, str) else "[redacted]"
         message += f" (got {got!r})"
     if kind == "value_error" and _model_at(loc) is not None:
         # A whole section's check (e.g. two keys that must differ): no key to point at.

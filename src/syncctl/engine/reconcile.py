@@ -164,11 +164,14 @@ def reconcile(
     services: Services | None = None,
     on_plan: Callable[[Plan], None] | None = None,
     on_wait: Callable[[str], None] | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> RunResult:
     """Run once; the result says what was planned and what happened.
 
     `on_plan` hears the plan just before it is applied (a progress bar's
-    total); `on_wait`, with `wait`, who holds the lock it waits for.
+    total); `on_wait`, with `wait`, who holds the lock it waits for;
+    `on_start`, once the run has begun (a real run holds the lock then),
+    before anything is read: the alert pings' `/start` (`syncctl.alert`).
     """
     settings = config.settings
     config.secrets.require()
@@ -187,6 +190,8 @@ def reconcile(
         run_id = (
             None if dry_run else journal.begin_run("full" if full else "incremental", dry_run=False)
         )
+        if on_start is not None:
+            on_start()
         result = RunResult(
             mode="", dry_run=dry_run, plan=Plan(), stats=sv.stats, max_actions=limit, run_id=run_id
         )
