@@ -291,6 +291,10 @@ def config_show(ctx: typer.Context) -> None:
         source = cfg.secrets.sources.get(name)
         shown = f"******** (from {source})" if source else "MISSING"
         console.print(f"{name} = {shown}", markup=False)
+    for name in config_mod.OPTIONAL_SECRET_NAMES:
+        source = cfg.secrets.sources.get(name)
+        shown = f"******** (from {source})" if source else "not set (optional)"
+        console.print(f"{name} = {shown}", markup=False)
 
 
 def _print_section(console: Console, section: str, values: dict[str, Any]) -> None:
