@@ -525,6 +525,7 @@ def _metrics_recorder(
     def record(run: Callable[..., RunResult], **kwargs: Any) -> RunResult:
         if path is None:
             return run(cfg, **kwargs)
+        figures.load_textfile(path)
         try:
             result = run(cfg, **kwargs)
         except SyncctlError as exc:

@@ -357,16 +357,21 @@ class Figures:
                 h.total = sample.value
         self.durations.update(loaded)
 
-    def write_textfile(self, path: Path, *, previous: bool = True) -> None:
-        """Add to what `path` held (unless `previous` is False) and write it atomically."""
-        if previous:
-            try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
-                text = ""
-            # Not ours, or cut short: the counters restart (Prometheus sees a reset).
-            with contextlib.suppress(ValueError):
-                self.load_text(text)
+    def load_textfile(self, path: Path) -> None:
+        """Start from what the previous run wrote to `path` (before recording this one).
+
+        Missing, unreadable, not ours or cut short: the counters restart, which
+        Prometheus takes for a counter reset.
+        """
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return
+        with contextlib.suppress(ValueError):
+            self.load_text(text)
+
+    def write_textfile(self, path: Path) -> None:
+        """Write the figures to `path` atomically (a temporary file renamed over it)."""
         write_to_textfile(os.fspath(path), self.registry())
 
 
