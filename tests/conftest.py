@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from syncctl.config import SECRET_NAMES
+from syncctl.config import OPTIONAL_SECRET_NAMES, SECRET_NAMES
 from syncctl.net import http
 
 
@@ -23,7 +23,7 @@ def _isolated_env(
     monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """No secret or config from the developer's shell leaks into a test."""
-    for name in (*SECRET_NAMES, "SYNCCTL_CONFIG"):
+    for name in (*SECRET_NAMES, *OPTIONAL_SECRET_NAMES, "SYNCCTL_CONFIG"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "160")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -294,6 +295,10 @@ def config_show(ctx: typer.Context) -> None:
         source = cfg.secrets.sources.get(name)
         shown = f"******** (from {source})" if source else "MISSING"
         console.print(f"{name} = {shown}", markup=False)
+    for name in config_mod.OPTIONAL_SECRET_NAMES:
+        source = cfg.secrets.sources.get(name)
+        shown = f"******** (from {source})" if source else "not set (optional)"
+        console.print(f"{name} = {shown}", markup=False)
 
 
 def _print_section(console: Console, section: str, values: dict[str, Any]) -> None:
@@ -474,6 +479,16 @@ def reconcile(
             help="Also retry what a service refused before with the same inputs.",
         ),
     ] = False,
+    metrics_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--metrics-file",
+            metavar="PATH",
+            dir_okay=False,
+            help="After the run, add its figures to the Prometheus textfile PATH (written "
+            "atomically; for node_exporter's textfile collector, name it *.prom).",
+        ),
+    ] = None,
 ) -> None:
     """Bring every service to the desired state; apply only what is missing.
 
@@ -481,6 +496,7 @@ def reconcile(
     Examples:
       syncctl reconcile --dry-run      (what would change)
       syncctl reconcile --full --json  (nightly audit, machine-readable)
+      syncctl reconcile --metrics-file /var/lib/node_exporter/textfile/syncctl.prom
 
     \b
     Exit codes:
@@ -502,7 +518,12 @@ def reconcile(
     from syncctl.state.lock import held_too_long
 
     state = _state(ctx)
+    if metrics_file is not None and dry_run:
+        raise UsageError(
+            "--metrics-file counts real runs only", hint="drop --dry-run or --metrics-file"
+        )
     cfg = state.config
+    record = _metrics_recorder(metrics_file, cfg, full=full)
     stop = StopRequest()
     pings = RunPings(None if dry_run else pinger_for(cfg))
     try:
@@ -515,8 +536,8 @@ def reconcile(
                 logs.log_outcome(outcome)
                 shown.outcome(outcome)
 
-            result = run(
-                cfg,
+            result = record(
+                run,
                 dry_run=dry_run,
                 full=full,
                 max_actions=max_actions,
@@ -551,6 +572,47 @@ def reconcile(
         _echo_json(result.to_json())
     pings.finish(result)
     raise typer.Exit(result.exit_code(detailed_exitcode))
+
+
+def _metrics_recorder(
+    path: Path | None, cfg: config_mod.Config, *, full: bool
+) -> Callable[..., RunResult]:
+    """`record(run, ...)`: calls the run, then adds its figures to `path` (if given).
+
+    A run that stops with an error (a busy lock too) is counted as such; a
+    metrics file that cannot be written is a warning, the run's exit code stays.
+    """
+    from syncctl.service.metrics import Figures, pending_counts
+
+    figures = Figures()
+
+    def record(run: Callable[..., RunResult], **kwargs: Any) -> RunResult:
+        if path is None:
+            return run(cfg, **kwargs)
+        figures.load_textfile(path)
+        try:
+            result = run(cfg, **kwargs)
+        except SyncctlError as exc:
+            outcome = "busy" if isinstance(exc, LockBusy) else "error"
+            figures.record_stopped("full" if full else "incremental", outcome)
+            _write_metrics(figures, path)
+            raise
+        figures.record_run(result, pending=pending_counts(cfg.settings.run.state_path))
+        _write_metrics(figures, path)
+        return result
+
+    return record
+
+
+def _write_metrics(figures: Any, path: Path) -> None:
+    try:
+        figures.write_textfile(path)
+    except OSError as exc:
+        logs.event(
+            logs.LOGGER,
+            logging.WARNING,
+            f"could not write the metrics file {path}: {exc.strerror or exc}",
+        )
 
 
 @contextlib.contextmanager
@@ -634,6 +696,101 @@ def _out_console() -> Console:
 def _lines(console: Console, lines: list[str]) -> None:
     for line in lines:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+# -- watch ----------------------------------------------------------------------
+
+
+@app.command()
+def watch(
+    ctx: typer.Context,
+    interval: Annotated[
+        float | None,
+        typer.Option(
+            "--interval",
+            min=0.1,
+            metavar="S",
+            help="Seconds between cycles when nothing wakes it earlier (default: [watch] "
+            "interval, 30).",
+        ),
+    ] = None,
+    listen: Annotated[
+        str | None,
+        typer.Option(
+            "--listen",
+            metavar="HOST:PORT",
+            help="Serve POST /webhooks/stripe and /webhooks/mautic (each when its secret is "
+            'set), GET /healthz and /metrics here (default: [watch] listen; "" none; '
+            '":8787" is loopback).',
+        ),
+    ] = None,
+) -> None:
+    """Reconcile continuously: every --interval seconds, and at once on a signed webhook.
+
+    Each cycle is the run `syncctl reconcile` makes (same lock: a timer left
+    installed never applies at the same time), plus the daily --full audit
+    at [watch] audit_at. A webhook only wakes it: its body is never used,
+    the cycle reads the services. A failing cycle is retried with backoff;
+    vendor outages never end the process. SIGTERM or Ctrl-C: finish the
+    action in progress, release the lock, exit 0 (again to quit at once).
+    Bad config exits 2 at start.
+
+    \b
+    Examples:
+      syncctl watch --listen 127.0.0.1:8787
+      syncctl --log-format json watch --interval 60
+    """
+    from syncctl.commands import render
+    from syncctl.service.watch import WatchService, run_until_stopped, stop_on_signals
+
+    state = _state(ctx)
+    cfg = state.config
+    if state.rich and not state.quiet:
+        # A service logs as it goes, tables or not: the lines under cron, on a terminal too.
+        logging.getLogger(logs.LOGGER).setLevel(logs.level_for(state.verbosity, terminal=False))
+
+    def on_cycle(result: RunResult, outcome: str) -> None:
+        idle = outcome == "ok" and result.plan.is_empty and not result.recovered
+        if idle:  # the common case: one debug line (-v), not a report every interval
+            _debug(f"cycle: nothing to do; {render.calls_line(result)}")
+        elif state.log_format == "json":
+            level = logging.INFO if outcome in ("ok", "held") else logging.WARNING
+            fields = render.summary_fields(result)
+            logs.event(logs.REPORT, level, "cycle finished", outcome=outcome, **fields)
+        else:
+            for level, line in render.result_lines(result, outcomes_logged=True):
+                logs.event(logs.REPORT, level, line)
+
+    service = WatchService(
+        cfg, interval=interval, listen=listen, on_outcome=logs.log_outcome, on_cycle=on_cycle
+    )
+    with stop_on_signals(service, quiet=state.quiet):
+        service.start()
+        hooks = ", ".join(h.source for h in service.hooks.values()) or "none (no secret set)"
+        logs.event(
+            logs.LOGGER,
+            logging.INFO,
+            "watching",
+            interval_s=service.options.interval,
+            audit_at=cfg.settings.watch.audit_at or None,
+            listen=service.url,
+            webhooks=hooks if service.url else None,
+        )
+        how = run_until_stopped(service)
+    if how == "crashed":
+        raise SyncctlError(f"the cycle loop stopped: {service.loop.crashed}")
+    if how == "abandoned":
+        logs.event(
+            logs.LOGGER,
+            logging.INFO,
+            "stopped: the cycle in progress was only reading; it was left behind",
+        )
+        # Its thread may be inside a vendor read: end the process here rather
+        # than tear the interpreter down around it. The kernel frees the lock.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    logs.event(logs.LOGGER, logging.INFO, "stopped", cycles=service.loop.cycles)
 
 
 @app.command("reissue-invite")

@@ -41,6 +41,12 @@ SECRET_NAMES = (
     "ESPOCRM_API_KEY",
     "SYNCCTL_CODE_SECRET",
 )
+#: Secrets that may be left unset: each turns one feature on (`syncctl watch`'s
+#: webhook paths). Read like the others, masked like them, never required.
+OPTIONAL_SECRET_NAMES = (
+    "STRIPE_WEBHOOK_SECRET",
+    "MAUTIC_WEBHOOK_SECRET",
+)
 #: The secrets each service's calls are made with, for fix hints.
 SERVICE_SECRETS = {
     "stripe": ("STRIPE_API_KEY",),
@@ -285,6 +291,42 @@ class RunSettings(_Section):
         return Path(os.path.expandvars(self.state_dir)).expanduser()
 
 
+def _listen(value: str) -> str:
+    if value:
+        parse_listen(value)  # raises ValueError with the fix
+    return value
+
+
+def _audit_at(value: str) -> str:
+    if value and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+        raise ValueError('must be a local time HH:MM such as "03:30", or "" for no audit')
+    return value
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`HOST:PORT`, `[v6]:PORT` or `:PORT` (loopback) -> (host, port); ValueError if not."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(
+            'must be HOST:PORT such as "127.0.0.1:8787" (":8787" binds loopback), or "" for none'
+        )
+    host = host.strip("[]") or "127.0.0.1"
+    if any(c.isspace() or c in "/[]" for c in host):
+        raise ValueError(f'has a bad host {host!r}: use an address such as "127.0.0.1"')
+    return host, int(port)
+
+
+class WatchSettings(_Section):
+    """`syncctl watch`: the long-running mode."""
+
+    #: Seconds between incremental cycles when nothing wakes it earlier.
+    interval: Annotated[float, Field(ge=0.1, le=86400)] = 30
+    #: HOST:PORT for the webhooks, /healthz and /metrics; "" = no listener.
+    listen: Annotated[str, AfterValidator(_listen)] = ""
+    #: Local time of the daily --full audit; "" = none.
+    audit_at: Annotated[str, AfterValidator(_audit_at)] = "03:30"
+
+
 class Settings(_Section):
     stripe: StripeSettings
     mautic: MauticSettings
@@ -293,6 +335,7 @@ class Settings(_Section):
     espocrm: EspoSettings
     alert: AlertSettings = AlertSettings()
     run: RunSettings = RunSettings()
+    watch: WatchSettings = WatchSettings()
 
 
 @dataclass(frozen=True)
@@ -307,6 +350,11 @@ class Secrets:
     looked_for: Path | None = None
     #: A .env beside the config file that was not read (only a named or ./.env is).
     unread: Path | None = None
+
+    def optional(self, name: str) -> str | None:
+        """An optional secret's value, or None when it is unset or empty."""
+        secret = self.values.get(name)
+        return secret.get_secret_value() or None if secret is not None else None
 
     def get(self, name: str) -> str:
         secret = self.values.get(name)
@@ -519,7 +567,7 @@ def read_secrets(env_file: Path | None, environ: Mapping[str, str] | None = None
         looked_for = Path(".env").absolute()
     values: dict[str, SecretStr] = {}
     sources: dict[str, str] = {}
-    for name in SECRET_NAMES:
+    for name in (*SECRET_NAMES, *OPTIONAL_SECRET_NAMES):
         if environ.get(name):
             values[name] = SecretStr(environ[name])
             sources[name] = "environment"

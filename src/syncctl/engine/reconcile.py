@@ -210,7 +210,13 @@ def reconcile(
                 result.unresolved_before = len(journal.in_flight())
             else:
                 result.recovered = Recovery(sv, journal, applier).run()
-            observation = observe(sv, journal, settings, code_secret, full=full, progress=progress)
+            stop.reading = True
+            try:
+                observation = observe(
+                    sv, journal, settings, code_secret, full=full, progress=progress
+                )
+            finally:
+                stop.reading = False
             result.mode = observation.mode
             result.scanned = observation.scanned
             result.observe_errors = observation.errors
