@@ -1363,6 +1363,12 @@ def demo(
     latency: Annotated[
         float, typer.Option(help="Seconds each emulated call takes.", min=0.0, max=60.0)
     ] = 0.0,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch", help="Show syncctl watch answering a purchase and an opt-in in seconds."
+        ),
+    ] = False,
 ) -> None:
     """Run a real reconcile against the bundled sandbox: plan, apply, re-run.
 
@@ -1371,13 +1377,19 @@ def demo(
     run has nothing to do, then a refund and a hold, each answered by the
     next run.
 
-    \b
-    Example:
-      syncctl demo
-    """
-    from syncctl.commands.demo import story
+    With --watch: `syncctl watch` on a loopback port, the sandbox posting
+    signed webhooks as Stripe and Mautic do; a purchase and an opt-in are
+    each answered within seconds.
 
-    raise typer.Exit(story(Console(highlight=False), latency))
+    \b
+    Examples:
+      syncctl demo
+      syncctl demo --watch
+    """
+    from syncctl.commands.demo import story, watch_story
+
+    console = Console(highlight=False)
+    raise typer.Exit(watch_story(console, latency) if watch else story(console, latency))
 
 
 def main() -> None:

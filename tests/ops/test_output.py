@@ -319,3 +319,12 @@ def test_the_demo_tells_a_refund_and_a_hold_each_answered_by_the_next_run() -> N
     assert "syncctl hold alan.turing@example.com" in out and "held (asked to wait" in out
     assert "syncctl release alan.turing@example.com" in out
     assert "a full audit afterwards plans 0 action(s)" in out
+
+
+def test_the_watch_demo_answers_a_purchase_and_an_opt_in_within_seconds() -> None:
+    result = CliRunner().invoke(app, ["demo", "--watch"])
+    assert result.exit_code == 0, result.output
+    answers = re.findall(r"(coupon|invite) email sent ([\d.]+) s later", result.stdout)
+    assert [kind for kind, _ in answers] == ["coupon", "invite"]
+    assert all(float(seconds) < 5 for _, seconds in answers)
+    assert "each got exactly one email" in result.stdout

@@ -10,8 +10,10 @@ run that answers it.
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -121,3 +123,96 @@ def _life_after_the_sale(
     served = any(o.action.subject == HELD for o in released.applied)
     untouched = not any(o.action.subject == HELD for o in held.applied)
     return held.ok and released.ok and served and untouched and quiet.plan.is_empty
+
+
+#: How long the watch demo waits for an answer before calling it a failure.
+ANSWER_TIMEOUT = 20.0
+#: The watch demo's buyer and sign-up (not in the seeded campaign).
+WATCH_BUYER = "barbara.liskov@example.com"
+WATCH_SIGN_UP = "frances.allen@example.com"
+
+
+def watch_story(console: Console, latency: float = 0.0) -> int:
+    """`demo --watch`: `syncctl watch` answering a purchase and an opt-in in seconds.
+
+    The sandbox posts signed webhooks, as Stripe and Mautic do, to a watch
+    service on a free loopback port; a webhook only wakes it, and the cycle
+    it starts reads the services as every run does. Exit 1 when an answer
+    took longer than `ANSWER_TIMEOUT` or an email went out twice.
+    """
+    from syncctl.service.loop import LoopOptions
+    from syncctl.service.watch import WatchService
+
+    def say(*lines: str) -> None:
+        for line in lines:
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    with (
+        tempfile.TemporaryDirectory(prefix="syncctl-demo-") as tmp,
+        Sandbox(latency=latency) as sandbox,
+    ):
+        seed_demo(sandbox)
+        config_path, env_path = sandbox.write_files(Path(tmp))
+        cfg = config_mod.load(config_path, env_path)
+        sends = _sends_to(sandbox)
+        # A long interval: only the webhooks can explain a quick answer.
+        options = LoopOptions(interval=300.0, audit_at=None)
+        with WatchService(cfg, listen="127.0.0.1:0", options=options) as service:
+            say(f"syncctl watch is listening on {service.url} (interval 300 s, webhooks on)")
+            _settled(sandbox, service)
+            say("first cycles done: the seeded campaign is in sync")
+            sandbox.send_webhooks(service.url or "", retry_delays=(0.2, 0.5, 1.0))
+            vip = [(VIP_PRICE_ID, VIP_PRODUCT_ID, 1)]
+            started = time.monotonic()
+            sandbox.stripe.add_session(WATCH_BUYER, name="Barbara Liskov", line_items=vip)
+            say(f"stripe: {WATCH_BUYER} completes a VIP checkout (Stripe posts the event)")
+            bought = _answered(sandbox, WATCH_BUYER, sends, started)
+            say(_answer_line("coupon email", bought))
+            started = time.monotonic()
+            sandbox.mautic.add_contact(
+                WATCH_SIGN_UP, firstname="Frances", lastname="Allen", opt_in_confirmed=True
+            )
+            say(f"mautic: {WATCH_SIGN_UP} confirms the opt-in (Mautic posts the contact)")
+            signed = _answered(sandbox, WATCH_SIGN_UP, sends, started)
+            say(_answer_line("invite email", signed))
+        once = all(sends(e) == 1 for e in (WATCH_BUYER, WATCH_SIGN_UP))
+        say("each got exactly one email" if once else "an email went out twice: a defect")
+    return 0 if bought is not None and signed is not None and once else 1
+
+
+def _sends_to(sandbox: Sandbox) -> Callable[[str], int]:
+    def sends(email: str) -> int:
+        return sum(
+            1
+            for s in sandbox.mautic.sent()
+            if not s["failed"] and (s["email_address"] or "").lower() == email
+        )
+
+    return sends
+
+
+def _settled(sandbox: Sandbox, service: Any) -> None:
+    """Wait for the first run and the run after it (which settles what it changed)."""
+    deadline = time.monotonic() + 60
+    service.wakeup.set("demo")
+    while service.loop.cycles < 2 and time.monotonic() < deadline:
+        if not service.wakeup.pending and service.loop.cycles >= 1:
+            service.wakeup.set("demo")
+        time.sleep(0.05)
+
+
+def _answered(
+    sandbox: Sandbox, email: str, sent: Callable[[str], int], started: float
+) -> float | None:
+    """Seconds until `email` got its first email, or None after `ANSWER_TIMEOUT`."""
+    while time.monotonic() - started < ANSWER_TIMEOUT:
+        if sent(email):
+            return time.monotonic() - started
+        time.sleep(0.02)
+    return None
+
+
+def _answer_line(what: str, seconds: float | None) -> str:
+    if seconds is None:
+        return f"no {what} within {ANSWER_TIMEOUT:g} s: a defect"
+    return f"syncctl: {what} sent {seconds:.1f} s later (the timer would take up to 15 min)"
