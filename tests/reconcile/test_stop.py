@@ -68,3 +68,29 @@ def test_sigint_stops_the_command_within_seconds_with_a_summary(tmp_path: Path) 
         config = config_mod.load(config_path, env_path)
         reconcile(config)
         assert violations(sandbox, config) == []
+
+
+def last_run_outcome(config: config_mod.Config) -> str | None:
+    from syncctl.state.journal import Journal
+
+    with Journal.open(config.settings.run.state_path, readonly=True) as journal:
+        return journal.runs(limit=1)[0].outcome
+
+
+def test_a_run_stopped_before_it_applied_is_recorded_as_interrupted(sandbox, config) -> None:
+    stop = StopRequest()
+    stop.set("SIGTERM")  # arrived while it was reading
+    result = reconcile(config, stop=stop)
+    assert result.interrupted == "SIGTERM"
+    assert last_run_outcome(config) == "interrupted"
+
+
+def test_a_run_that_ends_in_an_error_is_recorded_as_failed_not_ok(sandbox, config) -> None:
+    import pytest
+
+    from syncctl.errors import SyncctlError
+
+    sandbox.mautic.inject(method="GET", path=r"/contacts$", status=500, times=None)
+    with pytest.raises(SyncctlError):
+        reconcile(config)  # Mautic is the hub: without its contacts the run stops
+    assert last_run_outcome(config) == "failed"

@@ -195,6 +195,7 @@ def reconcile(
         result = RunResult(
             mode="", dry_run=dry_run, plan=Plan(), stats=sv.stats, max_actions=limit, run_id=run_id
         )
+        finished = False
         try:
             stop = stop or StopRequest()
             applier = Applier(
@@ -234,6 +235,7 @@ def reconcile(
                 result.refusal = refusal(found)
             taken, result.deferred = cap(result.plan, limit)
             if dry_run or result.refused:
+                finished = True
                 return result
             scope = Scope.of(snapshot)
             with journal.batch():  # observed facts, apart from what the plan will do
@@ -255,11 +257,15 @@ def reconcile(
                 stop.applying = False
             result.interrupted = stop.reason if stop.is_set() else ""
             _remember(journal, observation, scope, result)
+            finished = True
             return result
         finally:
             result.duration = time.monotonic() - started
+            if stop is not None and stop.is_set() and not result.interrupted:
+                result.interrupted = stop.reason  # stopped before it applied anything
             if run_id is not None:
-                journal.finish_run(run_id, _outcome_word(result), _summary(result))
+                word = _outcome_word(result) if finished or result.interrupted else "failed"
+                journal.finish_run(run_id, word, _summary(result))
 
 
 @contextlib.contextmanager
