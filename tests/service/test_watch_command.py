@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import selectors
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -17,6 +12,7 @@ from syncctl.sandbox.seed import seed_demo
 from syncctl.sandbox.stack import Sandbox
 from syncctl.state.journal import Journal
 from syncctl.state.lock import state_lock
+from tests.processes import signal_after_first_action
 
 
 def _invoke(config, *args: str):
@@ -60,27 +56,10 @@ def test_sigterm_during_a_cycle_finishes_the_action_and_exits_0(tmp_path: Path) 
     with Sandbox(latency=0.15) as sandbox:
         seed_demo(sandbox)
         config_path, env_path = sandbox.write_files(tmp_path / "campaign")
-        command = [
-            sys.executable, "-m", "syncctl", "--config", str(config_path),
-            "--env-file", str(env_path), "watch", "--interval", "30",
-        ]  # fmt: skip
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
-        assert proc.stderr is not None
-        seen: list[str] = []
-        selector = selectors.DefaultSelector()
-        selector.register(proc.stderr, selectors.EVENT_READ)
-        deadline = time.monotonic() + 30
-        while not any("outcome=done" in line for line in seen):
-            assert time.monotonic() < deadline and proc.poll() is None, seen
-            if selector.select(timeout=1):
-                seen.append(proc.stderr.readline())
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        _, rest = proc.communicate(timeout=30)
-        took = time.monotonic() - sent
-        text = "".join(seen) + rest
-        assert proc.returncode == 0, text
+        args = ["watch", "--interval", "30"]
+        stopped = signal_after_first_action(config_path, env_path, args, signal.SIGTERM, timeout=30)
+        text, took = stopped.text, stopped.took
+        assert stopped.returncode == 0, text
         assert took < 5, took
         assert "SIGTERM: stopping after the action in progress" in text
         state_dir = tmp_path / "campaign" / ".syncctl-state"
