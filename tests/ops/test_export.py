@@ -269,6 +269,18 @@ def test_live_says_each_code_exists_and_whether_an_order_redeemed_it(
     }
 
 
+def test_live_asks_each_service_once_a_page_and_never_writes(
+    run: Run, reconciled, sandbox: Sandbox
+) -> None:
+    sandbox.clear_logs()
+    assert len(exported(run, "--live")) == 7  # one page of purchases, one of contacts
+    assert len(sandbox.shopware.exchanges("POST", r"/search/promotion-individual-code")) == 1
+    assert len(sandbox.mautic.exchanges("GET", r"^/api/contacts")) == 2
+    assert len(sandbox.discord.exchanges("GET", r"/channels/\d+/invites")) == 2
+    assert sandbox.stripe.exchanges() == [] and sandbox.espocrm.exchanges() == []
+    assert sandbox.write_count() == 0
+
+
 def test_live_finds_a_code_the_journal_made_missing_from_shopware(run: Run, reconciled) -> None:
     # As if someone deleted it in Shopware's admin after syncctl made it.
     write_fact(reconciled, "coupon:cs_test_gone", "create_coupon", ADA, "VIP-GONE-GONE-GONE")
