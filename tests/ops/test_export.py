@@ -120,7 +120,7 @@ def test_one_contact_row_per_opted_in_contact_with_the_invite_mautic_holds(
         assert row["invite_email_sent_at"]
     # Katherine had a Basic invite, then bought VIP: one row, with the VIP invite.
     assert rows["katherine.johnson@example.com"]["tier"] == "vip"
-    assert {e: r["tier"] for e, r in rows.items() if r["tier"] == "basic"}.keys() == {GRACE, MILES}
+    assert {e for e, r in rows.items() if r["tier"] == "basic"} == {GRACE, MILES}
 
 
 def test_a_contact_row_holds_the_espo_lead(run: Run, reconciled, sandbox: Sandbox) -> None:
