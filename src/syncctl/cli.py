@@ -1093,6 +1093,89 @@ def list_holds(
         _lines(out, holds_lines(found))
 
 
+# -- export (finance and fulfilment) ------------------------------------------------
+
+
+class ExportFormat(StrEnum):
+    CSV = "csv"
+    JSON = "json"
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    fmt: Annotated[
+        ExportFormat,
+        typer.Option(
+            "--format",
+            help="csv: a header line, then one line per row. json: one document "
+            "(format_version 1) whose rows array holds one object per row.",
+            case_sensitive=False,
+        ),
+    ] = ExportFormat.CSV,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            dir_okay=False,
+            help="Write to FILE, whole or not at all (a temporary file beside it, renamed "
+            "when complete; mode 0600). Default (or -): stdout.",
+        ),
+    ] = None,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Also ask the services, a page at a time: does each code exist and was it "
+            "redeemed (Shopware), is each invite live (Discord), opt-in, Do-Not-Contact and "
+            "hold tag (Mautic). Needs the secrets; without it only the journal is read.",
+        ),
+    ] = False,
+) -> None:
+    """Export one row per purchase and per opted-in contact, for finance and fulfilment.
+
+    Each row says what was done: the coupon code and its coupon email (when
+    sent), the invite and its email, the lead, and any hold or refund. By
+    default only the journal is read (no secret, no service call, safe
+    while a run goes on); --live adds what only the services know now.
+    Rows are written as they are made, so 100k rows need little memory.
+    Exit 1 when a service could not be read with --live (its columns stay
+    empty; the rest is written).
+
+    \b
+    Examples:
+      syncctl export --output backers.csv
+      syncctl export --format json --live --output backers.json
+      syncctl export | grep ada@example.com
+    """
+    from syncctl.commands.export import Format
+    from syncctl.commands.export import export as write_export
+
+    target = None if output is None or str(output) == "-" else output
+    try:
+        result = write_export(
+            _state(ctx).config,
+            fmt=Format(fmt.value),
+            output=target,
+            live=live,
+            stdout=sys.stdout,
+        )
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as other filters do.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(1) from None
+    for service, problem in sorted(result.errors.items()):
+        _print_error(ctx, f"error: could not read {service}: {problem}")
+    where = f" to {target}" if target is not None else ""
+    counts = result.counts
+    _say(ctx, [f"exported {counts.purchases} purchase(s) and {counts.contacts} contact(s){where}"])
+    raise typer.Exit(1 if result.errors else 0)
+
+
 # -- set-up: init, schedule -------------------------------------------------------
 
 

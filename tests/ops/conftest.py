@@ -7,6 +7,7 @@ import json
 import os
 import pwd
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from syncctl import config as config_mod
 from syncctl.cli import app
 from syncctl.sandbox.seed import seed_demo
 from syncctl.sandbox.stack import Sandbox
+from syncctl.state.journal import DB_NAME, Journal
 from syncctl.state.lock import state_lock
 
 Run = Callable[..., Result]
@@ -207,3 +209,86 @@ def as_operator(monkeypatch: pytest.MonkeyPatch, other_account: pwd.struct_passw
     monkeypatch.delenv("SUDO_USER", raising=False)
     monkeypatch.setattr(os, "geteuid", lambda: other_account.pw_uid)
     return other_account.pw_name
+
+
+# -- a large journal, for `syncctl export` ------------------------------------------------------
+
+#: A campaign whose services are nowhere (the discard port): for commands that must not
+#: need them. The state dir is relative, so it lives beside the file.
+OFFLINE_TOML = """\
+[stripe]
+api_base = "http://127.0.0.1:9"
+vip_price_ids = ["price_vip"]
+
+[mautic]
+base_url = "http://127.0.0.1:9"
+invite_email_vip = 11
+invite_email_basic = 12
+coupon_email = 13
+
+[discord]
+api_base = "http://127.0.0.1:9/api/v10"
+vip_channel_id = "100000000000000001"
+basic_channel_id = "100000000000000002"
+
+[shopware]
+base_url = "http://127.0.0.1:9"
+vip_promotion_id = "5a4d1c0f2e8b4f6a9c3d7e1f0a2b4c6d"
+
+[espocrm]
+base_url = "http://127.0.0.1:9"
+
+[run]
+state_dir = ".syncctl-state"
+"""
+
+
+@pytest.fixture
+def offline_campaign(tmp_path: Path) -> Path:
+    """A campaign directory (syncctl.toml, an empty .env) with no service behind it."""
+    directory = tmp_path / "offline"
+    directory.mkdir()
+    (directory / "syncctl.toml").write_text(OFFLINE_TOML)
+    (directory / ".env").write_text("")
+    return directory
+
+
+def seed_purchases(state_dir: Path, count: int) -> None:
+    """A journal holding `count` fulfilled VIP purchases, as runs record them.
+
+    Per purchase `i`: `coupon:<session>` done with its code, its coupon email
+    `mail:13:<contact>:<code>` done (contact `i + 1`), and for every tenth a
+    `refund:<session>` fact (`refunded`). The rows are made by one SQL
+    statement in one transaction, unjournaled, in the database the journal
+    created: through `Journal.start`/`mark`, 210k rows would take minutes of
+    commits, and the tests that use this are about reading them.
+    """
+    Journal.open(state_dir).close()  # the schema and its version, as syncctl makes them
+    conn = sqlite3.connect(state_dir / DB_NAME, isolation_level=None)
+    for pragma in ("journal_mode = DELETE", "journal_mode = OFF", "synchronous = OFF"):
+        conn.execute(f"PRAGMA {pragma}")
+    conn.execute("BEGIN")
+    conn.execute(
+        """
+        WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < :count - 1),
+        p AS (SELECT i, printf('cs_test_%010d', i) AS sid, printf('buyer%06d@example.com', i)
+                  AS email, printf('VIP-%04X-ABCD-EFGH', i) AS code, i + 1 AS cid FROM n)
+        INSERT INTO entries (id, run_id, key, kind, subject, subject_ci, state, ref, detail,
+                             started_at, finished_at)
+        SELECT i * 3 + 1, NULL, 'coupon:' || sid, 'create_coupon', email, email, 'done', code,
+               '{"code":"' || code || '","session_id":"' || sid || '"}', :at, :at FROM p
+        UNION ALL
+        SELECT i * 3 + 2, NULL, 'mail:13:' || cid || ':' || code, 'send_email', email, email,
+               'done', '13:' || cid, '{"contact_id":' || cid || ',"email_id":13}', :at, :at
+        FROM p
+        UNION ALL
+        SELECT i * 3 + 3, NULL, 'refund:' || sid, 'refund', email, email, 'done', 'refunded', '{}',
+               :at, :at FROM p WHERE i % 10 = 0
+        """,
+        {"count": count, "at": "2024-05-01T12:00:00.000000+00:00"},
+    )
+    conn.execute(
+        "INSERT INTO current (key, entry_id, state) SELECT key, id, state FROM entries ORDER BY key"
+    )
+    conn.execute("COMMIT")
+    conn.close()

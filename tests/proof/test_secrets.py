@@ -65,6 +65,7 @@ def commands() -> list[tuple[str, ...]]:
         "doctor": [("doctor",), ("doctor", "--json")],
         "status": [("status", EMAIL), ("status", EMAIL, "--json")],
         "history": [("history",), ("history", "--json"), ("history", "--email", EMAIL)],
+        "export": [("export",), ("export", "--live"), ("export", "--live", "--format", "json")],
     }
     for name, extra in optional.items():
         if cli_has_command(name):
