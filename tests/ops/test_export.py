@@ -202,6 +202,15 @@ def test_a_refund_the_journal_holds_shows_in_its_purchase_row(
     assert set(refunds.values()) == {""}
 
 
+def test_a_refund_a_run_acted_on_shows_on_the_purchase_row(
+    run: Run, reconciled, sandbox: Sandbox
+) -> None:
+    sandbox.stripe.refund(session_of(sandbox, ADA))
+    assert run("reconcile").exit_code == 0
+    (row,) = [r for r in purchases(exported(run)) if r["email"] == ADA]
+    assert row["refund"] == "refunded"
+
+
 def test_a_dispute_won_shows_no_refund(run: Run, reconciled, sandbox: Sandbox) -> None:
     session = session_of(sandbox, ADA)
     write_fact(reconciled, f"refund:{session}", "refund", ADA, "cleared")

@@ -68,6 +68,7 @@ from syncctl.clients.shopware import IndividualCode, code_key
 from syncctl.config import Config, Settings
 from syncctl.engine.model import Contact, Tier
 from syncctl.engine.sends import WAIVED
+from syncctl.engine.troubles import CLEARED as REFUND_CLEARED
 from syncctl.errors import ServiceError, SyncctlError, UsageError
 from syncctl.state.journal import ContactFacts, EntryState, Hold, Journal, PurchaseFacts
 
@@ -79,9 +80,6 @@ T = TypeVar("T")
 FORMAT_VERSION = 1
 #: Rows read from the journal (and, with --live, looked up in the services) per page.
 PAGE = 500
-#: What a run read from Stripe about a purchase's payment (rule 17, the
-#: `refund:<session>` fact): `refunded` or `disputed`, or this for a dispute won.
-REFUND_CLEARED = "cleared"
 #: Cells a spreadsheet would run as a formula when they start with one of
 #: these (OWASP "CSV injection"): free text others typed gets a leading `'`.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
