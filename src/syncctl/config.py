@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -31,6 +31,9 @@ from pydantic import (
 
 from syncctl.errors import ConfigError
 
+if TYPE_CHECKING:
+    from syncctl.state.location import StateLocation
+
 SECRET_NAMES = (
     "STRIPE_API_KEY",
     "MAUTIC_USERNAME",
@@ -41,6 +44,10 @@ SECRET_NAMES = (
     "ESPOCRM_API_KEY",
     "SYNCCTL_CODE_SECRET",
 )
+#: Secrets that may be left unset: each turns one feature on. Read like the
+#: others, masked like them, never required. SYNCCTL_STATE_URL: the shared
+#: PostgreSQL state store (it may carry a password; it wins over [run] state_url).
+OPTIONAL_SECRET_NAMES = ("SYNCCTL_STATE_URL",)
 #: The secrets each service's calls are made with, for fix hints.
 SERVICE_SECRETS = {
     "stripe": ("STRIPE_API_KEY",),
@@ -210,8 +217,30 @@ class EspoSettings(_Section):
     lead_source: str = "Campaign"
 
 
+def _state_url(value: str) -> str:
+    if not value:
+        return value
+    from syncctl.state.location import PG_SCHEMES
+
+    parts = urlsplit(value)
+    if parts.scheme not in PG_SCHEMES or not parts.path.strip("/"):
+        raise ValueError(
+            "must be a PostgreSQL URL such as postgresql://syncctl@db.example.org/syncctl, "
+            'or "" for the SQLite file in state_dir'
+        )
+    if parts.password is not None or "password=" in parts.query.lower():
+        raise ValueError(
+            "must not carry a password: put the whole URL in SYNCCTL_STATE_URL "
+            "(environment or .env) instead"
+        )
+    return value
+
+
 class RunSettings(_Section):
     state_dir: str = "~/.local/state/syncctl"
+    #: A PostgreSQL database for the journal and the run lock, shared by several
+    #: hosts; "" keeps them in state_dir (SQLite). SYNCCTL_STATE_URL wins.
+    state_url: Annotated[str, AfterValidator(_state_url)] = ""
     #: Actions one run applies at most; the rest waits for the next runs (rule 24).
     max_actions: Annotated[int, Field(ge=1)] = 500
     #: A plan that looks like a configuration mistake is refused whole: new
@@ -253,6 +282,11 @@ class Secrets:
     looked_for: Path | None = None
     #: A .env beside the config file that was not read (only a named or ./.env is).
     unread: Path | None = None
+
+    def optional(self, name: str) -> str | None:
+        """An optional secret's value, or None when it is unset or empty."""
+        secret = self.values.get(name)
+        return secret.get_secret_value() or None if secret is not None else None
 
     def get(self, name: str) -> str:
         secret = self.values.get(name)
@@ -307,6 +341,22 @@ class Config:
 
     def secret(self, name: str) -> str:
         return self.secrets.get(name)
+
+    @property
+    def state(self) -> StateLocation:
+        """Where the journal and the run lock live: `SYNCCTL_STATE_URL` (environment
+        or .env) wins over `[run] state_url`; with neither, the SQLite file in
+        `[run] state_dir`. A URL that is not PostgreSQL's is a ConfigError (exit 2)."""
+        from syncctl.state.location import StateLocation, check_state_url
+
+        run = self.settings.run
+        url = self.secrets.optional("SYNCCTL_STATE_URL")
+        source = "SYNCCTL_STATE_URL"
+        if url is None and run.state_url:
+            url, source = run.state_url, f"{self.path}: [run] state_url"
+        if url is None:
+            return StateLocation(run.state_path)
+        return StateLocation(run.state_path, check_state_url(url, source), source)
 
 
 # -- locating files -----------------------------------------------------------
@@ -463,7 +513,7 @@ def read_secrets(env_file: Path | None, environ: Mapping[str, str] | None = None
         looked_for = Path(".env").absolute()
     values: dict[str, SecretStr] = {}
     sources: dict[str, str] = {}
-    for name in SECRET_NAMES:
+    for name in (*SECRET_NAMES, *OPTIONAL_SECRET_NAMES):
         if environ.get(name):
             values[name] = SecretStr(environ[name])
             sources[name] = "environment"

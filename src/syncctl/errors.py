@@ -165,3 +165,13 @@ class BadResponse(ServiceError):
     """The service answered with something that is not what its API documents."""
 
     transient = True
+
+
+class StoreLost(StateError):
+    """The shared state store's connection, and with it the run lock, is gone.
+
+    Raised by every journal call after the loss (a network cut, the server
+    restarting, `pg_terminate_backend`): the run stops before its next side
+    effect, and whichever host leads next settles what it left in flight.
+    Never caught as one action's failure.
+    """
