@@ -36,8 +36,7 @@ from syncctl.engine.recover import Recovery, Resolution
 from syncctl.engine.settle import Settled, settle
 from syncctl.engine.stop import StopRequest
 from syncctl.net.http import CallStats
-from syncctl.state.journal import EntryState, Journal
-from syncctl.state.lock import state_lock
+from syncctl.state.journal import EntryState, Journal, open_for_run
 
 FORMAT_VERSION = 1
 
@@ -162,25 +161,26 @@ def reconcile(
     services: Services | None = None,
     on_plan: Callable[[Plan], None] | None = None,
     on_wait: Callable[[str], None] | None = None,
+    journal: Journal | None = None,
 ) -> RunResult:
     """Run once; the result says what was planned and what happened.
 
     `on_plan` hears the plan just before it is applied (a progress bar's
     total); `on_wait`, with `wait`, who holds the lock it waits for.
+    `journal`: a journal that holds the run lock already (a long-running
+    leader, e.g. `watch` keeping a shared store's lock between cycles, or
+    a standby that took it over with `open_for_run(..., wait=True,
+    timeout=...)`); by default the run opens and locks its own.
     """
     settings = config.settings
     config.secrets.require()
     code_secret = config.secret("SYNCCTL_CODE_SECRET")
     limit = max_actions or settings.run.max_actions
-    state_dir = settings.run.state_path
     started = time.monotonic()
-    lock = (
-        contextlib.nullcontext() if dry_run else state_lock(state_dir, wait=wait, on_wait=on_wait)
-    )
     with (
-        lock,
-        Journal.open(state_dir, readonly=dry_run) as journal,
+        _journal(config, journal, dry_run=dry_run, wait=wait, on_wait=on_wait) as journal,
         _services(config, services) as sv,
+        fenced(sv, journal),
     ):
         run_id = (
             None if dry_run else journal.begin_run("full" if full else "incremental", dry_run=False)
@@ -245,8 +245,44 @@ def reconcile(
             return result
         finally:
             result.duration = time.monotonic() - started
-            if run_id is not None:
+            if run_id is not None and not journal.lost:
                 journal.finish_run(run_id, _outcome_word(result), _summary(result))
+
+
+@contextlib.contextmanager
+def _journal(
+    config: Config,
+    given: Journal | None,
+    *,
+    dry_run: bool,
+    wait: bool,
+    on_wait: Callable[[str], None] | None,
+) -> Iterator[Journal]:
+    if given is not None:
+        yield given
+        return
+    with open_for_run(config.state, readonly=dry_run, wait=wait, on_wait=on_wait) as journal:
+        yield journal
+
+
+@contextlib.contextmanager
+def fenced(sv: Services, journal: Journal) -> Iterator[None]:
+    """Fencing for a shared store: no vendor write once the run lock is lost.
+
+    Every intent is written on the lock's connection in a transaction that
+    proves the lock is held; the HTTP layer also asks before each write it
+    sends (a retry after a 429 included), so a run whose connection was cut
+    makes no side effect after the cut. Nothing to do for SQLite (a flock
+    cannot be lost by a living process) or a dry run.
+    """
+    if not journal.shared or journal.readonly:
+        yield
+        return
+    sv.guard_writes(journal.check_leadership)
+    try:
+        yield
+    finally:
+        sv.guard_writes(None)
 
 
 @contextlib.contextmanager
