@@ -803,9 +803,12 @@ def state_migrate(
     point every host at the new store (SYNCCTL_STATE_URL or [run] state_url;
     for SQLite, [run] state_dir and no URL).
 
+    The URL's password is best passed in PGPASSWORD (or ~/.pgpass), not on
+    the command line.
+
     \b
     Examples:
-      PGPASSWORD=... syncctl state migrate --to postgresql://syncctl@db.example.org/syncctl
+      syncctl state migrate --to postgresql://syncctl@db.example.org/syncctl
       syncctl state migrate --to /var/lib/syncctl/state
     """
     from syncctl.state.journal import open_for_run
