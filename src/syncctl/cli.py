@@ -6,7 +6,8 @@ traceback for a condition an operator can fix.
 
 Exit codes (README, "Exit codes"):
   0  success: in sync, or every planned action done
-  1  an action or a service failed (details on stderr / in --json)
+  1  an action or a service failed (details on stderr / in --json), or
+     another run has held the lock for over [run] lock_busy_fail_after
   2  bad config, secret or command line (with --detailed-exitcode: changes
      were pending or applied, and errors of any kind, a mistyped option
      too, exit 1 instead)
@@ -25,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -293,12 +295,18 @@ def config_show(ctx: typer.Context) -> None:
     console = Console(highlight=False)
     console.print(f"# config: {cfg.path}", markup=False)
     data = cfg.settings.model_dump()
+    for section, key in config_mod.SECRET_KEYS:  # a ping URL's path is its token
+        data[section][key] = config_mod.redact_url(data[section][key])
     for section, values in data.items():
         _print_section(console, section, values)
     console.print("\n# secrets", markup=False)
     for name in config_mod.SECRET_NAMES:
         source = cfg.secrets.sources.get(name)
         shown = f"******** (from {source})" if source else "MISSING"
+        console.print(f"{name} = {shown}", markup=False)
+    for name in config_mod.OPTIONAL_SECRET_NAMES:
+        source = cfg.secrets.sources.get(name)
+        shown = f"******** (from {source})" if source else "not set (optional)"
         console.print(f"{name} = {shown}", markup=False)
 
 
@@ -349,22 +357,37 @@ def sandbox_serve(
             "<name>.bak-<time> first)."
         ),
     ] = False,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(
+            "--webhook-url",
+            metavar="URL",
+            help="Post Stripe events to URL/webhooks/stripe and Mautic contact saves to "
+            "URL/webhooks/mautic, signed with STRIPE_WEBHOOK_SECRET and MAUTIC_WEBHOOK_SECRET "
+            "from the .env, retried on any answer but a 2xx (for `syncctl watch --listen`).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the five emulated APIs on loopback until interrupted.
 
     Writes a ready syncctl.toml and .env pointing at them, so `syncctl reconcile`
     run from that directory talks to the sandbox. Files it wrote before are
     replaced and the previous sandbox's state dir is cleared (the services
-    start afresh); other files are refused unless --force.
+    start afresh); other files are refused unless --force. With --webhook-url,
+    Stripe and Mautic also send their webhooks there, as the vendors do
+    (events from after the start; the seeded campaign's are not sent).
 
     \b
-    Example:
+    Examples:
       syncctl sandbox serve --dir /tmp/campaign --latency 0.02
+      syncctl sandbox serve --dir /tmp/campaign --webhook-url http://127.0.0.1:8787
     """
     from syncctl.sandbox import workdir
     from syncctl.sandbox.seed import seed_demo
     from syncctl.sandbox.stack import SERVICES, Sandbox
 
+    if webhook_url is not None:
+        _check_webhook_url(webhook_url)
     target = workdir.inspect(directory, force=force)  # before anything starts or is written
     ports = {name: port_base + i for i, name in enumerate(SERVICES)} if port_base else {}
     try:
@@ -389,10 +412,28 @@ def sandbox_serve(
         err.print(
             f"wrote {target.config_path} and {target.env_path} (secrets, mode 0600)", markup=False
         )
+        if webhook_url is not None:
+            for service, sender in sandbox.send_webhooks(webhook_url).items():
+                err.print(f"{service} webhooks -> {sender.url}", markup=False)
         err.print("try: syncctl reconcile --dry-run    (Ctrl-C stops the sandbox)", markup=False)
         _serve_until_stopped(sandbox)
     finally:
         sandbox.stop()
+
+
+def _check_webhook_url(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the range only when asked
+    except ValueError:
+        parts = parts._replace(netloc="")
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+        raise UsageError(
+            f"--webhook-url {url!r} is not an http(s) base URL",
+            hint="give where `syncctl watch --listen` serves, e.g. http://127.0.0.1:8787",
+        )
 
 
 def _serve_until_stopped(sandbox: Any) -> None:
@@ -447,6 +488,16 @@ def reconcile(
             help="Also retry what a service refused before with the same inputs.",
         ),
     ] = False,
+    metrics_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--metrics-file",
+            metavar="PATH",
+            dir_okay=False,
+            help="After the run, add its figures to the Prometheus textfile PATH (written "
+            "atomically; for node_exporter's textfile collector, name it *.prom).",
+        ),
+    ] = None,
 ) -> None:
     """Bring every service to the desired state; apply only what is missing.
 
@@ -454,48 +505,123 @@ def reconcile(
     Examples:
       syncctl reconcile --dry-run      (what would change)
       syncctl reconcile --full --json  (nightly audit, machine-readable)
+      syncctl reconcile --metrics-file /var/lib/node_exporter/textfile/syncctl.prom
 
     \b
     Exit codes:
       0  in sync, or every action applied (over max_actions: the rest waits)
-      1  an action or a service failed (the others went on)
+      1  an action or a service failed (the others went on); or another run
+         has held the lock for over [run] lock_busy_fail_after (default 1 h)
       2  bad config, secret or command line (--detailed-exitcode: changes)
       3  another syncctl run holds the lock (--wait queues instead)
       4  the plan looks like a mistake; nothing applied (--allow-mass-change)
+
+    \b
+    With [alert] ping_url set, a real run pings <ping_url>/start once it
+    holds the lock, then <ping_url> (exit 0) or <ping_url>/fail with its
+    summary; a dry run and a routine busy lock (exit 3) ping nothing.
     """
+    from syncctl.alert import RunPings, pinger_for
     from syncctl.commands.render import RunProgress
     from syncctl.engine.reconcile import reconcile as run
+    from syncctl.state.lock import held_too_long
 
     state = _state(ctx)
-    cfg = state.config
-    stop = StopRequest()
-    with (
-        _stop_on_signals(stop, quiet=state.quiet),
-        RunProgress(err, enabled=state.rich and not state.quiet, fallback=_debug) as shown,
-    ):
-
-        def on_outcome(outcome: Any) -> None:
-            logs.log_outcome(outcome)
-            shown.outcome(outcome)
-
-        result = run(
-            cfg,
-            dry_run=dry_run,
-            full=full,
-            max_actions=max_actions,
-            wait=wait,
-            retry_refused=retry_refused,
-            allow_mass_change=allow_mass_change,
-            stop=stop,
-            progress=shown.phase,
-            on_outcome=on_outcome,
-            on_plan=shown.planned,
-            on_wait=_waiting_notice(ctx),
+    if metrics_file is not None and dry_run:
+        raise UsageError(
+            "--metrics-file counts real runs only", hint="drop --dry-run or --metrics-file"
         )
+    cfg = state.config
+    record = _metrics_recorder(metrics_file, cfg, full=full)
+    stop = StopRequest()
+    pings = RunPings(None if dry_run else pinger_for(cfg))
+    try:
+        with (
+            _stop_on_signals(stop, quiet=state.quiet),
+            RunProgress(err, enabled=state.rich and not state.quiet, fallback=_debug) as shown,
+        ):
+
+            def on_outcome(outcome: Any) -> None:
+                logs.log_outcome(outcome)
+                shown.outcome(outcome)
+
+            result = record(
+                run,
+                dry_run=dry_run,
+                full=full,
+                max_actions=max_actions,
+                wait=wait,
+                retry_refused=retry_refused,
+                allow_mass_change=allow_mass_change,
+                stop=stop,
+                progress=shown.phase,
+                on_outcome=on_outcome,
+                on_plan=shown.planned,
+                on_wait=_waiting_notice(ctx),
+                on_start=pings.start,
+            )
+    except LockBusy as busy:
+        too_long = held_too_long(busy, cfg.settings.run.lock_busy_fail_after)
+        if too_long is None:
+            raise  # a routine overlap: exit 3, no ping (the holder pings for itself)
+        pings.fail(f"error: {too_long}")
+        raise too_long from None
+    except SyncctlError as exc:
+        pings.fail(f"error: {exc}")
+        raise
+    except KeyboardInterrupt:
+        if pings.started:
+            pings.fail("interrupted")
+        raise
+    except Exception as exc:
+        pings.fail(f"error: {type(exc).__name__}: {exc}")
+        raise
     _report_run(state, result, outcomes_logged=True)
     if json_out:
         _echo_json(result.to_json())
+    pings.finish(result)
     raise typer.Exit(result.exit_code(detailed_exitcode))
+
+
+def _metrics_recorder(
+    path: Path | None, cfg: config_mod.Config, *, full: bool
+) -> Callable[..., RunResult]:
+    """`record(run, ...)`: calls the run, then adds its figures to `path` (if given).
+
+    A run that stops with an error (a busy lock too) is counted as such; a
+    metrics file that cannot be written is a warning, the run's exit code stays.
+    """
+    from syncctl.service.metrics import Figures, pending_counts
+
+    figures = Figures()
+
+    def record(run: Callable[..., RunResult], **kwargs: Any) -> RunResult:
+        if path is None:
+            return run(cfg, **kwargs)
+        figures.load_textfile(path)
+        try:
+            result = run(cfg, **kwargs)
+        except SyncctlError as exc:
+            outcome = "busy" if isinstance(exc, LockBusy) else "error"
+            figures.record_stopped("full" if full else "incremental", outcome)
+            _write_metrics(figures, path)
+            raise
+        figures.record_run(result, pending=pending_counts(cfg.state))
+        _write_metrics(figures, path)
+        return result
+
+    return record
+
+
+def _write_metrics(figures: Any, path: Path) -> None:
+    try:
+        figures.write_textfile(path)
+    except OSError as exc:
+        logs.event(
+            logs.LOGGER,
+            logging.WARNING,
+            f"could not write the metrics file {path}: {exc.strerror or exc}",
+        )
 
 
 @contextlib.contextmanager
@@ -579,6 +705,101 @@ def _out_console() -> Console:
 def _lines(console: Console, lines: list[str]) -> None:
     for line in lines:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+# -- watch ----------------------------------------------------------------------
+
+
+@app.command()
+def watch(
+    ctx: typer.Context,
+    interval: Annotated[
+        float | None,
+        typer.Option(
+            "--interval",
+            min=0.1,
+            metavar="S",
+            help="Seconds between cycles when nothing wakes it earlier (default: [watch] "
+            "interval, 30).",
+        ),
+    ] = None,
+    listen: Annotated[
+        str | None,
+        typer.Option(
+            "--listen",
+            metavar="HOST:PORT",
+            help="Serve POST /webhooks/stripe and /webhooks/mautic (each when its secret is "
+            'set), GET /healthz and /metrics here (default: [watch] listen; "" none; '
+            '":8787" is loopback).',
+        ),
+    ] = None,
+) -> None:
+    """Reconcile continuously: every --interval seconds, and at once on a signed webhook.
+
+    Each cycle is the run `syncctl reconcile` makes (same lock: a timer left
+    installed never applies at the same time), plus the daily --full audit
+    at [watch] audit_at. A webhook only wakes it: its body is never used,
+    the cycle reads the services. A failing cycle is retried with backoff;
+    vendor outages never end the process. SIGTERM or Ctrl-C: finish the
+    action in progress, release the lock, exit 0 (again to quit at once).
+    Bad config exits 2 at start.
+
+    \b
+    Examples:
+      syncctl watch --listen 127.0.0.1:8787
+      syncctl --log-format json watch --interval 60
+    """
+    from syncctl.commands import render
+    from syncctl.service.watch import WatchService, run_until_stopped, stop_on_signals
+
+    state = _state(ctx)
+    cfg = state.config
+    if state.rich and not state.quiet:
+        # A service logs as it goes, tables or not: the lines under cron, on a terminal too.
+        logging.getLogger(logs.LOGGER).setLevel(logs.level_for(state.verbosity, terminal=False))
+
+    def on_cycle(result: RunResult, outcome: str) -> None:
+        idle = outcome == "ok" and result.plan.is_empty and not result.recovered
+        if idle:  # the common case: one debug line (-v), not a report every interval
+            _debug(f"cycle: nothing to do; {render.calls_line(result)}")
+        elif state.log_format == "json":
+            level = logging.INFO if outcome in ("ok", "held") else logging.WARNING
+            fields = render.summary_fields(result)
+            logs.event(logs.REPORT, level, "cycle finished", outcome=outcome, **fields)
+        else:
+            for level, line in render.result_lines(result, outcomes_logged=True):
+                logs.event(logs.REPORT, level, line)
+
+    service = WatchService(
+        cfg, interval=interval, listen=listen, on_outcome=logs.log_outcome, on_cycle=on_cycle
+    )
+    with stop_on_signals(service, quiet=state.quiet):
+        service.start()
+        hooks = ", ".join(h.source for h in service.hooks.values()) or "none (no secret set)"
+        logs.event(
+            logs.LOGGER,
+            logging.INFO,
+            "watching",
+            interval_s=service.options.interval,
+            audit_at=cfg.settings.watch.audit_at or None,
+            listen=service.url,
+            webhooks=hooks if service.url else None,
+        )
+        how = run_until_stopped(service)
+    if how == "crashed":
+        raise SyncctlError(f"the cycle loop stopped: {service.loop.crashed}")
+    if how == "abandoned":
+        logs.event(
+            logs.LOGGER,
+            logging.INFO,
+            "stopped: the cycle in progress was only reading; it was left behind",
+        )
+        # Its thread may be inside a vendor read: end the process here rather
+        # than tear the interpreter down around it. The kernel frees the lock.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    logs.event(logs.LOGGER, logging.INFO, "stopped", cycles=service.loop.cycles)
 
 
 @app.command("reissue-invite")
@@ -979,9 +1200,59 @@ def init(
     err.print(f"next: edit both, then run `{step}`", markup=False)
 
 
+@app.command()
+def alert(
+    ctx: typer.Context,
+    unit: Annotated[
+        str,
+        typer.Option(
+            "--unit",
+            metavar="UNIT",
+            help="The unit that failed (systemd passes it: syncctl-alert@%n.service).",
+        ),
+    ],
+) -> None:
+    """Raise the alert for a failed syncctl unit (systemd's OnFailure= runs this).
+
+    Writes one error line (the unit, the host, how the last run ended, where
+    its log is) to stderr, so the journal has it; pings <ping_url>/fail with
+    it when [alert] ping_url is set; runs [alert] command (e.g. mail) with it
+    on stdin and in $SYNCCTL_ALERT_MESSAGE. Reads only the [alert] section
+    when the rest of the config is broken, so a bad config still alerts.
+    Exit 1 when the command fails. Run it by hand to test your hook.
+
+    \b
+    Examples:
+      syncctl alert --unit syncctl.service
+      syncctl --config /etc/syncctl/syncctl.toml alert --unit syncctl-watch.service
+    """
+    from syncctl.alert import alert_settings, last_run_line, run_alert
+
+    state = _state(ctx)
+    settings, problem, cfg = alert_settings(state.config_path, lambda: state.config)
+    outcome = run_alert(unit, settings, config_problem=problem, last_run=last_run_line(cfg))
+    logs.event(logs.LOGGER, logging.ERROR, outcome.line)
+    if outcome.pinged is None and outcome.command is None:
+        logs.event(
+            logs.LOGGER,
+            logging.INFO,
+            "no [alert] ping_url or command is set: this line in the journal is the only alert",
+        )
+    if outcome.command:
+        raise SyncctlError(
+            f"[alert] command failed: {outcome.command}",
+            hint="run it by hand with the same account to see why",
+        )
+
+
 class ScheduleKind(StrEnum):
     SYSTEMD = "systemd"
     CRON = "cron"
+
+
+class ScheduleMode(StrEnum):
+    TIMER = "timer"
+    WATCH = "watch"
 
 
 @app.command()
@@ -999,21 +1270,39 @@ def schedule(
         bool,
         typer.Option("--user", help="systemd: user units in ~/.config/systemd/user."),
     ] = False,
+    mode: Annotated[
+        ScheduleMode,
+        typer.Option(
+            "--mode",
+            help="systemd: timer (a reconcile every --every minutes and a nightly audit) or "
+            "watch (one long-running `syncctl watch` service, restarted on failure).",
+            case_sensitive=False,
+        ),
+    ] = ScheduleMode.TIMER,
     every: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--every",
             min=1,
-            help="Minutes between runs: 5, 10, 15, 20, 30 (any divisor of 60) or 60, 120, ...",
+            help="Minutes between runs: 5, 10, 15, 20, 30 (any divisor of 60) or 60, 120, ... "
+            "(default 15; timer mode).",
         ),
-    ] = 15,
+    ] = None,
     audit_at: Annotated[
-        str, typer.Option("--audit-at", help="Time (HH:MM) of the nightly --full audit.")
-    ] = "03:30",
+        str | None,
+        typer.Option(
+            "--audit-at",
+            help="Time (HH:MM) of the nightly --full audit (default 03:30; timer mode).",
+        ),
+    ] = None,
     delay: Annotated[
-        int,
-        typer.Option("--delay", min=0, help="systemd RandomizedDelaySec of the frequent timer."),
-    ] = 60,
+        int | None,
+        typer.Option(
+            "--delay",
+            min=0,
+            help="systemd RandomizedDelaySec of the frequent timer (default 60; timer mode).",
+        ),
+    ] = None,
     user_name: Annotated[
         str | None,
         typer.Option(
@@ -1038,11 +1327,17 @@ def schedule(
     timer. cron: the same two lines. No flock wrapper: syncctl locks its
     state directory itself. Commands use the absolute paths of this syncctl
     and of the config (and .env) in use; --log-format json is carried over.
+    --mode watch (systemd): one syncctl-watch.service (Type=simple,
+    Restart=on-failure) instead of the timers; the [watch] section of the
+    config sets its interval, listen address and audit time.
+    Both modes: each service has OnFailure=syncctl-alert@%n.service, a
+    template running `syncctl alert --unit` for the unit that failed.
 
     \b
     Examples:
       syncctl --config /etc/syncctl/syncctl.toml schedule systemd
       syncctl schedule systemd --user --install
+      syncctl schedule systemd --mode watch --install
       syncctl schedule cron --every 10 --install
     """
     from syncctl.commands import schedule as sched
@@ -1053,11 +1348,25 @@ def schedule(
             ("--user", user),
             ("--user-name", user_name),
             ("--allow-root", allow_root),
+            ("--mode watch", mode is ScheduleMode.WATCH),
         ):
             if given:
                 raise UsageError(
-                    f"{flag} applies to systemd units only", hint=f"drop {flag} for cron"
+                    f"{flag} applies to systemd units only",
+                    hint="cron cannot keep `syncctl watch` running: use systemd"
+                    if flag == "--mode watch"
+                    else f"drop {flag} for cron",
                 )
+    if mode is ScheduleMode.WATCH:
+        timer_only = {"--every": every, "--audit-at": audit_at, "--delay": delay}
+        for flag, value in timer_only.items():
+            if value is not None:
+                raise UsageError(
+                    f"{flag} applies to --mode timer",
+                    hint="watch takes its interval and audit time from the [watch] section of "
+                    f"the config: drop {flag}",
+                )
+    every = 15 if every is None else every
     sched.check_every(every)
     cfg = state.config
     config_path = cfg.path.resolve()
@@ -1072,8 +1381,8 @@ def schedule(
         config=config_path,
         env_file=env_file.resolve() if env_file is not None else None,
         every_minutes=every,
-        audit_at=sched.parse_audit_at(audit_at),
-        delay_seconds=delay,
+        audit_at=sched.parse_audit_at("03:30" if audit_at is None else audit_at),
+        delay_seconds=60 if delay is None else delay,
         log_format=state.log_format,
         state_dir=cfg.settings.run.state_path.resolve(),
     )
@@ -1086,7 +1395,9 @@ def schedule(
             typer.echo(block, nl=False)
         return
     run_as = sched.choose_run_as(user_name=user_name, allow_root=allow_root, user_units=user)
-    units = sched.systemd_units(spec, user_units=user, run_as=None if user else run_as.name)
+    units = sched.systemd_units(
+        spec, user_units=user, run_as=None if user else run_as.name, mode=str(mode.value)
+    )
     directory = sched.unit_dir(user)
     if run_as.is_root:
         err.print(
@@ -1105,13 +1416,15 @@ def schedule(
         for path in sched.install_units(units, directory):
             err.print(f"wrote {path}", markup=False)
         err.print("now run:", markup=False)
-        for line in sched.enable_commands(user):
+        for line in sched.enable_commands(user, str(mode.value)):
             err.print(f"  {line}", markup=False)
         return
     for unit in units:
         typer.echo(f"# {directory / unit.name}\n{unit.text}")
+    watch = " --mode watch" if mode is ScheduleMode.WATCH else ""
     err.print(
-        f"install with: syncctl schedule systemd{' --user' if user else ''} --install", markup=False
+        f"install with: syncctl schedule systemd{' --user' if user else ''}{watch} --install",
+        markup=False,
     )
 
 
@@ -1123,73 +1436,33 @@ def demo(
     latency: Annotated[
         float, typer.Option(help="Seconds each emulated call takes.", min=0.0, max=60.0)
     ] = 0.0,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch", help="Show syncctl watch answering a purchase and an opt-in in seconds."
+        ),
+    ] = False,
 ) -> None:
     """Run a real reconcile against the bundled sandbox: plan, apply, re-run.
 
     Needs no credentials: starts the five emulated services on loopback with a
-    seeded campaign, shows the dry-run plan, applies it, then shows that a
-    second run has nothing to do.
+    seeded campaign, shows the dry-run plan, applies it, shows that a second
+    run has nothing to do, then a refund and a hold, each answered by the
+    next run.
+
+    With --watch: `syncctl watch` on a loopback port, the sandbox posting
+    signed webhooks as Stripe and Mautic do; a purchase and an opt-in are
+    each answered within seconds.
 
     \b
-    Example:
+    Examples:
       syncctl demo
+      syncctl demo --watch
     """
-    import tempfile
-
-    from syncctl.commands import render
-    from syncctl.engine.reconcile import reconcile as run
-    from syncctl.sandbox.seed import seed_demo
-    from syncctl.sandbox.stack import Sandbox
+    from syncctl.commands.demo import story, watch_story
 
     console = Console(highlight=False)
-    # On a terminal tables; into a pipe or a file plain lines, like every command.
-    rich = render.use_rich(console)
-
-    def say(*lines: str) -> None:
-        for line in lines:
-            console.print(line, markup=False, highlight=False, soft_wrap=True)
-
-    def heading(text: str) -> None:
-        if rich:
-            console.rule(text)
-        else:
-            say(f"== {text}")
-
-    with (
-        tempfile.TemporaryDirectory(prefix="syncctl-demo-") as tmp,
-        Sandbox(latency=latency) as sandbox,
-    ):
-        seed_demo(sandbox)
-        config_path, env_path = sandbox.write_files(Path(tmp))
-        cfg = config_mod.load(config_path, env_path)
-        heading("1. dry run: what syncctl would change")
-        planned = run(cfg, dry_run=True)
-        if rich:
-            console.print(render.plan_table(planned.plan))
-        else:
-            say(*render.plan_lines(planned.plan))
-        say(*(f"note: {note.subject}: {note.message}" for note in planned.plan.notes))
-        say(render.calls_line(planned))
-        heading("2. reconcile: applying it")
-        applied = run(cfg)
-        if rich:
-            console.print(render.outcome_table(applied.outcomes))
-        else:
-            say(render.outcome_line(applied.outcomes))
-        say(render.calls_line(applied))
-        heading("3. reconcile again: nothing left to do")
-        again = run(cfg)
-        if rich:
-            render.show_result(console, again)
-        else:
-            say(*(line for _, line in render.result_lines(again)))
-        say(
-            f"sandbox now holds {len(sandbox.shopware.codes())} coupon code(s), "
-            f"{len(sandbox.discord.invites())} live invite(s), "
-            f"{len(sandbox.mautic.sent())} email(s) sent, {len(sandbox.espocrm.leads())} lead(s)"
-        )
-    failed = applied.failed or again.failed or not again.plan.is_empty
-    raise typer.Exit(1 if failed else 0)
+    raise typer.Exit(watch_story(console, latency) if watch else story(console, latency))
 
 
 def main() -> None:

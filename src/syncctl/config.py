@@ -45,9 +45,14 @@ SECRET_NAMES = (
     "SYNCCTL_CODE_SECRET",
 )
 #: Secrets that may be left unset: each turns one feature on. Read like the
-#: others, masked like them, never required. SYNCCTL_STATE_URL: the shared
-#: PostgreSQL state store (it may carry a password; it wins over [run] state_url).
-OPTIONAL_SECRET_NAMES = ("SYNCCTL_STATE_URL",)
+#: others, masked like them, never required: `syncctl watch`'s webhook paths,
+#: and SYNCCTL_STATE_URL, the shared PostgreSQL state store (it may carry a
+#: password; it wins over [run] state_url).
+OPTIONAL_SECRET_NAMES = (
+    "STRIPE_WEBHOOK_SECRET",
+    "MAUTIC_WEBHOOK_SECRET",
+    "SYNCCTL_STATE_URL",
+)
 #: The secrets each service's calls are made with, for fix hints.
 SERVICE_SECRETS = {
     "stripe": ("STRIPE_API_KEY",),
@@ -71,6 +76,44 @@ def _http_url(value: str) -> str:
     if parts.query or parts.fragment:
         raise ValueError("must not carry a query string or fragment")
     return value.rstrip("/")
+
+
+def _ping_url(value: str) -> str:
+    """`[alert] ping_url`: "" (no pings) or an http(s) URL; a query (`?create=1`) may stay."""
+    if value == "":
+        return value
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError('must be an http(s) URL such as https://hc-ping.com/<uuid>, or ""')
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not carry user:password")
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the range only when asked
+    except ValueError:
+        raise ValueError("has a port outside 1-65535") from None
+    if parts.fragment:
+        raise ValueError("must not carry a fragment")
+    return parts._replace(path=parts.path.rstrip("/")).geturl()
+
+
+#: Config values that are secrets all the same (a ping URL's path is its token):
+#: shown and logged only through `redact_url`.
+SECRET_KEYS = (("alert", "ping_url"),)
+
+
+def redact_url(url: str) -> str:
+    """`https://hc-ping.com/[redacted]`: scheme and host only; "" stays ""."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "[redacted]"
+    try:
+        host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    except ValueError:
+        host = parts.hostname
+    hidden = "/[redacted]" if parts.path.strip("/") or parts.query else ""
+    return f"{parts.scheme}://{host}{hidden}"
 
 
 def _redacted(value: object) -> object:
@@ -125,6 +168,7 @@ RoleIds = Annotated[
     AfterValidator(_distinct_roles),
 ]
 ShopwareId = Annotated[str, AfterValidator(_shopware_id)]
+PingUrl = Annotated[str, AfterValidator(_ping_url)]
 Alias = Annotated[str, AfterValidator(_alias)]
 EmailId = Annotated[int, Field(gt=0)]
 
@@ -142,6 +186,9 @@ class StripeSettings(_Section):
     lookback_hours: Annotated[int, Field(ge=1, le=24 * 30)] = 26
     #: Incremental reads: "events" (Events API, cheapest) or "sessions".
     incremental_source: Literal["events", "sessions"] = "events"
+    #: Rule 17: a fully refunded or disputed VIP purchase stops being one
+    #: ("revoke"), or stays as it is and is only noted ("keep").
+    on_refund: Literal["revoke", "keep"] = "revoke"
 
     @model_validator(mode="after")
     def _some_vip_id(self) -> StripeSettings:
@@ -236,6 +283,14 @@ def _state_url(value: str) -> str:
     return value
 
 
+class AlertSettings(_Section):
+    #: Healthchecks-style dead-man's switch: `<ping_url>/start` once a run holds
+    #: the lock, `<ping_url>` on success, `<ping_url>/fail` with the summary.
+    ping_url: PingUrl = ""
+    #: Shell command `syncctl alert` runs when a syncctl unit fails (OnFailure=).
+    command: str = ""
+
+
 class RunSettings(_Section):
     state_dir: str = "~/.local/state/syncctl"
     #: A PostgreSQL database for the journal and the run lock, shared by several
@@ -243,6 +298,9 @@ class RunSettings(_Section):
     state_url: Annotated[str, AfterValidator(_state_url)] = ""
     #: Actions one run applies at most; the rest waits for the next runs (rule 24).
     max_actions: Annotated[int, Field(ge=1)] = 500
+    #: A run meeting the lock held by one other run for longer than this many
+    #: seconds exits 1 instead of 3 (0: never). The timer unit's TimeoutStartSec.
+    lock_busy_fail_after: Annotated[int, Field(ge=0)] = 3600
     #: A plan that looks like a configuration mistake is refused whole: new
     #: invite emails for more than this share of the contacts who had one...
     max_resend_share: Annotated[float, Field(ge=0, le=1)] = 0.1
@@ -261,13 +319,51 @@ class RunSettings(_Section):
         return Path(os.path.expandvars(self.state_dir)).expanduser()
 
 
+def _listen(value: str) -> str:
+    if value:
+        parse_listen(value)  # raises ValueError with the fix
+    return value
+
+
+def _audit_at(value: str) -> str:
+    if value and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+        raise ValueError('must be a local time HH:MM such as "03:30", or "" for no audit')
+    return value
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`HOST:PORT`, `[v6]:PORT` or `:PORT` (loopback) -> (host, port); ValueError if not."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(
+            'must be HOST:PORT such as "127.0.0.1:8787" (":8787" binds loopback), or "" for none'
+        )
+    host = host.strip("[]") or "127.0.0.1"
+    if any(c.isspace() or c in "/[]" for c in host):
+        raise ValueError(f'has a bad host {host!r}: use an address such as "127.0.0.1"')
+    return host, int(port)
+
+
+class WatchSettings(_Section):
+    """`syncctl watch`: the long-running mode."""
+
+    #: Seconds between incremental cycles when nothing wakes it earlier.
+    interval: Annotated[float, Field(ge=0.1, le=86400)] = 30
+    #: HOST:PORT for the webhooks, /healthz and /metrics; "" = no listener.
+    listen: Annotated[str, AfterValidator(_listen)] = ""
+    #: Local time of the daily --full audit; "" = none.
+    audit_at: Annotated[str, AfterValidator(_audit_at)] = "03:30"
+
+
 class Settings(_Section):
     stripe: StripeSettings
     mautic: MauticSettings
     discord: DiscordSettings
     shopware: ShopwareSettings
     espocrm: EspoSettings
+    alert: AlertSettings = AlertSettings()
     run: RunSettings = RunSettings()
+    watch: WatchSettings = WatchSettings()
 
 
 @dataclass(frozen=True)
@@ -475,6 +571,8 @@ def _describe(path: Path, exc: ValidationError, raw: Mapping[str, Any]) -> str:
         message += " (put the value in quotes)"
     if "input" in first and kind not in ("missing",) and not isinstance(first["input"], dict):
         got = _redacted(first["input"])
+        if tuple(loc) in SECRET_KEYS:
+            got = redact_url(got) if isinstance(got, str) else "[redacted]"
         message += f" (got {got!r})"
     if kind == "value_error" and _model_at(loc) is not None:
         # A whole section's check (e.g. two keys that must differ): no key to point at.

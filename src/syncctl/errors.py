@@ -8,6 +8,9 @@ what to do; they never contain a secret.
 
 from __future__ import annotations
 
+from datetime import datetime
+from pathlib import Path
+
 
 class SyncctlError(Exception):
     """Base of every error syncctl reports to the operator as one line."""
@@ -53,13 +56,35 @@ class LockBusy(SyncctlError):
 
     `stuck`: the holder has held it for longer than any run should take,
     which is news even where a busy lock is routine (cron with -q).
+    `pid` and `held_since` name the holder as its lock file does (None:
+    not known yet); `path` is the lock file, or with a shared PostgreSQL
+    store the run lock in it ("the run lock in postgresql://...").
     """
 
     exit_code = 3
 
-    def __init__(self, message: str, *, hint: str | None = None, stuck: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        stuck: bool = False,
+        pid: int | None = None,
+        held_since: datetime | None = None,
+        path: Path | str | None = None,
+    ) -> None:
         super().__init__(message, hint=hint)
         self.stuck = stuck
+        self.pid = pid
+        self.held_since = held_since
+        self.path = path
+
+
+class LockHeldTooLong(SyncctlError):
+    """A run met the lock held by one other run for longer than `[run]
+    lock_busy_fail_after`: a failure (exit 1), so OnFailure= and cron mail fire."""
+
+    exit_code = 1
 
 
 class ServiceError(SyncctlError):

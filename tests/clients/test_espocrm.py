@@ -776,12 +776,22 @@ def test_move_gives_the_lead_a_new_primary_address_and_keeps_the_others(
 def test_move_past_a_namesake_skips_the_duplicate_check(
     client: EspoClient, emulator: EspoEmulator
 ) -> None:
+    emulator.duplicate_check_on_update = True  # an admin turned it on
     lead_id = emulator.add_lead("Ada", "Lovelace", "ada@example.com")
     emulator.add_lead("Ada", "Lovelace", "another.ada@example.com")
     moved = client.move_lead(lead_id, "ada.king@example.com")
     assert moved.email == "ada.king@example.com"
     patches = [h for m, p, h in emulator.header_log if m == "PATCH"]
     assert patches[-1].get("x-skip-duplicate-check") == "true"
+
+
+def test_move_sends_one_patch_when_the_duplicate_check_on_update_is_off(
+    client: EspoClient, emulator: EspoEmulator
+) -> None:
+    lead_id = emulator.add_lead("Ada", "Lovelace", "ada@example.com")
+    emulator.add_lead("Ada", "Lovelace", "another.ada@example.com")
+    assert client.move_lead(lead_id, "ada.king@example.com").email == "ada.king@example.com"
+    assert len([m for m, _, _ in emulator.header_log if m == "PATCH"]) == 1
 
 
 def test_move_onto_an_address_another_lead_has_is_a_conflict(

@@ -81,8 +81,9 @@ def test_quiet_run_finding_the_lock_busy_exits_3_silently(run: Run, config) -> N
 
 
 def test_quiet_run_still_reports_a_lock_held_for_hours(run: Run, lock_held_for_hours) -> None:
+    """Over [run] lock_busy_fail_after (1 h) that is a failure: exit 1, so alerts fire."""
     result = run("reconcile", globals_=("-q",))
-    assert result.exit_code == 3
+    assert result.exit_code == 1
     (line,) = result.stderr.splitlines()
     assert "pid 4242" in line and "looks stuck" in line and "kill 4242" in line
 
@@ -308,3 +309,22 @@ def test_demo_into_a_pipe_writes_plain_lines(monkeypatch: pytest.MonkeyPatch) ->
     assert "== 1. dry run: what syncctl would change" in result.stdout.splitlines()
     assert "Planned changes (22): shopware 3, mautic 11, discord 5, espocrm 3" in result.stdout
     assert "In sync: nothing to do." in result.stdout
+
+
+def test_the_demo_tells_a_refund_and_a_hold_each_answered_by_the_next_run() -> None:
+    result = CliRunner().invoke(app, ["demo"])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "refunded in full" in out and "remove refunded code" in out
+    assert "syncctl hold alan.turing@example.com" in out and "held (asked to wait" in out
+    assert "syncctl release alan.turing@example.com" in out
+    assert "a full audit afterwards plans 0 action(s)" in out
+
+
+def test_the_watch_demo_answers_a_purchase_and_an_opt_in_within_seconds() -> None:
+    result = CliRunner().invoke(app, ["demo", "--watch"])
+    assert result.exit_code == 0, result.output
+    answers = re.findall(r"(coupon|invite) email sent ([\d.]+) s later", result.stdout)
+    assert [kind for kind, _ in answers] == ["coupon", "invite"]
+    assert all(float(seconds) < 5 for _, seconds in answers)
+    assert "each got exactly one email" in result.stdout

@@ -14,10 +14,13 @@ import threading
 from pathlib import Path
 
 import pytest
+import stripe
 
 from syncctl import config as config_mod
 from syncctl.engine.reconcile import reconcile
+from syncctl.sandbox.webhooks import mautic_signature
 from syncctl.state.lock import state_lock
+from tests.loopback import Receiver
 from tests.ops.conftest import one_error_line
 
 
@@ -161,4 +164,55 @@ def test_a_run_holding_the_old_state_dir_stops_the_serve_before_any_write(
     assert result.exit_code == 3
     assert "a syncctl run is using" in one_error_line(result)
     assert (tmp_path / ".env").read_text() == before
+    assert no_sandbox_running()
+
+
+# -- webhooks: the sandbox posts them where `syncctl watch --listen` serves --------------------
+
+
+def _env_values(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {name: value for name, value in pairs}
+
+
+def test_webhook_url_sends_signed_stripe_and_mautic_webhooks_there(serve, tmp_path: Path) -> None:
+    receiver = Receiver()
+    secrets: dict[str, str] = {}
+
+    def purchase(sandbox) -> None:
+        secrets.update(_env_values(tmp_path / ".env"))
+        sandbox.stripe.add_session("new.backer@example.com", line_items=[("price_x", "prod_x", 1)])
+        sandbox.mautic.add_contact("new.fan@example.com")
+        receiver.wait_for(2)
+
+    try:
+        result = serve("--dir", str(tmp_path), "--webhook-url", receiver.url, while_up=purchase)
+    finally:
+        receiver.close()
+    assert result.exit_code == 0, result.output
+    assert f"stripe webhooks -> {receiver.url}/webhooks/stripe" in result.stderr
+    assert f"mautic webhooks -> {receiver.url}/webhooks/mautic" in result.stderr
+    by_path = {r.path: r for r in receiver.received}
+    assert set(by_path) == {"/webhooks/stripe", "/webhooks/mautic"}  # the seed sent nothing
+    stripe_secret = secrets["STRIPE_WEBHOOK_SECRET"]
+    assert stripe_secret.startswith("whsec_")
+    got = by_path["/webhooks/stripe"]
+    assert stripe.WebhookSignature.verify_header(
+        got.body, got.headers["stripe-signature"], stripe_secret, tolerance=300
+    )
+    got = by_path["/webhooks/mautic"]
+    assert got.headers["webhook-signature"] == mautic_signature(
+        secrets["MAUTIC_WEBHOOK_SECRET"], got.body
+    )
+    assert no_sandbox_running()
+
+
+@pytest.mark.parametrize("url", ["localhost:8787", "ftp://127.0.0.1/", "http://127.0.0.1:99999"])
+def test_a_webhook_url_that_is_not_http_is_one_line_before_anything_starts(
+    serve, tmp_path: Path, url: str
+) -> None:
+    result = serve("--dir", str(tmp_path), "--webhook-url", url)
+    assert result.exit_code == 2
+    assert "--webhook-url" in one_error_line(result)
+    assert list(tmp_path.iterdir()) == []
     assert no_sandbox_running()

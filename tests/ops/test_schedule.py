@@ -38,6 +38,7 @@ def test_systemd_units(run: Run, campaign: Path, behind_sudo: str) -> None:
         "syncctl.timer",
         "syncctl-audit.service",
         "syncctl-audit.timer",
+        "syncctl-alert@.service",
     }
     service = units["syncctl.service"]
     assert "Type=oneshot" in service
@@ -86,6 +87,7 @@ def test_systemd_install_user_units(run: Run, tmp_path: Path, monkeypatch, as_op
     assert result.exit_code == 0, result.output
     directory = tmp_path / "xdg" / "systemd" / "user"
     assert sorted(p.name for p in directory.iterdir()) == [
+        "syncctl-alert@.service",
         "syncctl-audit.service",
         "syncctl-audit.timer",
         "syncctl.service",
@@ -134,8 +136,21 @@ def test_cron_install_replaces_its_own_block(run: Run, tmp_path: Path, monkeypat
         (("cron", "--audit-at", "25:00"), "--audit-at"),
         (("cron", "--allow-root"), "--allow-root applies to systemd"),
         (("systemd", "--user", "--user-name", "x"), "--user-name applies to system units"),
+        (("cron", "--mode", "watch"), "--mode watch applies to systemd units only"),
+        (("systemd", "--mode", "watch", "--every", "5"), "--every applies to --mode timer"),
+        (("systemd", "--mode", "watch", "--audit-at", "04:00"), "--audit-at applies to --mode"),
     ],
-    ids=["user-with-cron", "every-90", "every-7", "bad-time", "cron-root", "user-name-user"],
+    ids=[
+        "user-with-cron",
+        "every-90",
+        "every-7",
+        "bad-time",
+        "cron-root",
+        "user-name-user",
+        "watch-with-cron",
+        "watch-every",
+        "watch-audit-at",
+    ],
 )
 def test_bad_options_are_one_line_exit_2(run: Run, args, expected) -> None:
     result = run("schedule", *args)
@@ -275,3 +290,98 @@ def test_units_from_a_folder_with_a_space_pass_systemd_analyze_verify(
         timeout=60,
     )
     assert verify.returncode == 0, verify.stderr
+
+
+# -- --mode watch and the OnFailure= hook (issue 13, part 4) ------------------------------------
+
+
+def test_every_timer_service_alerts_on_failure(run: Run, behind_sudo: str) -> None:
+    units = units_of(run("schedule", "systemd").stdout)
+    for name in ("syncctl.service", "syncctl-audit.service"):
+        unit = units[name]
+        head = unit.split("[Service]")[0]
+        assert "OnFailure=syncctl-alert@%n.service\n" in head, name
+    assert "SuccessExitStatus=3\n" in units["syncctl.service"]  # a short overlap stays routine
+    alert = units["syncctl-alert@.service"]
+    exec_start = next(line for line in alert.splitlines() if line.startswith("ExecStart="))
+    assert exec_start.endswith(" alert --unit %i")
+    assert "--config " in exec_start and "Type=oneshot" in alert
+    assert f"User={behind_sudo}\n" in alert
+    assert "NoNewPrivileges=yes" not in alert  # `mail` may need Postfix's setgid postdrop
+    assert "\nOnFailure=" not in alert  # an alert that fails does not alert about itself
+
+
+def test_watch_mode_is_one_restarting_service_and_the_alert_template(
+    run: Run, campaign: Path, behind_sudo: str
+) -> None:
+    result = run("schedule", "systemd", "--mode", "watch")
+    assert result.exit_code == 0, result.output
+    units = units_of(result.stdout)
+    assert set(units) == {"syncctl-watch.service", "syncctl-alert@.service"}
+    watch = units["syncctl-watch.service"]
+    exec_start = next(line for line in watch.splitlines() if line.startswith("ExecStart="))
+    assert exec_start.endswith(" watch") and os.path.isabs(exec_start.split()[0][10:])
+    assert f"--config {campaign.resolve() / 'syncctl.toml'}" in exec_start
+    head, service = watch.split("[Service]")
+    assert "OnFailure=syncctl-alert@%n.service\n" in head
+    assert "StartLimitIntervalSec=1h\n" in head and "StartLimitBurst=5\n" in head
+    for line in (
+        "Type=simple",
+        "Restart=on-failure",
+        "RestartSec=30",
+        "RestartPreventExitStatus=2",
+        f"User={behind_sudo}",
+        "NoNewPrivileges=yes",
+        f"WorkingDirectory={campaign.resolve()}",
+    ):
+        assert f"\n{line}\n" in service, line
+    assert "Type=oneshot" not in watch and "SuccessExitStatus" not in watch
+    assert watch.rstrip().endswith("[Install]\nWantedBy=multi-user.target")
+    assert "install with: syncctl schedule systemd --mode watch --install" in result.stderr
+
+
+def test_watch_mode_user_units_install_and_say_how_to_start(
+    run: Run, tmp_path: Path, monkeypatch, as_operator
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    result = run("schedule", "systemd", "--user", "--mode", "watch", "--install")
+    assert result.exit_code == 0, result.output
+    directory = tmp_path / "xdg" / "systemd" / "user"
+    assert sorted(p.name for p in directory.iterdir()) == [
+        "syncctl-alert@.service",
+        "syncctl-watch.service",
+    ]
+    watch = (directory / "syncctl-watch.service").read_text()
+    assert "User=" not in watch and "WantedBy=default.target" in watch
+    assert "systemctl --user enable --now syncctl-watch.service" in result.stderr
+    assert "systemctl --user disable --now syncctl.timer syncctl-audit.timer" in result.stderr
+
+
+def test_watch_mode_never_runs_as_root_either(run: Run, as_root) -> None:
+    result = run("schedule", "systemd", "--mode", "watch")
+    assert result.exit_code == 2
+    assert "would run as root" in one_error_line(result)
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+@pytest.mark.parametrize("mode", ["timer", "watch"])
+def test_both_modes_pass_systemd_analyze_verify_without_a_warning(
+    odd_campaign: Path, behind_sudo: str, tmp_path: Path, mode: str
+) -> None:
+    result = run_in(odd_campaign, "schedule", "systemd", "--mode", mode)
+    assert result.exit_code == 0, result.output
+    unit_dir = tmp_path / "units"
+    unit_dir.mkdir()
+    for name, text in units_of(result.stdout).items():
+        (unit_dir / name).write_text(text)
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *sorted(map(str, unit_dir.iterdir()))],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert verify.returncode == 0, verify.stderr
+    # systemd ignores a setting it cannot parse with only a warning: there must be none.
+    problems = [line for line in verify.stderr.splitlines() if "ignoring" in line.lower()]
+    assert problems == [], verify.stderr

@@ -307,20 +307,21 @@ def test_a_credential_no_http_header_can_carry_is_a_config_error(
 
 # -- the .env file -----------------------------------------------------------------------------
 
-#: The sandbox's .env: its marker line, then the eight secrets; a line added at the end is 10.
+#: The sandbox's .env: its marker line, then the eight secrets and the two webhook secrets;
+#: a line added at the end is 12.
 BAD_ENV_FILES = [
     pytest.param(
         lambda t: t + "this is not an assignment\n",
-        r"\.env line 10: cannot parse",
+        r"\.env line 12: cannot parse",
         id="not-an-assignment",
     ),
     pytest.param(
         lambda t: t + 'DISCORD_HINT="unterminated\n',
-        r"\.env line 10: cannot parse",
+        r"\.env line 12: cannot parse",
         id="unterminated-quote",
     ),
     pytest.param(
-        lambda t: t + "=value-without-name\n", r"\.env line 10: cannot parse", id="no-name"
+        lambda t: t + "=value-without-name\n", r"\.env line 12: cannot parse", id="no-name"
     ),
     pytest.param(
         lambda t: "garbage line\n" + t, r"\.env line 1: cannot parse", id="bad-first-line"

@@ -258,3 +258,231 @@ def test_invites_grant_the_configured_roles_of_their_tier(sandbox, config) -> No
     code = link_code(sandbox, grace)
     sandbox.discord.use_invite(code, user_id="555555555555555555")
     assert basic_role in sandbox.discord.member_roles(GUILD_ID, "555555555555555555")
+
+
+# -- rule 17: refunds and disputes -----------------------------------------------------
+
+
+def buyer_session(sandbox: Sandbox, email: str) -> str:
+    """The buyer's one paid VIP session."""
+    return next(
+        s["id"]
+        for s in sandbox.stripe.sessions
+        if (s.get("customer_details") or {}).get("email", "").lower() == email
+        and s["payment_status"] == "paid"
+    )
+
+
+def promo_code_of(sandbox: Sandbox, config, email: str) -> str:
+    contact = sandbox.mautic.contact(sandbox.mautic.find(email)[0])
+    return contact[config.settings.mautic.fields.promo_code] or ""
+
+
+def vip_flag(sandbox: Sandbox, config, email: str) -> bool:
+    contact = sandbox.mautic.contact(sandbox.mautic.find(email)[0])
+    return contact[config.settings.mautic.fields.vip_status] in (True, 1, "1")
+
+
+def test_a_refunded_vip_purchase_loses_its_code_flag_and_vip_invite_without_an_email(
+    sandbox, config
+) -> None:
+    reconcile(config)
+    session = buyer_session(sandbox, ADA)
+    ada = sandbox.mautic.find(ADA)[0]
+    code = promo_code_of(sandbox, config, ADA)
+    mails_before = len(sandbox.mautic.sent(contact_id=ada))
+    sandbox.stripe.refund(session)
+    result = reconcile(config)  # incremental: the charge.refunded event
+    promotion = config.settings.shopware.vip_promotion_id
+    assert code not in {row["code"] for row in sandbox.shopware.codes(promotion)}
+    assert not vip_flag(sandbox, config, ADA)
+    assert promo_code_of(sandbox, config, ADA) == ""
+    fields = config.settings.mautic.fields
+    assert not sandbox.mautic.contact(ada)[fields.invite_link_vip]
+    sent = [s["email_id"] for s in sandbox.mautic.sent(contact_id=ada)][mails_before:]
+    assert COUPON_EMAIL not in sent and 11 not in sent  # no refund email, no VIP invite
+    assert result.ok
+    assert violations(sandbox, config) == []
+
+
+def test_the_nightly_audit_does_not_undo_a_refund(sandbox, config) -> None:
+    reconcile(config)
+    sandbox.stripe.refund(buyer_session(sandbox, ADA))
+    reconcile(config)
+    ada = sandbox.mautic.find(ADA)[0]
+    mails = len(sandbox.mautic.sent(contact_id=ada))
+    audit = reconcile(config, full=True)
+    again = reconcile(config, full=True)
+    assert not vip_flag(sandbox, config, ADA)
+    assert len(sandbox.mautic.sent(contact_id=ada)) == mails
+    assert not [a for a in audit.plan.actions if a.subject == ADA]
+    assert again.plan.is_empty
+
+
+def test_a_refund_seen_first_by_the_audit_is_applied_once(sandbox, config) -> None:
+    reconcile(config)
+    sandbox.stripe.refund(buyer_session(sandbox, ADA))
+    audit = reconcile(config, full=True)  # reads the charges, not the events
+    assert any(a.key.startswith("uncoupon:") for a in audit.plan.actions)
+    assert not vip_flag(sandbox, config, ADA)
+    assert reconcile(config).plan.is_empty
+    assert reconcile(config, full=True).plan.is_empty
+    assert violations(sandbox, config) == []
+
+
+def test_a_refund_before_fulfilment_mints_and_mails_nothing(sandbox, config) -> None:
+    reconcile(config)
+    session = sandbox.stripe.add_session(ALAN, name="Alan Turing", line_items=VIP)["id"]
+    sandbox.stripe.refund(session)
+    reconcile(config)
+    assert not [
+        s
+        for s in sandbox.mautic.sent(email_id=COUPON_EMAIL)
+        if s["tokens"]["{promo_code}"].startswith("VIP") and s["contact_id"] is None
+    ]
+    promotion = config.settings.shopware.vip_promotion_id
+    codes = {row["code"] for row in sandbox.shopware.codes(promotion)}
+    assert len(codes) == len(set(coupon_sends(sandbox)))  # no code for the refunded one
+    assert violations(sandbox, config) == []
+
+
+def test_a_redeemed_code_stays_after_a_refund_and_the_plan_says_so(sandbox, config) -> None:
+    reconcile(config)
+    session = buyer_session(sandbox, ADA)
+    code = promo_code_of(sandbox, config, ADA)
+    sandbox.shopware.redeem_code(code)
+    sandbox.stripe.refund(session)
+    result = reconcile(config)
+    promotion = config.settings.shopware.vip_promotion_id
+    assert code in {row["code"] for row in sandbox.shopware.codes(promotion)}
+    assert any("redeemed" in n and "stays" in n for n in notes(result))
+    assert violations(sandbox, config) == []
+
+
+def test_a_partial_refund_changes_nothing(sandbox, config) -> None:
+    reconcile(config)
+    sandbox.stripe.refund(buyer_session(sandbox, ADA), amount=100)
+    assert reconcile(config).plan.is_empty
+    assert vip_flag(sandbox, config, ADA)
+
+
+def test_a_disputed_purchase_is_withdrawn_and_a_won_dispute_counts_again(sandbox, config) -> None:
+    reconcile(config)
+    dispute = sandbox.stripe.dispute(buyer_session(sandbox, ADA))
+    reconcile(config)
+    assert not vip_flag(sandbox, config, ADA)
+    sandbox.stripe.close_dispute(dispute["id"], "won")
+    reconcile(config)
+    assert vip_flag(sandbox, config, ADA)
+    assert violations(sandbox, config) == []
+    assert reconcile(config, full=True).plan.is_empty
+
+
+def test_a_buyer_with_another_vip_purchase_stays_vip_with_that_code(sandbox, config) -> None:
+    reconcile(config)
+    first = buyer_session(sandbox, ADA)
+    sandbox.stripe.add_session(ADA, name="Ada Lovelace", line_items=VIP)
+    reconcile(config)
+    second_code = promo_code_of(sandbox, config, ADA)
+    sandbox.stripe.refund(first)
+    reconcile(config)
+    assert vip_flag(sandbox, config, ADA)
+    assert promo_code_of(sandbox, config, ADA) == second_code
+    assert violations(sandbox, config) == []
+
+
+def test_on_refund_keep_leaves_everything_and_notes_it(sandbox, config) -> None:
+    import dataclasses
+
+    stripe = config.settings.stripe.model_copy(update={"on_refund": "keep"})
+    keep = dataclasses.replace(
+        config, settings=config.settings.model_copy(update={"stripe": stripe})
+    )
+    reconcile(keep)
+    sandbox.stripe.refund(buyer_session(sandbox, ADA))
+    result = reconcile(keep)
+    assert result.plan.is_empty
+    assert any("refunded" in n and "keep" in n for n in notes(result))
+    assert vip_flag(sandbox, config, ADA)
+
+
+def test_a_held_buyer_is_left_alone_after_a_refund_until_released(sandbox, config) -> None:
+    from syncctl.state.journal import Journal
+
+    reconcile(config)
+    with Journal.open(config.settings.run.state_path) as journal:
+        journal.hold(ADA, "email", reason="chargeback being discussed", by="ops")
+    sandbox.stripe.refund(buyer_session(sandbox, ADA))
+    held = reconcile(config)
+    assert not [a for a in held.plan.actions if a.subject == ADA]
+    assert vip_flag(sandbox, config, ADA)
+    with Journal.open(config.settings.run.state_path) as journal:
+        journal.release(ADA, by="ops")
+    reconcile(config)
+    assert not vip_flag(sandbox, config, ADA)
+    assert violations(sandbox, config) == []
+
+
+def test_after_a_lost_state_dir_the_audit_keeps_a_refund_applied(sandbox, config) -> None:
+    reconcile(config)
+    sandbox.stripe.refund(buyer_session(sandbox, ADA))
+    reconcile(config)
+    ada = sandbox.mautic.find(ADA)[0]
+    mails = len(sandbox.mautic.sent(contact_id=ada))
+    shutil.rmtree(config.settings.run.state_path)
+    audit = reconcile(config, full=True)
+    assert not [a for a in audit.plan.actions if a.subject == ADA]
+    assert len(sandbox.mautic.sent(contact_id=ada)) == mails
+    assert violations(sandbox, config) == []
+
+
+# -- every rule of a campaign's life, through a lost state dir -------------------------
+
+
+def test_a_lived_campaign_survives_a_lost_state_dir_without_a_second_side_effect(
+    sandbox, config
+) -> None:
+    katherine = "katherine.johnson@example.com"
+    reconcile(config)
+    sandbox.stripe.refund(buyer_session(sandbox, ADA))
+    sandbox.mautic.add_tag(sandbox.mautic.find(katherine)[0], "syncctl-hold")
+    sandbox.stripe.add_session(katherine, name="Katherine Johnson", line_items=VIP)
+    sandbox.mautic.add_dnc(sandbox.mautic.find(GRACE)[0], reason=1)
+    sandbox.mautic.delete_contact(sandbox.mautic.find(ALAN)[0])
+    sandbox.mautic.set_fields(sandbox.mautic.find(MILES)[0], email="miles.obrien@example.com")
+    assert reconcile(config).ok
+    assert violations(sandbox, config, holds=[katherine]) == []
+    shutil.rmtree(config.settings.run.state_path)
+    sandbox.clear_logs()
+    audit = reconcile(config, full=True)
+    assert not audit.plan.actions, [a.key for a in audit.plan.actions]
+    assert sandbox.write_count() == 0
+    assert violations(sandbox, config, holds=[katherine]) == []
+
+
+def test_a_refunded_code_the_operator_deleted_by_hand_is_not_created_again(sandbox, config) -> None:
+    from syncctl.clients.services import Services
+
+    reconcile(config)
+    code = promo_code_of(sandbox, config, ADA)
+    sandbox.stripe.refund(buyer_session(sandbox, ADA))
+    with Services.connect(config) as sv:  # the operator, in the Shopware admin
+        row = sv.shopware.find_code(code)
+        assert row is not None
+        sv.shopware.delete_code(row)
+    incremental = reconcile(config)
+    audit = reconcile(config, full=True)
+    promotion = config.settings.shopware.vip_promotion_id
+    assert code not in {row["code"] for row in sandbox.shopware.codes(promotion)}
+    assert incremental.ok and audit.ok
+    assert not any(a.key.startswith("coupon:") for a in audit.plan.actions)
+    assert violations(sandbox, config) == []
+
+
+def test_an_upgrade_of_a_contact_on_the_dnc_list_sends_no_invite_email(sandbox, config) -> None:
+    katherine = "katherine.johnson@example.com"
+    cid = sandbox.mautic.find(katherine)[0]
+    sandbox.mautic.add_dnc(cid, reason=1)  # unsubscribed before buying VIP
+    result = reconcile(config)
+    assert not sandbox.mautic.sent(contact_id=cid)
+    assert any(katherine in n and "Do-Not-Contact" in n for n in notes(result))

@@ -142,6 +142,18 @@ def test_reissue_refuses_with_one_line_and_no_write(run, sandbox, email, expecte
     assert sandbox.write_count() == 0
 
 
+def test_reissue_refuses_a_contact_on_the_do_not_contact_list(run, sandbox) -> None:
+    run("reconcile")
+    grace = sandbox.mautic.find("grace.hopper@example.com")[0]
+    sandbox.mautic.add_dnc(grace, reason=1)  # unsubscribed
+    sandbox.clear_logs()
+    result = run("reissue-invite", "grace.hopper@example.com", "--yes")
+    assert result.exit_code == 2
+    assert "Do-Not-Contact" in one_error_line(result)
+    assert sandbox.write_count() == 0
+    assert not sandbox.mautic.sent(contact_id=grace, email_id=12)[1:]
+
+
 def test_reissue_mints_stores_revokes_and_emails(run, sandbox) -> None:
     run("reconcile")
     cid = sandbox.mautic.find("grace.hopper@example.com")[0]

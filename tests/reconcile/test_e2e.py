@@ -42,6 +42,17 @@ def test_steady_state_run_costs_at_most_five_calls(sandbox, config) -> None:
     assert sandbox.call_count() == third.stats.total_calls
 
 
+def test_an_idle_run_costs_three_calls_and_no_write(sandbox, config) -> None:
+    reconcile(config)
+    reconcile(config)
+    sandbox.clear_logs()
+    idle = reconcile(config)
+    # Stripe's events; Mautic's changed contacts (one query for edited and new
+    # ones); the Do-Not-Contact entries since the last one seen.
+    assert idle.stats.total_calls == 3, idle.stats.routes
+    assert idle.stats.total_writes == 0
+
+
 def test_dry_run_writes_nothing_and_changes_no_state(sandbox, config) -> None:
     state = config.settings.run.state_path
     dry = reconcile(config, dry_run=True)

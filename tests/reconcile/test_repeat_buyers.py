@@ -18,7 +18,7 @@ import pytest
 
 from syncctl import config as config_mod
 from syncctl.commands.reissue import reissue
-from syncctl.engine import observe
+from syncctl.engine import sendlog
 from syncctl.engine.codes import coupon_code
 from syncctl.engine.reconcile import reconcile
 from syncctl.sandbox.stack import COUPON_EMAIL, VIP_PRICE_ID, VIP_PRODUCT_ID, Sandbox
@@ -32,7 +32,7 @@ VIP = [(VIP_PRICE_ID, VIP_PRODUCT_ID, 1)]
 def reads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Each case twice: facts asked about one by one, and read in bulk (many unknowns)."""
     if request.param == "bulk":
-        monkeypatch.setattr(observe, "BULK_THRESHOLD", 0)
+        monkeypatch.setattr(sendlog, "BULK_THRESHOLD", 0)
     return request.param
 
 

@@ -3,12 +3,7 @@ nothing new starts, the run ends with its summary (issue 11.5.14)."""
 
 from __future__ import annotations
 
-import os
-import selectors
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 from syncctl import config as config_mod
@@ -17,6 +12,7 @@ from syncctl.engine.stop import NOT_STARTED, StopRequest
 from syncctl.sandbox.seed import seed_demo
 from syncctl.sandbox.stack import Sandbox
 from syncctl.sandbox.verify import violations
+from tests.processes import signal_after_first_action
 
 
 def test_a_stop_while_applying_starts_nothing_new_and_the_next_run_finishes(
@@ -40,27 +36,9 @@ def test_sigint_stops_the_command_within_seconds_with_a_summary(tmp_path: Path) 
     with Sandbox(latency=0.15) as sandbox:
         seed_demo(sandbox)
         config_path, env_path = sandbox.write_files(tmp_path / "campaign")
-        command = [
-            sys.executable, "-m", "syncctl", "--config", str(config_path),
-            "--env-file", str(env_path), "reconcile",
-        ]  # fmt: skip
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
-        assert proc.stderr is not None
-        seen: list[str] = []
-        selector = selectors.DefaultSelector()
-        selector.register(proc.stderr, selectors.EVENT_READ)
-        deadline = time.monotonic() + 60
-        while not any("outcome=done" in line for line in seen):
-            assert time.monotonic() < deadline and proc.poll() is None, seen
-            if selector.select(timeout=1):
-                seen.append(proc.stderr.readline())
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        _, rest = proc.communicate(timeout=30)
-        took = time.monotonic() - sent
-        text = "".join(seen) + rest
-        assert proc.returncode == 130, text
+        stopped = signal_after_first_action(config_path, env_path, ["reconcile"], signal.SIGINT)
+        text, took = stopped.text, stopped.took
+        assert stopped.returncode == 130, text
         assert took < 5, took
         assert "SIGINT: stopping after the actions in progress" in text
         assert "stopped by SIGINT" in text and "wait for the next run" in text
@@ -68,3 +46,29 @@ def test_sigint_stops_the_command_within_seconds_with_a_summary(tmp_path: Path) 
         config = config_mod.load(config_path, env_path)
         reconcile(config)
         assert violations(sandbox, config) == []
+
+
+def last_run_outcome(config: config_mod.Config) -> str | None:
+    from syncctl.state.journal import Journal
+
+    with Journal.open(config.settings.run.state_path, readonly=True) as journal:
+        return journal.runs(limit=1)[0].outcome
+
+
+def test_a_run_stopped_before_it_applied_is_recorded_as_interrupted(sandbox, config) -> None:
+    stop = StopRequest()
+    stop.set("SIGTERM")  # arrived while it was reading
+    result = reconcile(config, stop=stop)
+    assert result.interrupted == "SIGTERM"
+    assert last_run_outcome(config) == "interrupted"
+
+
+def test_a_run_that_ends_in_an_error_is_recorded_as_failed_not_ok(sandbox, config) -> None:
+    import pytest
+
+    from syncctl.errors import SyncctlError
+
+    sandbox.mautic.inject(method="GET", path=r"/contacts$", status=500, times=None)
+    with pytest.raises(SyncctlError):
+        reconcile(config)  # Mautic is the hub: without its contacts the run stops
+    assert last_run_outcome(config) == "failed"

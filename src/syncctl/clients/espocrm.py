@@ -391,14 +391,23 @@ class EspoClient(VendorClient):
     def move_lead(self, lead_id: str, email: str) -> Lead:
         """Give a Lead a new primary address (its contact changed email, rule 22).
 
-        PATCH is idempotent, so it is retried like a read. Espo's duplicate
-        check runs on update too: a namesake of another address is no reason
-        to refuse, so the PATCH is repeated with the check skipped; a Lead that
-        already has this address is another record and a Conflict.
-        NotFound when the Lead was deleted.
+        PATCH is idempotent, so it is retried like a read. A Lead that already
+        has this address is another record and a Conflict: looked up first,
+        since Espo's duplicate check on update is off unless an admin turns
+        it on (api-notes 5.4). Where it is on, a namesake of another address
+        is no reason to refuse, so the PATCH is repeated with the check
+        skipped. NotFound when the Lead was deleted.
         """
         wanted = email.strip()
         path = f"{API_PREFIX}/Lead/{lead_id}"
+        holder = [lead for lead in self.find_leads_by_email(wanted) if lead.id != lead_id]
+        if holder:
+            raise Conflict(
+                SERVICE,
+                f"PATCH {path}: Lead {holder[0].id} already has {wanted}",
+                hint="merge the two Leads in EspoCRM; the next run continues",
+                status=409,
+            )
         body = {"emailAddress": wanted}
         response = self._http.request("PATCH", path, json_body=body, ok=(409,))
         if response.status_code == 409:

@@ -301,6 +301,26 @@ class MauticClient(VendorClient):
         contacts (only safe on Mautic >= 6, which fills dateModified on create).
         """
         start = _floor(since)
+        if include_unmodified:
+            # Both kinds in one query (`orX`): when they fit one page, as in
+            # nearly every run, that page is all and costs one call, not two.
+            size = max(1, page_size)
+            either: Where = (
+                "",
+                "orX",
+                [
+                    ("dateModified", "gte", _sql(start)),
+                    (
+                        "",
+                        "andX",
+                        [("dateModified", "isNull", None), ("dateAdded", "gte", _sql(start))],
+                    ),
+                ],
+            )
+            page = self._list([either], "id", size)
+            if len(page) < size:
+                yield from sorted(page, key=lambda c: (c.date_modified, c.id))
+                return
         streams = [
             self._time_stream("dateModified", "date_modified", start, [], page_size, _modified)
         ]

@@ -609,7 +609,7 @@ class ShopwareClient(VendorClient):
         return response.status_code != 404
 
     def clear_payload(self, code: IndividualCode) -> None:
-        """Empty a code's payload, which makes Shopware's checkout refuse it.
+        """Empty a code's payload: Shopware's checkout accepts only codes without one.
 
         The storefront accepts only individual codes whose payload is null
         (api-notes 4.6); syncctl up to this release wrote one at creation.

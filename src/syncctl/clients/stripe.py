@@ -73,7 +73,9 @@ TROUBLE_EVENT_TYPES = (
 PURCHASE_EVENT_TYPES = DEFAULT_EVENT_TYPES + TROUBLE_EVENT_TYPES
 #: Dispute statuses after which the merchant kept the money: a chargeback
 #: won, or an inquiry that closed without becoming one.
-DISPUTE_WON_STATUSES = frozenset({"won", "warning_closed"})
+#: `prevented` (Stripe, 2025-08): the chargeback was blocked before it
+#: happened, or resolved with a refund, whose own event then says so.
+DISPUTE_WON_STATUSES = frozenset({"won", "warning_closed", "prevented"})
 #: The payment state that makes a session a purchase. Stripe would also let
 #: `no_payment_required` (a 100 % discount) be fulfilled, but the contract
 #: (design/desired-state.md, "Inputs") counts only money received.

@@ -366,6 +366,9 @@ class _Doctor:
                 with self.probe("stripe.events", _EVENTS_FIX):
                     next(iter(client.iter_session_events(int(time.time()), page_size=1)), None)
                     self.add("stripe.events", True, "may read Events (incremental_source = events)")
+            with self.probe("stripe.refunds", _REFUNDS_FIX):
+                client.check_payment_access()
+                self.add("stripe.refunds", True, "may read Charges and Disputes (rule 17)")
             for price_id in s.vip_price_ids:
                 name = f"stripe.price {price_id}"
                 with self.probe(name, _STRIPE_ID_FIX.format(key="vip_price_ids")):
@@ -674,6 +677,10 @@ _STRIPE_ID_FIX = (
 )
 _EVENTS_FIX = (
     'give the restricted key read access to Events, or set [stripe] incremental_source = "sessions"'
+)
+_REFUNDS_FIX = (
+    "give the restricted key read access to Charges and Disputes: refunds and disputes "
+    "(rule 17) are read there"
 )
 _SHOPWARE_ACL = (
     "give the integration a role with promotion: read and promotion individual codes: "

@@ -57,6 +57,13 @@ def find_target(services: Services, settings: Settings, email: str) -> ReissueTa
             f"{contact.email} has not opted in ({alias} is not true): no invite is sent",
             hint="the contact must confirm opt-in first",
         )
+    if contact.dnc:
+        # Mautic's API send ignores the list (rule 19), and the next run would
+        # revoke an unused link of someone on it (rule 20).
+        raise UsageError(
+            f"{contact.email} is on Mautic's Do-Not-Contact list: no invite is sent",
+            hint="if they asked for one, take them off the list in Mautic first",
+        )
     tier = Tier.VIP if contact.vip else Tier.BASIC
     return ReissueTarget(contact, tier, len(contacts) - 1)
 

@@ -74,6 +74,8 @@ LABELS = {
     "create_lead": "create lead",
     "move_lead": "move lead to the new email",
     "unblock_coupon": "make code usable at checkout",
+    "delete_coupon": "remove refunded code",
+    "refund": "refund or dispute seen",
 }
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from syncctl.config import SECRET_NAMES
+from syncctl.config import OPTIONAL_SECRET_NAMES, SECRET_NAMES
 from syncctl.errors import StateError, UsageError
 
 CONFIG_NAME = "syncctl.toml"
@@ -37,6 +37,10 @@ SECRET_HELP = {
     "ESPOCRM_API_KEY": "EspoCRM API user's key (Administration > API Users)",
     "SYNCCTL_CODE_SECRET": "random key for deriving coupon codes; keep it forever "
     "(e.g. python3 -c 'import secrets; print(secrets.token_hex(32))')",
+    "STRIPE_WEBHOOK_SECRET": "optional, for `syncctl watch`: the signing secret (whsec_...) of "
+    "the Stripe webhook endpoint pointing at /webhooks/stripe; empty = that path answers 404",
+    "MAUTIC_WEBHOOK_SECRET": "optional, for `syncctl watch`: the secret of the Mautic webhook "
+    "pointing at /webhooks/mautic; empty = that path answers 404",
 }
 
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9_./:@+,=-]*$")
@@ -60,7 +64,7 @@ def env_template(existing: dict[str, str] | None = None) -> str:
         "# `syncctl doctor` tells which are missing or rejected.",
         "",
     ]
-    for name in SECRET_NAMES:
+    for name in (*SECRET_NAMES, *OPTIONAL_SECRET_NAMES):
         lines.append(f"# {SECRET_HELP[name]}")
         lines.append(f"{name}={_quoted(existing.pop(name, ''))}")
     others = {k: v for k, v in existing.items() if v is not None}

@@ -6,7 +6,16 @@ systemd: a `Type=oneshot` service started by a timer (`OnCalendar`,
 second), and a second service + timer for the nightly `reconcile --full`.
 cron: the same two lines. No `flock` wrapper in either: syncctl takes its own
 lock on the state directory, so an overlapping start exits 3 at once (the
-frequent service counts that as success) and the audit queues with `--wait`.
+frequent service counts that as success; a holder older than `[run]
+lock_busy_fail_after` makes it exit 1) and the audit queues with `--wait`.
+
+`--mode watch` (systemd only): one long-running `syncctl-watch.service`
+(`Type=simple`, `Restart=on-failure`) instead of the timers; `syncctl watch`
+runs its own cycles and nightly audit.
+
+Both modes: every service has `OnFailure=syncctl-alert@%n.service`, a
+template running `syncctl alert --unit <the failed unit>` (the journal line,
+`[alert] ping_url`'s `/fail`, `[alert] command`).
 
 Commands use absolute paths (the running syncctl executable, the config
 file, the `.env` file when there is one) and run from the config's
@@ -29,6 +38,15 @@ from syncctl.errors import StateError, UsageError
 
 SERVICE = "syncctl"
 AUDIT = "syncctl-audit"
+WATCH = "syncctl-watch"
+#: The OnFailure= template: `syncctl-alert@<failed unit>.service`.
+ALERT = "syncctl-alert"
+MODES = ("timer", "watch")
+#: A crashed watch is restarted after this long; this many starts in the
+#: window below make systemd give up: the unit fails and OnFailure= fires.
+WATCH_RESTART_SEC = 30
+WATCH_START_LIMIT_BURST = 5
+WATCH_START_LIMIT_INTERVAL = "1h"
 BEGIN = "# BEGIN syncctl (written by `syncctl schedule cron`)"
 END = "# END syncctl"
 SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
@@ -169,24 +187,96 @@ def on_calendar(minutes: int) -> str:
     return f"0/{minutes // 60}:00"
 
 
+#: In [Unit] of every service: a failure starts the alert template's instance
+#: for it (`%n`: the failed unit's full name, e.g. syncctl.service).
+ON_FAILURE = f"OnFailure={ALERT}@%n.service\n"
+
+
 def systemd_units(
-    spec: ScheduleSpec, *, user_units: bool, run_as: str | None = None
+    spec: ScheduleSpec, *, user_units: bool, run_as: str | None = None, mode: str = "timer"
 ) -> list[UnitFile]:
-    """The service and timer for the frequent run and for the nightly audit."""
+    """The units of `mode`: "timer" (the frequent run's service and timer and the
+    nightly audit's) or "watch" (one long-running service); the alert template too."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}")
     who = "" if user_units or not run_as else f"User={run_as}\n"
-    common = (
-        "Wants=network-online.target\nAfter=network-online.target\n\n[Service]\nType=oneshot\n"
-        f"WorkingDirectory={_path_value(spec.workdir)}\n"
-    )
     # PrivateTmp= gives the unit its own /tmp: files kept there would vanish.
     hardening = "NoNewPrivileges=yes\n" + ("" if spec.uses_tmp else "PrivateTmp=yes\n")
-    header = "# Written by `syncctl schedule systemd`.\n"
+    alert = _alert_template(spec, who, private_tmp="" if spec.uses_tmp else "PrivateTmp=yes\n")
+    if mode == "watch":
+        return [_watch_service(spec, who, hardening, user_units=user_units), alert]
+    return [*_timer_units(spec, who, hardening), alert]
+
+
+_HEADER = "# Written by `syncctl schedule systemd`.\n"
+
+
+def _alert_template(spec: ScheduleSpec, who: str, *, private_tmp: str) -> UnitFile:
+    """`syncctl-alert@.service`: `syncctl alert --unit %i`, %i being the failed unit.
+
+    Without NoNewPrivileges=: an `[alert] command` of `mail` hands the message
+    to Postfix's setgid `postdrop`, which that setting would make fail.
+    """
+    text = (
+        f"{_HEADER}"
+        "# Started by OnFailure= of syncctl's services, one instance per failed unit.\n"
+        "# To alert another way, set [alert] command (or ping_url) in the config, or\n"
+        "# override ExecStart= with `systemctl edit syncctl-alert@.service`.\n"
+        "[Unit]\n"
+        "Description=syncctl alert: %i failed\n\n"
+        "[Service]\nType=oneshot\n"
+        f"WorkingDirectory={_path_value(spec.workdir)}\n"
+        f"ExecStart={_exec(spec.argv('alert', '--unit'))} %i\n"
+        "TimeoutStartSec=2min\n"
+        f"{who}"
+        "# No NoNewPrivileges=: `mail` may hand over to a setgid helper (Postfix's postdrop).\n"
+        f"{private_tmp}"
+    )
+    return UnitFile(f"{ALERT}@.service", text)
+
+
+def _watch_service(spec: ScheduleSpec, who: str, hardening: str, *, user_units: bool) -> UnitFile:
+    """`syncctl-watch.service`: `syncctl watch`, restarted after a crash."""
+    wanted_by = "default.target" if user_units else "multi-user.target"
+    text = (
+        f"{_HEADER}[Unit]\n"
+        "Description=syncctl watch: Stripe, Shopware, Mautic, Discord, EspoCRM in step, "
+        "woken by webhooks\n"
+        "Wants=network-online.target\nAfter=network-online.target\n"
+        f"{ON_FAILURE}"
+        f"# Restarted after a crash; after {WATCH_START_LIMIT_BURST} starts within "
+        f"{WATCH_START_LIMIT_INTERVAL} systemd gives up:\n"
+        "# the unit fails and OnFailure= raises the alert.\n"
+        f"StartLimitIntervalSec={WATCH_START_LIMIT_INTERVAL}\n"
+        f"StartLimitBurst={WATCH_START_LIMIT_BURST}\n\n"
+        "[Service]\nType=simple\n"
+        f"WorkingDirectory={_path_value(spec.workdir)}\n"
+        f"ExecStart={_exec(spec.argv('watch'))}\n"
+        "Restart=on-failure\n"
+        f"RestartSec={WATCH_RESTART_SEC}\n"
+        "# 2: bad config or command line: a restart cannot help; fail and alert at once.\n"
+        "RestartPreventExitStatus=2\n"
+        f"{who}{hardening}\n"
+        f"[Install]\nWantedBy={wanted_by}\n"
+    )
+    return UnitFile(f"{WATCH}.service", text)
+
+
+def _timer_units(spec: ScheduleSpec, who: str, hardening: str) -> list[UnitFile]:
+    """The service and timer for the frequent run and for the nightly audit."""
+    common = (
+        f"Wants=network-online.target\nAfter=network-online.target\n{ON_FAILURE}\n"
+        "[Service]\nType=oneshot\n"
+        f"WorkingDirectory={_path_value(spec.workdir)}\n"
+    )
+    header = _HEADER
     service = (
         f"{header}[Unit]\n"
         "Description=syncctl reconcile: Stripe, Shopware, Mautic, Discord, EspoCRM in step\n"
         f"{common}"
         f"ExecStart={_exec(spec.argv('reconcile'))}\n"
-        "# 3: another syncctl run holds the lock (e.g. the nightly audit): not a failure.\n"
+        "# 3: another syncctl run holds the lock (e.g. the nightly audit): not a failure;\n"
+        "# held for over [run] lock_busy_fail_after, the run exits 1 instead.\n"
         "SuccessExitStatus=3\n"
         "TimeoutStartSec=1h\n"
         f"{who}{hardening}"
@@ -332,13 +422,22 @@ def install_units(units: list[UnitFile], directory: Path) -> list[Path]:
     return written
 
 
-def enable_commands(user_units: bool) -> list[str]:
+def enable_commands(user_units: bool, mode: str = "timer") -> list[str]:
     ctl = "systemctl --user" if user_units else "sudo systemctl"
-    lines = [
-        f"{ctl} daemon-reload",
-        f"{ctl} enable --now {SERVICE}.timer {AUDIT}.timer",
-        f"{ctl} list-timers '{SERVICE}*'",
-    ]
+    if mode == "watch":
+        lines = [
+            f"{ctl} daemon-reload",
+            f"{ctl} disable --now {SERVICE}.timer {AUDIT}.timer   # if installed: watch "
+            "runs its own cycles and audit",
+            f"{ctl} enable --now {WATCH}.service",
+            f"{ctl} status {WATCH}.service",
+        ]
+    else:
+        lines = [
+            f"{ctl} daemon-reload",
+            f"{ctl} enable --now {SERVICE}.timer {AUDIT}.timer",
+            f"{ctl} list-timers '{SERVICE}*'",
+        ]
     if user_units:
         lines.append("loginctl enable-linger $USER   # keep user timers running after logout")
     return lines

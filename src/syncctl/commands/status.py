@@ -53,6 +53,7 @@ from syncctl.engine.model import (
 from syncctl.engine.observe import _Observer, to_contact, to_purchase
 from syncctl.engine.plan import channel_id
 from syncctl.engine.plan import plan as make_plan
+from syncctl.engine.troubles import Troubles, merge, refund_key
 from syncctl.errors import NotFound, ServiceError, UsageError
 from syncctl.state.journal import Entry, EntryState, Hold, HoldKind, Journal, PendingItem
 
@@ -294,9 +295,12 @@ class _Collector:
                 )
                 break
         self.status.sessions = found
+        bought = {sid: to_purchase(s, self.settings, self.secret) for sid, s in found.items()}
+        # Rule 17: what earlier runs learned of refunds and disputes (the journal).
+        refs = self.journal.done_refs(refund_key(sid) for sid in bought) if bought else {}
+        revoke = self.settings.stripe.on_refund == "revoke"
         self.status.purchases = sorted(
-            (to_purchase(session, self.settings, self.secret) for session in found.values()),
-            key=lambda p: p.recency,
+            merge(bought, Troubles(), refs, revoke=revoke).values(), key=lambda p: p.recency
         )
 
     # -- Shopware -----------------------------------------------------------------
@@ -390,7 +394,9 @@ class _Collector:
             leads=frozenset(leads),
             sent=frozenset(observer.sent(contacts, vip, self.live_invites, False)),
             issued=observer.issued(contacts.values()),
-            latest_purchase=observer.latest_known({self.wanted}),
+            latest_purchase=observer.latest_known(
+                {self.wanted}, {p.session_id for p in s.purchases if p.withdrawn}
+            ),
             invites=None,
             holds=observer.held(s.contacts, s.purchases),
             full=False,
@@ -447,7 +453,8 @@ def _purchase_dict(p: Purchase) -> dict[str, Any]:
         "email": p.email,
         "vip": p.vip,
         "paid": p.paid,
-        "code": p.code if p.is_vip_purchase else None,
+        "code": p.code if p.vip and p.paid else None,
+        "refund": p.trouble or None,
     }
 
 

@@ -378,6 +378,25 @@ class Applier:
         self._guard(entry, lambda: self.sv.shopware.clear_payload(row))
         return self._done(action, entry, action.key, p["code"])
 
+    def _do_coupon_delete(self, action: Action, chain: Chain) -> Outcome:
+        """Rule 17: a withdrawn purchase's unused code leaves the promotion.
+
+        The code is read again first: one redeemed since the plan was made
+        stays (an order used it), and one gone already is done.
+        """
+        p = action.params
+        entry = self._start(action.key, action, {"session_id": p["session_id"], "code": p["code"]})
+        row = self._guard(entry, lambda: self.sv.shopware.find_code(p["code"]))
+        if row is not None and row.redeemed:
+            why = f"redeemed meanwhile (order {row.order_id}): the code stays"
+            self.journal.mark(entry, EntryState.ABORTED, error=why)
+            return Outcome(action, Status.SKIPPED, action.key, message=why)
+        if row is None:
+            return self._done(action, entry, action.key, p["code"], deleted=False)
+        found = row
+        deleted = self._guard(entry, lambda: self.sv.shopware.delete_code(found))
+        return self._done(action, entry, action.key, p["code"], deleted=deleted)
+
     # -- Mautic contacts ----------------------------------------------------------
 
     def _alias(self, name: str) -> str:

@@ -53,10 +53,23 @@ class Purchase:
     vip: bool  # a line item has a configured VIP price or product
     paid: bool  # status complete and payment_status paid
     code: str  # the coupon code derived from the session id
+    #: What Stripe shows against its payment (rule 17): "refunded" (in full),
+    #: "disputed" (a dispute not won), or "" (nothing).
+    trouble: str = ""
+    #: The trouble withdraws the purchase: `[stripe] on_refund = "revoke"`.
+    withdrawn: bool = False
+    #: Its PaymentIntent, which refunds and disputes name (rule 17).
+    payment_intent: str | None = None
 
     @property
     def is_vip_purchase(self) -> bool:
-        return self.vip and self.paid and self.email is not None
+        """A VIP purchase that counts: paid, with an email, not withdrawn (rule 17)."""
+        return self.vip and self.paid and self.email is not None and not self.withdrawn
+
+    @property
+    def withdrawn_vip(self) -> bool:
+        """A VIP purchase that a refund or dispute withdrew (rule 17)."""
+        return self.vip and self.paid and self.email is not None and self.withdrawn
 
     @property
     def recency(self) -> tuple[int, str]:
@@ -174,6 +187,12 @@ class Snapshot:
     #: Per normalized email, the latest VIP purchase known (scope + journal),
     #: whose code belongs in `promo_code` (rule 2).
     latest_purchase: Mapping[str, Purchase] = field(default_factory=dict)
+    #: Codes of withdrawn purchases (rule 17) that exist in the VIP promotion
+    #: -> the order that redeemed it ("" when unused: it may leave).
+    withdrawn_codes: Mapping[str, str] = field(default_factory=dict)
+    #: Sessions a refund or dispute withdrew before that count again (a dispute
+    #: won): their code and VIP flag are put back, without an email.
+    reinstated: frozenset[str] = frozenset()
     #: Live invites of syncctl's in the campaign channels, when observed (full
     #: audits): to revoke orphans (rule 14). None: not observed this run.
     invites: Mapping[str, Invite] | None = None
@@ -198,11 +217,13 @@ class ActionKind(StrEnum):
     LEAD = "create_lead"
     LEAD_MOVE = "move_lead"
     COUPON_UNBLOCK = "unblock_coupon"
+    COUPON_DELETE = "delete_coupon"
 
 
 SYSTEM_OF = {
     ActionKind.COUPON: "shopware",
     ActionKind.COUPON_UNBLOCK: "shopware",
+    ActionKind.COUPON_DELETE: "shopware",
     ActionKind.CONTACT_CREATE: "mautic",
     ActionKind.CONTACT_UPDATE: "mautic",
     ActionKind.UNSET_LINK: "mautic",

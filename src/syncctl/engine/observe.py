@@ -25,14 +25,15 @@ from typing import Any, TypeVar
 from syncctl.clients.mautic import Contact as MauticContact
 from syncctl.clients.services import Services
 from syncctl.clients.shopware import IndividualCode, code_key, redeemable
-from syncctl.clients.stripe import CheckoutSession
+from syncctl.clients.stripe import CheckoutSession, TroubleEvent
 from syncctl.config import Settings
 from syncctl.engine.codes import coupon_code, invite_code
-from syncctl.engine.model import Contact, Invite, Purchase, Snapshot, Tier, holders, normalize_email
-from syncctl.engine.plan import invite_email_id, mail_key
-from syncctl.engine.sends import SEND_SKEW, match_sends, recorded_sends, unclaimed
+from syncctl.engine.model import Contact, Invite, Purchase, Snapshot, normalize_email
+from syncctl.engine.recall import JournalFacts
+from syncctl.engine.sendlog import SendLog
+from syncctl.engine.troubles import Troubles, merge, refund_key, reinstated
 from syncctl.errors import NotFound, ServiceError
-from syncctl.state.journal import EntryState, Journal
+from syncctl.state.journal import Journal
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,9 +51,6 @@ MAUTIC_PAGE = 500
 EVENTS_OVERLAP = 300
 #: Stripe keeps events 30 days; an older cursor falls back to listing sessions.
 EVENTS_HORIZON = 29 * 86400
-#: Above this many unknown facts of one kind, one paged bulk read is cheaper
-#: than one lookup each.
-BULK_THRESHOLD = 25
 #: Above this many emails of unknown lead state, reading every lead (200 a
 #: page) is cheaper than batched lookups (25 addresses a query) would be.
 LEAD_LOOKUPS_MAX = 1000
@@ -90,6 +88,7 @@ def to_purchase(session: CheckoutSession, settings: Settings, secret: str) -> Pu
         vip=vip,
         paid=session.is_paid,
         code=coupon_code(session.id, secret, settings.shopware.code_prefix),
+        payment_intent=session.payment_intent,
     )
 
 
@@ -117,7 +116,7 @@ def to_contact(contact: MauticContact, settings: Settings, *, dated: bool = True
     )
 
 
-class _Observer:
+class _Observer(JournalFacts, SendLog):
     def __init__(
         self,
         services: Services,
@@ -147,6 +146,8 @@ class _Observer:
         #: Bulk reads a full run started at once, in parallel (name -> future).
         self.prefetched: dict[str, Future[Any]] = {}
         self.scanned: dict[str, int] = defaultdict(int)
+        #: Sessions that were in trouble and count again (rule 17).
+        self.reinstated: set[str] = set()
 
     def bulk(self, name: str, read: Callable[[], T]) -> T:
         """A bulk read, from its prefetch when a full run started it early.
@@ -193,20 +194,11 @@ class _Observer:
                 with_lead.add(address.lower())
         return with_lead
 
-    def _read_stats(self, email_id: int) -> dict[int, list[datetime]]:
-        self.progress(f"reading Mautic's send log of email {email_id}")
-        dates: dict[int, list[datetime]] = defaultdict(list)
-        for stat in self.sv.mautic.iter_email_stats(email_id):
-            if not stat.is_failed and stat.date_sent and stat.lead_id is not None:
-                dates[stat.lead_id].append(stat.date_sent)
-        with self._lock:
-            self.logged_sends.update((email_id, cid) for cid in dates)
-        return dates
-
     # -- purchases ----------------------------------------------------------------
 
     def sessions(self, full: bool) -> dict[str, Purchase]:
         found: dict[str, Purchase] = {}
+        troubles = Troubles()
 
         def take(sessions: Iterable[CheckoutSession]) -> None:
             for session in sessions:
@@ -219,15 +211,24 @@ class _Observer:
         if full or cursor is None:
             self.progress("reading every Stripe checkout session")
             take(stripe.iter_completed_sessions(None))
+            # Refunds and disputes of any age: the charges list, one paged read.
+            self.progress("reading Stripe's refunded and disputed charges")
+            for trouble in stripe.iter_payment_troubles(None):
+                self.scanned["troubles"] += 1
+                troubles.add(trouble)
             self.cursors[CURSOR_STRIPE] = str(now_ts)
         else:
             since = int(cursor)
             source = self.settings.stripe.incremental_source
             if source == "events" and now_ts - since < EVENTS_HORIZON:
                 newest = since
-                for event in stripe.iter_session_events(since - EVENTS_OVERLAP):
+                # New purchases, refunds and disputes in one paged read (rule 17).
+                for event in stripe.iter_purchase_events(since - EVENTS_OVERLAP):
                     self.scanned["events"] += 1
                     newest = max(newest, event.created)
+                    if isinstance(event, TroubleEvent):
+                        troubles.add(event.trouble)
+                        continue
                     session = event.session
                     found[session.id] = to_purchase(session, self.settings, self.secret)
                 # Nothing is lost by moving to an hour ago: every event older
@@ -236,7 +237,11 @@ class _Observer:
             else:
                 window = self.settings.stripe.lookback_hours * 3600
                 take(stripe.iter_completed_sessions(since - window))
+                for trouble in stripe.iter_payment_troubles(since - window):
+                    self.scanned["troubles"] += 1
+                    troubles.add(trouble)
                 self.cursors[CURSOR_STRIPE] = str(now_ts)
+        self._troubled_sessions(found, troubles)
         for item in self.journal.pending("session"):
             if item.ref in found:
                 continue
@@ -246,7 +251,26 @@ class _Observer:
                 self.gone.append(("session", item.ref))
                 continue
             found[session.id] = to_purchase(session, self.settings, self.secret)
-        return found
+        return self._with_troubles(found, troubles)
+
+    def _troubled_sessions(self, found: dict[str, Purchase], troubles: Troubles) -> None:
+        """Read the purchase of each refund or dispute the run saw but not its session:
+        an incremental run sees the refund of a purchase made weeks ago (one call each;
+        refunds are rare)."""
+        known = {p.payment_intent for p in found.values() if p.payment_intent}
+        for intent in sorted(troubles.seen() - known):
+            session = self.sv.stripe.session_for_payment(intent)
+            if session is not None:
+                found[session.id] = to_purchase(session, self.settings, self.secret)
+
+    def _with_troubles(self, found: dict[str, Purchase], troubles: Troubles) -> dict[str, Purchase]:
+        """Rule 17: what this run read, else what earlier runs wrote down (one query)."""
+        bought = [sid for sid, p in found.items() if p.vip and p.paid]
+        refs = self.journal.done_refs(refund_key(sid) for sid in bought) if bought else {}
+        revoke = self.settings.stripe.on_refund == "revoke"
+        merged = merge(found, troubles, refs, revoke=revoke)
+        self.reinstated = reinstated(merged, refs)
+        return merged
 
     # -- contacts -----------------------------------------------------------------
 
@@ -317,6 +341,8 @@ class _Observer:
             set()
             if full
             else {k.removeprefix("coupon:") for k in self.journal.done_keys("coupon:")}
+            # A code rule 17 removed is asked about again: a dispute won brings it back.
+            - {k.removeprefix("uncoupon:") for k in self.journal.done_keys("uncoupon:")}
         )
         known = {p.code for p in purchases if p.session_id in done}
         unknown = [p for p in purchases if p.session_id not in done]
@@ -332,17 +358,6 @@ class _Observer:
                 known.add(p.code)
                 self._check_blocked(row)
         return known
-
-    def recorded_codes(self, purchases: dict[str, Purchase]) -> dict[str, Purchase]:
-        """A purchase whose code the journal recorded (a legacy code) keeps it."""
-        keys = [f"coupon:{sid}" for sid in purchases]
-        recorded = self.journal.latest_many(keys) if keys else {}
-        out = dict(purchases)
-        for key, entry in recorded.items():
-            sid = key.removeprefix("coupon:")
-            if entry.state is EntryState.DONE and entry.ref and entry.ref != out[sid].code:
-                out[sid] = replace(out[sid], code=entry.ref)
-        return out
 
     def legacy_codes(
         self, purchases: dict[str, Purchase], contacts: dict[int, Contact], codes: set[str]
@@ -387,89 +402,6 @@ class _Observer:
         with_lead = self.sv.espocrm.emails_with_leads(unknown)
         return known | {e for e in unknown if e.lower() in with_lead}
 
-    def sent(
-        self,
-        contacts: dict[int, Contact],
-        purchases: list[Purchase],
-        invites: dict[str, Invite] | None,
-        full: bool,
-    ) -> set[str]:
-        """Mail keys already sent: the journal's, else derived from Mautic's stats."""
-        sent = set(self.journal.done_keys("mail:"))
-        holder = holders(contacts.values())
-        coupon_email = self.settings.mautic.coupon_email
-        # (contact, email id) -> what we must decide about it
-        invite_questions: dict[tuple[int, int], str] = {}
-        coupon_questions: dict[int, list[Purchase]] = defaultdict(list)
-        for c in contacts.values():
-            if not c.opt_in:
-                continue
-            for tier in Tier:
-                code = invite_code(c.link(tier))
-                email_id = invite_email_id(self.settings, tier)
-                if code and mail_key(email_id, c.id, code) not in sent:
-                    invite_questions[(c.id, email_id)] = code
-        for p in purchases:
-            if p.email and p.email in holder:
-                cid = holder[p.email].id
-                if mail_key(coupon_email, cid, p.code) not in sent:
-                    coupon_questions[cid].append(p)
-        pairs = set(invite_questions) | {(cid, coupon_email) for cid in coupon_questions}
-        if not pairs:
-            return sent
-        stats = self._send_dates(pairs, full)
-        logged = {pair for pair in pairs if stats.get(pair)}
-        claims = recorded_sends(self.journal, logged, bulk=len(logged) > BULK_THRESHOLD)
-        for (cid, email_id), code in invite_questions.items():
-            # An earlier link's email (a reissue minutes after a send) is not this one's.
-            dates = unclaimed(stats.get((cid, email_id), []), claims.get((cid, email_id), []))
-            created = self._invite_created(code, invites)
-            after = dates if created is None else [d for d in dates if d >= created - SEND_SKEW]
-            if after:
-                key = mail_key(email_id, cid, code)
-                sent.add(key)
-                self.sent_at[key] = after[-1]
-        for cid, bought in coupon_questions.items():
-            # Another purchase's email, sent already, is not the one missing.
-            dates = unclaimed(
-                stats.get((cid, coupon_email), []), claims.get((cid, coupon_email), [])
-            )
-            made = [(p.code, datetime.fromtimestamp(p.created, UTC)) for p in bought]
-            for code, when in match_sends(dates, made, SEND_SKEW).items():
-                key = mail_key(coupon_email, cid, code)
-                sent.add(key)
-                self.sent_at[key] = when
-        return sent
-
-    def _send_dates(
-        self, pairs: set[tuple[int, int]], full: bool
-    ) -> dict[tuple[int, int], list[datetime]]:
-        dates: dict[tuple[int, int], list[datetime]] = defaultdict(list)
-        mautic = self.sv.mautic
-        if full or len(pairs) > BULK_THRESHOLD:
-            for email_id in sorted({eid for _, eid in pairs}):
-                sends = self.bulk(
-                    f"stats:{email_id}", functools.partial(self._read_stats, email_id)
-                )
-                for cid, eid in pairs:
-                    if eid == email_id and cid in sends:
-                        dates[(cid, email_id)] = sends[cid]
-            return dates
-        for cid, email_id in sorted(pairs):
-            for stat in mautic.email_stats(cid, email_id):
-                if not stat.is_failed and stat.date_sent:
-                    dates[(cid, email_id)].append(stat.date_sent)
-        return dates
-
-    def _invite_created(self, code: str, invites: dict[str, Invite] | None) -> datetime | None:
-        """When a live invite was minted (only the channel lists carry it)."""
-        if invites is None:
-            if self._live is None:
-                self._live = self.invites()
-            invites = self._live
-        invite = invites.get(code)
-        return invite.created_at if invite else None
-
     def invites(self) -> dict[str, Invite]:
         """Live invites of syncctl's bot in the two campaign channels."""
         return self.bulk("invites", self._read_invites)
@@ -506,28 +438,20 @@ class _Observer:
         promotion = self.sv.shopware.find_promotion(promotion_id)
         return redeemable(promotion, self.now, promotion_id=promotion_id) or ""
 
-    def made(self, prefix: str, refs: Iterable[str]) -> set[str]:
-        """Of `refs`, those whose `prefix:ref` row syncctl did itself (not merely
-        found in a service and adopted): rule 16's evidence after a lost state dir."""
-        keys = [f"{prefix}:{ref}" for ref in refs]
-        found = self.journal.latest_many(keys) if keys else {}
-        return {
-            key.removeprefix(f"{prefix}:")
-            for key, entry in found.items()
-            if entry.state is EntryState.DONE and not entry.detail.get("observed")
-        }
-
-    def lead_owners(
-        self, contacts: Iterable[Contact], leads: set[str]
-    ) -> dict[int, tuple[str, str]]:
-        """Opted-in contacts without a Lead for their email that syncctl made one for
-        under another address: their email changed (rule 22)."""
-        lacking = {c.id: c.email for c in contacts if c.opt_in and c.email and c.email not in leads}
-        return {
-            cid: (lead_id, email)
-            for cid, (lead_id, email) in self.journal.leads_made_for(lacking).items()
-            if email != lacking[cid]
-        }
+    def withdrawn_codes(self, purchases: Iterable[Purchase]) -> dict[str, str]:
+        """Codes of withdrawn purchases in the VIP promotion -> the order that redeemed
+        each ("" when unused): rule 17 deletes only unused ones. One search."""
+        wanted = [p.code for p in purchases if p.withdrawn_vip]
+        if not wanted:
+            return {}
+        promotion = self.settings.shopware.vip_promotion_id
+        found = self.sv.shopware.find_codes(wanted)
+        out: dict[str, str] = {}
+        for code in wanted:
+            row = found.get(code_key(code))
+            if row is not None and row.promotion_id == promotion:
+                out[code] = (row.order_id or "unknown") if row.redeemed else ""
+        return out
 
     def withdrawn_live(
         self, contacts: Iterable[Contact], invites: dict[str, Invite] | None
@@ -558,86 +482,6 @@ class _Observer:
                 live.add(code)
         return live
 
-    def held(self, contacts: Iterable[Contact], purchases: Iterable[Purchase]) -> dict[str, str]:
-        """Who and what is held (rule 18), with why: `syncctl hold` (the journal,
-        one query) and the Mautic tag (read with the contacts, no call)."""
-        contacts = list(contacts)
-        purchases = list(purchases)
-        subjects = {c.email for c in contacts if c.email}
-        subjects |= {p.email for p in purchases if p.email}
-        subjects |= {p.session_id for p in purchases}
-        found = {
-            subject: f"{hold.reason or 'no reason given'}; by {hold.by or 'someone'} "
-            f"since {hold.since:%Y-%m-%d}"
-            for subject, hold in self.journal.held(subjects).items()
-        }
-        tag = self.settings.mautic.hold_tag
-        for c in contacts:
-            if c.hold_tag and c.email:
-                found.setdefault(c.email, f"Mautic tag {tag!r} on contact {c.id}")
-        return found
-
-    def revoked(self, contacts: Iterable[Contact]) -> set[str]:
-        """Invite codes opted-in contacts hold that syncctl itself revoked.
-
-        A dead link nobody would notice until the backer tries it (a config
-        mistake once made every run revoke links it had stored); the journal
-        knows, so it costs no call.
-        """
-        held = {
-            f"revoke:{code}": code
-            for c in contacts
-            if c.opt_in
-            for code in (invite_code(c.link_vip), invite_code(c.link_basic))
-            if code
-        }
-        if not held:
-            return set()
-        found = self.journal.latest_many(held)
-        return {held[key] for key, entry in found.items() if entry.state is EntryState.DONE}
-
-    def issued(self, contacts: Iterable[Contact]) -> dict[tuple[int, Tier], str]:
-        """The invite syncctl last stored for each opted-in contact whose link is empty.
-
-        Only those can need it (to revoke it when an operator cleared the
-        field, rule 13), so only their keys are looked up.
-        """
-        wanted = {
-            f"invite:{c.id}:{tier}": (c.id, tier)
-            for c in contacts
-            if c.opt_in
-            for tier in Tier
-            if not c.link(tier)
-        }
-        return {wanted[key]: ref for key, ref in self.journal.done_refs(wanted).items()}
-
-    def latest_known(self, emails: set[str]) -> dict[str, Purchase]:
-        """The newest VIP purchase the journal stored into each buyer's contact."""
-        latest: dict[str, Purchase] = {}
-        for email in emails:
-            for entry in self.journal.history(subject=email):
-                if entry.state is not EntryState.DONE or entry.kind not in (
-                    "update_contact",
-                    "create_contact",
-                ):
-                    continue
-                d = entry.detail
-                if "session_id" not in d or "created" not in d or "promo_code" not in d:
-                    continue
-                candidate = Purchase(
-                    session_id=d["session_id"],
-                    email=email,
-                    name=None,
-                    created=int(d["created"]),
-                    vip=True,
-                    paid=True,
-                    code=d["promo_code"],
-                )
-                best = latest.get(email)
-                if best is None or best.recency < candidate.recency:
-                    latest[email] = candidate
-        return latest
-
 
 def _facts(
     observer: _Observer,
@@ -658,6 +502,8 @@ def _facts(
     if full and "codes" not in unknown:
         purchases = observer.legacy_codes(purchases, contacts, codes)
         vip = [p for p in purchases.values() if p.is_vip_purchase]
+    withdrawn = [p for p in purchases.values() if p.withdrawn_vip]
+    withdrawn_codes = attempt("codes", lambda: observer.withdrawn_codes(withdrawn), {})
     opted_in = {c.email for c in contacts.values() if c.opt_in and c.email}
     leads = attempt("leads", lambda: observer.leads(opted_in, full), nothing)
     invites = attempt("invites", observer.invites, None) if full else None
@@ -668,6 +514,8 @@ def _facts(
         existing_codes=frozenset(codes),
         blocked_codes=dict(observer.blocked_codes),
         promotion_problem=attempt("promotion", lambda: observer.promotion_problem(vip), ""),
+        withdrawn_codes=withdrawn_codes,
+        reinstated=frozenset(observer.reinstated),
         leads=frozenset(leads),
         sent=frozenset(sent),
         sent_at=dict(observer.sent_at),
@@ -691,7 +539,14 @@ def _facts(
             observer.made("coupon", (p.session_id for p in purchases.values() if p.is_vip_purchase))
         ),
         own_contacts=frozenset(observer.made("contact", purchase_emails)),
-        latest_purchase=observer.latest_known(purchase_emails) if not full else {},
+        latest_purchase=(
+            observer.latest_known(
+                purchase_emails | {p.email for p in withdrawn if p.email},
+                {p.session_id for p in withdrawn},
+            )
+            if not full
+            else {}
+        ),
         invites=invites,
         observed_at=observer.now,
         full=full,
@@ -747,8 +602,9 @@ def observe(
             purchases = attempt("purchases", lambda: observer.sessions(full), no_purchases)
         if "purchases" in unknown:
             observer.cursors.pop(CURSOR_STRIPE, None)
-        vip = [p for p in purchases.values() if p.is_vip_purchase]
-        purchase_emails = {p.email for p in vip if p.email}
+        # A withdrawn purchase's buyer is read too: the VIP flag may go (rule 17).
+        buyers = [p for p in purchases.values() if p.is_vip_purchase or p.withdrawn_vip]
+        purchase_emails = {p.email for p in buyers if p.email}
         if not full:
             contacts = observer.contacts(full, purchase_emails)
         snapshot = _facts(observer, attempt, unknown, purchases, contacts, full)

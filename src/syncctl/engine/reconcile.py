@@ -35,6 +35,8 @@ from syncctl.engine.plan import plan as make_plan
 from syncctl.engine.recover import Recovery, Resolution
 from syncctl.engine.settle import Settled, settle
 from syncctl.engine.stop import StopRequest
+from syncctl.engine.troubles import REFUND_KIND, refund_key
+from syncctl.engine.troubles import news as trouble_news
 from syncctl.net.http import CallStats
 from syncctl.state.journal import EntryState, Journal, open_for_run
 
@@ -161,12 +163,15 @@ def reconcile(
     services: Services | None = None,
     on_plan: Callable[[Plan], None] | None = None,
     on_wait: Callable[[str], None] | None = None,
+    on_start: Callable[[], None] | None = None,
     journal: Journal | None = None,
 ) -> RunResult:
     """Run once; the result says what was planned and what happened.
 
     `on_plan` hears the plan just before it is applied (a progress bar's
-    total); `on_wait`, with `wait`, who holds the lock it waits for.
+    total); `on_wait`, with `wait`, who holds the lock it waits for;
+    `on_start`, once the run has begun (a real run holds the lock then),
+    before anything is read: the alert pings' `/start` (`syncctl.alert`).
     `journal`: a journal that holds the run lock already (a long-running
     leader, e.g. `watch` keeping a shared store's lock between cycles, or
     a standby that took it over with `open_for_run(..., wait=True,
@@ -185,9 +190,12 @@ def reconcile(
         run_id = (
             None if dry_run else journal.begin_run("full" if full else "incremental", dry_run=False)
         )
+        if on_start is not None:
+            on_start()
         result = RunResult(
             mode="", dry_run=dry_run, plan=Plan(), stats=sv.stats, max_actions=limit, run_id=run_id
         )
+        finished = False
         try:
             stop = stop or StopRequest()
             applier = Applier(
@@ -203,7 +211,13 @@ def reconcile(
                 result.unresolved_before = len(journal.in_flight())
             else:
                 result.recovered = Recovery(sv, journal, applier).run()
-            observation = observe(sv, journal, settings, code_secret, full=full, progress=progress)
+            stop.reading = True
+            try:
+                observation = observe(
+                    sv, journal, settings, code_secret, full=full, progress=progress
+                )
+            finally:
+                stop.reading = False
             result.mode = observation.mode
             result.scanned = observation.scanned
             result.observe_errors = observation.errors
@@ -221,6 +235,7 @@ def reconcile(
                 result.refusal = refusal(found)
             taken, result.deferred = cap(result.plan, limit)
             if dry_run or result.refused:
+                finished = True
                 return result
             scope = Scope.of(snapshot)
             with journal.batch():  # observed facts, apart from what the plan will do
@@ -242,11 +257,15 @@ def reconcile(
                 stop.applying = False
             result.interrupted = stop.reason if stop.is_set() else ""
             _remember(journal, observation, scope, result)
+            finished = True
             return result
         finally:
             result.duration = time.monotonic() - started
+            if stop is not None and stop.is_set() and not result.interrupted:
+                result.interrupted = stop.reason  # stopped before it applied anything
             if run_id is not None and not journal.lost:
-                journal.finish_run(run_id, _outcome_word(result), _summary(result))
+                word = _outcome_word(result) if finished or result.interrupted else "failed"
+                journal.finish_run(run_id, word, _summary(result))
 
 
 @contextlib.contextmanager
@@ -397,6 +416,16 @@ def _adopt(journal: Journal, snapshot: Snapshot) -> None:
         if p.code in snapshot.existing_codes
     )
     record(_held_codes(snapshot))
+    # Rule 17: a refund's event is read once; the journal keeps what it said.
+    bought = [p for p in snapshot.purchases if p.vip and p.paid]
+    refs = journal.done_refs(refund_key(p.session_id) for p in bought) if bought else {}
+    record(
+        (
+            (key, REFUND_KIND, p.email or "", ref, {"payment_intent": p.payment_intent})
+            for key, p, ref in trouble_news(bought, refs)
+        ),
+        checked=True,
+    )
     # An invite the journal knows as done with another code than the contact
     # holds is news too: compared with the journal's refs, not just its state.
     record(

@@ -18,6 +18,9 @@ class StopRequest:
         self._event = threading.Event()
         #: The run is applying: a stop waits for the calls in flight.
         self.applying = False
+        #: The run only reads the services (observe): it may be abandoned at
+        #: once, nothing it did needs recording (`syncctl watch` does so).
+        self.reading = False
         #: The signal's name, for the summary ("SIGINT", "SIGTERM").
         self.reason = ""
 

@@ -210,6 +210,7 @@ class EspoEmulator(Emulator):
         rate_limit: tuple[int, float] | None = None,
         user_name: str = "syncctl-api",
         clock: Callable[[], float] = time.time,
+        duplicate_check_on_update: bool = False,
     ) -> None:
         """Knobs:
 
@@ -221,6 +222,8 @@ class EspoEmulator(Emulator):
             selected (False: never in lists, as when no loader runs).
         rate_limit: (requests, window seconds) after which 429 with
             Retry-After is answered, like a proxy in front of Espo.
+        duplicate_check_on_update: Espo's "Duplicate check on update"
+            (Entity Manager), off unless an admin turns it on.
         """
         super().__init__(latency=latency)
         if duplicate_body not in ("full", "id_name"):
@@ -233,6 +236,7 @@ class EspoEmulator(Emulator):
         self.rate_limit = rate_limit
         self.clock = clock
         self.user_name = user_name
+        self.duplicate_check_on_update = duplicate_check_on_update
         #: The Lead's `source` enum options (an admin may edit them in Espo).
         self.source_options: list[str] = list(SOURCE_OPTIONS)
         #: Request headers as received (without the API key), aligned with
@@ -350,7 +354,7 @@ class EspoEmulator(Emulator):
     @route("PATCH", "/Lead/{lead_id}")
     def update_lead(self, request: Request, lead_id: str) -> Response:
         """Record Service::update: ACL, 404, validation, the duplicate check
-        (the record itself excluded), then the change. Only `emailAddress`
+        when turned on (the record itself excluded), then the change. Only `emailAddress`
         given replaces the primary address and keeps the others, as Espo's
         EmailAddress repository does; `emailAddressData` replaces them all."""
         if not self.lead_acl.get("edit"):
@@ -373,7 +377,7 @@ class EspoEmulator(Emulator):
             emails = old_emails
         names: dict[str, Any] = {k: attrs[k] for k in ("firstName", "lastName") if k in attrs}
         skip = (request.headers.get("x-skip-duplicate-check") or "").lower() == "true"
-        if not skip:
+        if self.duplicate_check_on_update and not skip:
             probe: dict[str, Any] = {**record, **names}
             duplicates = [i for i in self._duplicates(probe, emails) if i != lead_id]
             if duplicates:

@@ -62,6 +62,12 @@ from typing import Any, overload
 from urllib.parse import parse_qsl
 
 from syncctl.sandbox.server import Emulator, Request, Response, route
+from syncctl.sandbox.webhooks import (
+    MAUTIC_CONTACT_NEW,
+    MAUTIC_CONTACT_UPDATE,
+    WebhookSender,
+    mautic_sender,
+)
 
 SQL_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -635,6 +641,12 @@ class MauticEmulator(Emulator):
         self._window_started = 0.0
         self._window_count = 0
 
+        #: The webhook contacts' saves are posted to (`send_webhooks`); None: none.
+        self.webhooks: WebhookSender | None = None
+        self._saved: dict[int, str] = {}  # contact id -> event type, this request
+        self._identified: set[int] = set()  # contacts that got an email this request
+        self._webhook_seq = 0
+
     def __repr__(self) -> str:
         return f"MauticEmulator(contacts={len(self._contacts)}, emails={len(self._emails)})"
 
@@ -677,6 +689,7 @@ class MauticEmulator(Emulator):
     def decorate(self, request: Request, response: Response) -> None:
         if self.rate_limit_per_hour > 0 and self._window_started:
             self._rate_headers(response)
+        self._flush_webhooks()  # a request's saves, as the contacts are now
 
     def _rate_headers(self, response: Response) -> None:
         remaining = max(0, self.rate_limit_per_hour - self._window_count)
@@ -731,6 +744,7 @@ class MauticEmulator(Emulator):
             self._assign(contact, values)
             self._store_new(contact)
             self._seed_extras(contact, tags, dnc)
+            self._flush_webhooks()
             return contact.id
 
     def set_fields(self, contact_id: int, **fields: Any) -> None:
@@ -741,6 +755,7 @@ class MauticEmulator(Emulator):
                 self._field(alias)
             if self._assign(contact, fields):
                 self._touch(contact)
+            self._flush_webhooks()
 
     def delete_contact(self, contact_id: int) -> None:
         with self.lock:
@@ -757,6 +772,7 @@ class MauticEmulator(Emulator):
             changed = self._modify_tags(contact, list(tags))
             if changed:
                 self._touch(contact)
+            self._flush_webhooks()
             return changed
 
     def remove_tag(self, contact_id: int, *tags: str) -> bool:
@@ -785,6 +801,7 @@ class MauticEmulator(Emulator):
             changed = self._add_dnc(contact, channel, reason, comments, channel_id)
             if changed and self.dnc_moves_date_modified:
                 self._touch(contact)
+            self._flush_webhooks()
             return changed
 
     def remove_dnc(self, contact_id: int, *, channel: str = "email") -> bool:
@@ -794,6 +811,7 @@ class MauticEmulator(Emulator):
             found = self._remove_dnc(contact, channel)
             if found and self.dnc_moves_date_modified:
                 self._touch(contact)
+            self._flush_webhooks()
             return found
 
     def add_email(
@@ -810,6 +828,52 @@ class MauticEmulator(Emulator):
             self._emails[email_id] = _Email(
                 email_id, name, subject or name, published, email_type, self._now()
             )
+
+    def send_webhooks(self, url: str, secret: str, **options: Any) -> WebhookSender:
+        """Post each contact save from now on to `url`, as a Mautic webhook does.
+
+        `mautic.lead_post_save_new` when the save identified the contact (it
+        got its email), else `mautic.lead_post_save_update`; only saves
+        that changed something, never for anonymous contacts; the payload
+        holds the contact as saved, with `Webhook-Signature`. `options` go to
+        `webhooks.mautic_sender` (`origin`, `events`, `batch`, `retry_delays`,
+        `timeout`, `duplicate`, `reorder`, `seed`). Replaces an earlier one.
+        """
+        sender = mautic_sender(url, secret, **options)
+        with self.lock:
+            previous, self.webhooks = self.webhooks, sender
+            self._saved.clear()
+            self._identified.clear()
+        if previous is not None:
+            previous.close()
+        return sender
+
+    def stop_webhooks(self) -> None:
+        with self.lock:
+            previous, self.webhooks = self.webhooks, None
+            self._saved.clear()
+            self._identified.clear()
+        if previous is not None:
+            previous.close()
+
+    def _flush_webhooks(self) -> None:
+        """Hand the saves noted since the last flush to the sender (under the lock)."""
+        if not self._saved:
+            self._identified.clear()
+            return
+        saved, self._saved = self._saved, {}
+        self._identified.clear()
+        sender = self.webhooks
+        if sender is None:
+            return
+        stamp = _iso(self._now())
+        for contact_id, event_type in saved.items():
+            contact = self._contacts.get(contact_id)
+            if contact is None or not sender.wants(event_type):
+                continue  # merged away or deleted in the same request
+            self._webhook_seq += 1
+            payload = {"contact": self._contact_json(contact), "timestamp": stamp}
+            sender.send(f"mautic-{self._webhook_seq}", event_type, payload)
 
     def set_email_published(self, email_id: int, published: bool) -> None:
         with self.lock:
@@ -861,6 +925,7 @@ class MauticEmulator(Emulator):
                     self._index["date_modified"].add(contact.date_modified, contact.id)
                 self._seed_extras(contact, tags, dnc)
                 ids.append(contact.id)
+            self._flush_webhooks()
         return ids
 
     def record_sends(self, rows: Iterable[tuple[int, int, dict[str, str], datetime]]) -> int:
@@ -1300,6 +1365,8 @@ class MauticEmulator(Emulator):
             self._index_email(contact)
             if value and contact.date_identified is None:
                 contact.date_identified = self._now()
+                if self.webhooks is not None:
+                    self._identified.add(contact.id)
         else:
             contact.values[alias] = value
 
@@ -1471,6 +1538,8 @@ class MauticEmulator(Emulator):
         if contact.date_modified is None:
             self._never_modified.add(contact.date_added, contact.id)
         self._index_email(contact)
+        if self.webhooks is not None and contact.date_identified is not None:
+            self._saved[contact.id] = MAUTIC_CONTACT_NEW  # anonymous visitors send nothing
 
     def _touch(self, contact: _Contact) -> None:
         """FormModel::setTimestamps on an update with changes."""
@@ -1481,6 +1550,11 @@ class MauticEmulator(Emulator):
         contact.date_modified = self._now()
         contact.modified_by_user = self._username
         self._index["date_modified"].add(contact.date_modified, contact.id)
+        if self.webhooks is not None and contact.date_identified is not None:
+            # WebhookSubscriber::onLeadNewUpdate: "new" when this save identified it.
+            new = contact.id in self._identified
+            if self._saved.get(contact.id) != MAUTIC_CONTACT_NEW:
+                self._saved[contact.id] = MAUTIC_CONTACT_NEW if new else MAUTIC_CONTACT_UPDATE
 
     def _remove(self, contact: _Contact) -> None:
         # Mautic's Stat entity maps its lead with onDelete SET NULL: the send
@@ -1790,7 +1864,20 @@ class MauticEmulator(Emulator):
         )
         for i, clause in enumerate(where):
             candidate = None
-            if clause.col == "email" and clause.expr == "eq" and isinstance(clause.val, str):
+            if clause.expr == "orX" and isinstance(clause.val, list):
+                # MySQL merges the branches' indexes (index_merge union); so
+                # does this: each branch its own range, the union tested again.
+                parts = [b.val if b.expr == "andX" else [b] for b in clause.val]
+                branches = [self._plan(part) for part in parts]
+                if branches and all(b.consumed for b in branches):
+                    ids = sorted({cid for b in branches for _, cid in b.items[b.lo : b.hi]})
+                    # Exact when every branch's range answers all its clauses.
+                    pairs = zip(branches, parts, strict=True)
+                    exact = all(len(b.consumed) == len(p) for b, p in pairs)
+                    candidate = _Plan(
+                        {i} if exact else set(), "id", [(cid, cid) for cid in ids], 0, len(ids)
+                    )
+            elif clause.col == "email" and clause.expr == "eq" and isinstance(clause.val, str):
                 ids = sorted(self._by_email.get(clause.val.lower(), ()))
                 candidate = _Plan({i}, "id", [(cid, cid) for cid in ids], 0, len(ids))
             elif clause.col in ("id", "email") and clause.expr == "in":

@@ -18,6 +18,7 @@ from syncctl.sandbox.mautic import MauticEmulator
 from syncctl.sandbox.server import Emulator, EmulatorServer
 from syncctl.sandbox.shopware import ShopwareEmulator
 from syncctl.sandbox.stripe import StripeEmulator
+from syncctl.sandbox.webhooks import WebhookSender
 from syncctl.sandbox.workdir import CONFIG_NAME, ENV_NAME, MARKER, Workdir, write_files
 
 GUILD_ID = "100000000000000000"
@@ -37,6 +38,10 @@ INVITE_EMAIL_BASIC = 12
 COUPON_EMAIL = 13
 
 SERVICES = ("stripe", "mautic", "discord", "shopware", "espocrm")
+#: Where `send_webhooks` posts, below the base URL it is given (`syncctl watch`'s paths).
+WEBHOOK_PATHS = {"stripe": "/webhooks/stripe", "mautic": "/webhooks/mautic"}
+#: The secrets the two webhook endpoints sign with (in the .env like the others).
+WEBHOOK_SECRETS = {"stripe": "STRIPE_WEBHOOK_SECRET", "mautic": "MAUTIC_WEBHOOK_SECRET"}
 
 
 def new_secrets() -> dict[str, str]:
@@ -51,6 +56,15 @@ def new_secrets() -> dict[str, str]:
         "SHOPWARE_CLIENT_SECRET": token(16),
         "ESPOCRM_API_KEY": token(16),
         "SYNCCTL_CODE_SECRET": token(16),
+        **_webhook_secrets(),
+    }
+
+
+def _webhook_secrets() -> dict[str, str]:
+    """A Stripe endpoint's signing secret looks like `whsec_...`; Mautic's is any string."""
+    return {
+        WEBHOOK_SECRETS["stripe"]: f"whsec_{_secrets.token_urlsafe(24)}",
+        WEBHOOK_SECRETS["mautic"]: _secrets.token_urlsafe(24),
     }
 
 
@@ -66,6 +80,8 @@ class Sandbox:
         emulator_options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.secrets = dict(secrets or new_secrets())
+        for name, value in _webhook_secrets().items():
+            self.secrets.setdefault(name, value)
         options = {name: dict((emulator_options or {}).get(name, {})) for name in SERVICES}
         s = self.secrets
         self.stripe = StripeEmulator(
@@ -118,7 +134,40 @@ class Sandbox:
             self._servers[name] = EmulatorServer(emulator, port=self._ports.get(name, 0)).start()
         return self
 
+    def send_webhooks(self, base_url: str, **options: Any) -> dict[str, WebhookSender]:
+        """Have Stripe and Mautic post their webhooks to `base_url` from now on.
+
+        Stripe's events go to `<base_url>/webhooks/stripe` signed with
+        `STRIPE_WEBHOOK_SECRET`, Mautic's contact saves to
+        `<base_url>/webhooks/mautic` signed with `MAUTIC_WEBHOOK_SECRET` (both
+        in `secrets`, and in the .env `files` writes), each from a background
+        thread of its own. `options` go to both senders (`retry_delays`,
+        `timeout`, `duplicate`, `reorder`, `seed`; `batch` to Mautic's only).
+        Returns the senders by service, for inspection.
+        """
+        base = base_url.rstrip("/")
+        stripe_options = {k: v for k, v in options.items() if k != "batch"}
+        origin = self._servers["mautic"].url if "mautic" in self._servers else ""
+        return {
+            "stripe": self.stripe.send_webhooks(
+                base + WEBHOOK_PATHS["stripe"],
+                self.secrets[WEBHOOK_SECRETS["stripe"]],
+                **stripe_options,
+            ),
+            "mautic": self.mautic.send_webhooks(
+                base + WEBHOOK_PATHS["mautic"],
+                self.secrets[WEBHOOK_SECRETS["mautic"]],
+                origin=origin,
+                **options,
+            ),
+        }
+
+    def stop_webhooks(self) -> None:
+        self.stripe.stop_webhooks()
+        self.mautic.stop_webhooks()
+
     def stop(self) -> None:
+        self.stop_webhooks()
         for server in self._servers.values():
             server.stop()
         self._servers.clear()

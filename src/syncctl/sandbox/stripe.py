@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from syncctl.sandbox.server import Emulator, Request, Response, route
+from syncctl.sandbox.webhooks import WebhookSender, stripe_sender
 
 SESSION_COMPLETED = "checkout.session.completed"
 ASYNC_PAYMENT_SUCCEEDED = "checkout.session.async_payment_succeeded"
@@ -67,7 +68,7 @@ OPEN_DISPUTE_STATUSES = (
     "needs_response",
     "under_review",
 )
-CLOSED_DISPUTE_STATUSES = ("warning_closed", "won", "lost")
+CLOSED_DISPUTE_STATUSES = ("warning_closed", "won", "lost", "prevented")
 DISPUTE_REASONS = (
     "bank_cannot_process",
     "check_returned",
@@ -551,6 +552,8 @@ class StripeEmulator(Emulator):
             "account_api_version": account_api_version,
         }
         self.livemode = bool(re.match(r"^(?:sk|rk)_live_", api_key))
+        #: The webhook endpoint events are posted to (`send_webhooks`); None: none.
+        self.webhooks: WebhookSender | None = None
         self.account_id = "acct_1Sandbox" + _token("acct", api_key, length=10)
         self._salt = _token("ids", api_key, length=64)
         self._clear_state()
@@ -913,6 +916,31 @@ class StripeEmulator(Emulator):
                 self._record_event(DISPUTE_FUNDS_REINSTATED, new, stamp)
             return self._render_dispute(new)
 
+    def send_webhooks(self, url: str, secret: str, **options: Any) -> WebhookSender:
+        """Post every event recorded from now on to `url`, signed with `secret`.
+
+        As a webhook endpoint does at Stripe: one Event per POST, the object
+        the Events API serves, `Stripe-Signature` over the raw body, retried
+        on any answer but a 2xx. `options` go to `webhooks.stripe_sender`
+        (`events`, `retry_delays`, `timeout`, `duplicate`, `reorder`, `seed`,
+        `clock`).
+        Replaces (and stops) an earlier endpoint.
+        """
+        # Signed with the real clock (`options` may pass another `clock`), not the
+        # `now` knob that seeds the past: Stripe signs at delivery time.
+        sender = stripe_sender(url, secret, **options)
+        with self.lock:
+            previous, self.webhooks = self.webhooks, sender
+        if previous is not None:
+            previous.close()
+        return sender
+
+    def stop_webhooks(self) -> None:
+        with self.lock:
+            previous, self.webhooks = self.webhooks, None
+        if previous is not None:
+            previous.close()
+
     def deny(self, path_regex: str) -> None:
         """Make the key a restricted key without read access to matching paths."""
         with self.lock:
@@ -1032,6 +1060,8 @@ class StripeEmulator(Emulator):
         self._events[event.id] = event
         _insert(self._event_keys[None], event.key)
         _insert(self._event_keys.setdefault(type_, []), event.key)
+        if self.webhooks is not None and self.webhooks.wants(type_):
+            self.webhooks.send(event.id, type_, self._render_event(event))
         return event
 
     # -- rendering ----------------------------------------------------------------

@@ -9,6 +9,7 @@ syncctl's journal.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from syncctl.config import Config
@@ -24,8 +25,13 @@ def _tokens(send: dict) -> dict[str, str]:
     return {k.strip("{}"): v for k, v in send["tokens"].items()}
 
 
-def violations(sandbox: Sandbox, config: Config) -> list[str]:
-    """Every way the sandbox differs from the desired state (empty: converged)."""
+def violations(sandbox: Sandbox, config: Config, *, holds: Iterable[str] = ()) -> list[str]:
+    """Every way the sandbox differs from the desired state (empty: converged).
+
+    `holds`: emails an operator holds (rule 18): nothing is required of them.
+    """
+    exempt = {email.lower() for email in holds}
+    dnc = _dnc(sandbox)
     s = config.settings
     secret = config.secret("SYNCCTL_CODE_SECRET")
     f = s.mautic.fields
@@ -42,13 +48,23 @@ def violations(sandbox: Sandbox, config: Config) -> list[str]:
         items = (session.get("line_items") or {}).get("data") or []
         return any((i.get("price") or {}).get("id") in vip_prices for i in items)
 
-    purchases = [
+    paid = [
         x
         for x in sandbox.stripe.sessions
         if x["status"] == "complete" and x["payment_status"] == "paid" and is_vip(x)
     ]
-    codes = Counter(row["code"] for row in shopware.codes(s.shopware.vip_promotion_id))
+    gone = _withdrawn(sandbox, config)
+    purchases = [x for x in paid if x["id"] not in gone and _buyer(x) not in exempt]
+    rows = shopware.codes(s.shopware.vip_promotion_id)
+    codes = Counter(row["code"] for row in rows)
+    redeemed = {row["code"] for row in rows if (row.get("payload") or {}).get("orderId")}
     expected_codes = {coupon_code(p["id"], secret, s.shopware.code_prefix) for p in purchases}
+    for p in paid:
+        if _buyer(p) in exempt:  # held: whatever exists stays as it was
+            expected_codes |= {coupon_code(p["id"], secret, s.shopware.code_prefix)} & set(codes)
+        elif p["id"] in gone:  # rule 17: its code left unless an order used it
+            code = coupon_code(p["id"], secret, s.shopware.code_prefix)
+            expected_codes |= {code} & redeemed
     for code, n in codes.items():
         if n != 1:
             problems.append(f"code {code} exists {n} times")
@@ -61,22 +77,35 @@ def violations(sandbox: Sandbox, config: Config) -> list[str]:
     sends = [x for x in mautic.sent() if not x["failed"]]
     latest: dict[str, dict] = {}
     for p in sorted(purchases, key=lambda p: (p["created"], p["id"])):
-        email = str((p["customer_details"] or {}).get("email") or p.get("customer_email") or "")
-        latest[email.lower()] = p
+        email = _buyer(p) or str(p.get("customer_email") or "").lower()
+        latest[email] = p
         ids = mautic.find(email)
-        if not ids:
-            problems.append(f"no contact for buyer {email}")
-            continue
         code = coupon_code(p["id"], secret, s.shopware.code_prefix)
+        # To whichever contact it went: an erased or renamed buyer's too (rule 16).
         mails = [
             x
             for x in sends
-            if x["email_id"] == s.mautic.coupon_email
-            and x["contact_id"] == ids[0]
-            and _tokens(x).get("promo_code") == code
+            if x["email_id"] == s.mautic.coupon_email and _tokens(x).get("promo_code") == code
         ]
-        if len(mails) != 1:
+        if len(mails) > 1:
             problems.append(f"coupon email for {p['id']} sent {len(mails)} times")
+        elif not mails and not ids:
+            problems.append(f"no contact for buyer {email}")
+        elif not mails and ids[0] not in dnc:  # rule 19: none to a DNC contact
+            problems.append(f"coupon email for {p['id']} sent 0 times")
+    for p in paid:
+        email = _buyer(p)
+        ids = mautic.find(email)
+        if p["id"] not in gone or email in exempt:
+            continue
+        code = coupon_code(p["id"], secret, s.shopware.code_prefix)
+        mailed = [x for x in sends if _tokens(x).get("promo_code") == code]
+        if len(mailed) > 1:
+            problems.append(f"coupon email for refunded {p['id']} sent {len(mailed)} times")
+        if email in latest or not ids:
+            continue
+        if _flag(mautic.contact(ids[0]).get(f.vip_status)):
+            problems.append(f"{email} is still VIP after {p['id']} was refunded or disputed")
     for email, p in latest.items():
         ids = mautic.find(email)
         if not ids:
@@ -99,7 +128,10 @@ def violations(sandbox: Sandbox, config: Config) -> list[str]:
         c = mautic.contact(cid)
         people.setdefault((c.get("email") or "").lower(), []).append(c)
     for email, everyone in people.items():
-        problems += _person(email, everyone, s, live, sends, lead_counts, held)
+        if email in exempt:
+            held.update(_links(everyone, s))  # a held person's links are not orphans
+            continue
+        problems += _person(email, everyone, s, live, sends, lead_counts, held, dnc)
     bot = discord.bot_user_id
     orphans = sorted(
         code
@@ -111,6 +143,51 @@ def violations(sandbox: Sandbox, config: Config) -> list[str]:
     return problems
 
 
+def _buyer(session: dict) -> str:
+    return str((session.get("customer_details") or {}).get("email") or "").lower()
+
+
+def _links(everyone: list[dict], s: Any) -> set[str]:
+    f = s.mautic.fields
+    return {
+        code
+        for c in everyone
+        for code in (invite_code(c.get(f.invite_link_vip)), invite_code(c.get(f.invite_link_basic)))
+        if code
+    }
+
+
+def _dnc(sandbox: Sandbox) -> set[int]:
+    """Contacts on the email Do-Not-Contact list (rules 19, 20)."""
+    mautic = sandbox.mautic
+    return {
+        cid
+        for cid in mautic.contact_ids()
+        if any(e.get("channel") == "email" for e in mautic.record(cid).get("doNotContact") or ())
+    }
+
+
+def _withdrawn(sandbox: Sandbox, config: Config) -> set[str]:
+    """Sessions whose payment Stripe shows fully refunded or disputed (a dispute
+    not won): under `on_refund = "revoke"` no longer VIP purchases (rule 17)."""
+    if config.settings.stripe.on_refund != "revoke":
+        return set()
+    stripe = sandbox.stripe
+    status: dict[str, str] = {}
+    for dispute in stripe.disputes:  # newest first
+        status.setdefault(dispute["charge"], dispute["status"])
+    gone = set()
+    for session in stripe.sessions:
+        try:
+            charge = stripe.charge_of(session["id"])
+        except KeyError:
+            continue
+        won = status.get(charge["id"]) in ("won", "warning_closed")
+        if charge["refunded"] or (charge["disputed"] and not won):
+            gone.add(session["id"])
+    return gone
+
+
 def _person(
     email: str,
     everyone: list[dict],
@@ -119,6 +196,7 @@ def _person(
     sends: list[dict],
     lead_counts: Counter[str],
     held: set[str],
+    dnc: set[int],
 ) -> list[str]:
     """Rules 7-12 and 21 for one person: the contacts sharing an email are one.
 
@@ -141,6 +219,13 @@ def _person(
         mails = [x for x in sends if x["contact_id"] == c["id"] and x["email_id"] in invite_ids]
         if c not in opted_in and mails:
             problems.append(f"{email} got an invite email without opt-in")
+    reachable = [c for c in opted_in if c["id"] not in dnc]
+    if opted_in and not reachable:  # rule 20: no live unused link (a used one is gone)
+        for link in _links(everyone, s):
+            if link in live and not live[link].get("uses"):
+                problems.append(f"{email} is on the DNC list but holds live invite {link}")
+        return problems
+    opted_in = reachable
     if not opted_in:
         return problems
     tier = "vip" if any(_flag(c.get(f.vip_status)) for c in everyone) else "basic"

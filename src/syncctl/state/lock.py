@@ -23,7 +23,7 @@ from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
-from syncctl.errors import LockBusy, StateError
+from syncctl.errors import LockBusy, LockHeldTooLong, StateError
 from syncctl.state.location import check_state_dir
 from syncctl.state.records import STUCK_AFTER, Holder
 
@@ -71,14 +71,51 @@ def _busy(path: Path | str, holder: Holder, *, after: float | None = None) -> Lo
     waited = f" after {after:g} s" if after is not None else ""
     message = f"another syncctl run {'still ' if after else ''}holds {path}{waited}"
     message += f" ({holder.describe()})"
-    if holder.stuck and holder.started is not None:
+    hint = "wait for it, or raise the timeout" if after else _HINT
+    stuck = holder.stuck and holder.started is not None
+    if stuck and holder.started is not None:
         hours = (datetime.now(UTC) - holder.started).total_seconds() / 3600
-        return LockBusy(
-            f"{message}, for {hours:.0f} h: that run looks stuck",
-            hint=f"check it (ps -p {holder.pid}); if it hangs, stop it (kill {holder.pid})",
-            stuck=True,
-        )
-    return LockBusy(message, hint="wait for it, or raise the timeout" if after else _HINT)
+        message = f"{message}, for {hours:.0f} h: that run looks stuck"
+        hint = f"check it (ps -p {holder.pid}); if it hangs, stop it (kill {holder.pid})"
+    return LockBusy(
+        message, hint=hint, stuck=stuck, pid=holder.pid, held_since=holder.started, path=path
+    )
+
+
+def _span(seconds: float) -> str:
+    """`45 s`, `12 min`, `2 h 05 min`."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def held_too_long(
+    busy: LockBusy, fail_after: float, *, now: datetime | None = None
+) -> LockHeldTooLong | None:
+    """The failure a run that met `busy` ends with, when one holder has held the
+    lock for over `fail_after` seconds (`[run] lock_busy_fail_after`); None for
+    a routine overlap, a holder that has not written its line yet, or 0 (off).
+
+    A hung run blocks every later one; each of them exiting 3 would look like
+    success to systemd (SuccessExitStatus=3) and say nothing under cron -q.
+    """
+    if fail_after <= 0 or busy.held_since is None or busy.pid is None:
+        return None
+    held = ((now or datetime.now(UTC)) - busy.held_since).total_seconds()
+    if held <= fail_after:
+        return None
+    stuck = ": that run looks stuck" if held > STUCK_AFTER.total_seconds() else ""
+    where = busy.path if busy.path is not None else "the state directory's lock"
+    return LockHeldTooLong(
+        f"another syncctl run has held {where} for {_span(held)} (pid {busy.pid}, started "
+        f"{busy.held_since.isoformat()}), over [run] lock_busy_fail_after = {fail_after:g} s"
+        f"{stuck}",
+        hint=f"check it (ps -p {busy.pid}); if it hangs, stop it (kill {busy.pid}: the lock is "
+        "freed at once); for a deliberate long run, raise lock_busy_fail_after",
+    )
 
 
 def _try_lock(fd: int) -> bool:

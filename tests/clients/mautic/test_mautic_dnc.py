@@ -9,8 +9,7 @@ contact read, at no extra call.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -25,62 +24,7 @@ from syncctl.sandbox.mautic import (
     DNC_UNSUBSCRIBED,
     MauticEmulator,
 )
-from syncctl.sandbox.server import EmulatorServer
-from tests.clients.test_mautic import transport, where
-
-USER = "api-user"
-PASSWORD = "s3cret-Pa55word"
-T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def tick(self, seconds: float = 1.0) -> datetime:
-        self.now += timedelta(seconds=seconds)
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def emulator(clock: Clock) -> MauticEmulator:
-    emu = MauticEmulator(username=USER, password=PASSWORD, clock=clock)
-    emu.add_email(11, "Invite VIP")
-    return emu
-
-
-@pytest.fixture(scope="module")
-def _shared_server() -> Iterator[EmulatorServer]:
-    srv = EmulatorServer(MauticEmulator(username=USER, password=PASSWORD)).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def server(_shared_server: EmulatorServer, emulator: MauticEmulator) -> EmulatorServer:
-    _shared_server.emulator = emulator
-    _shared_server._server.emulator = emulator  # what the request handler reads
-    return _shared_server
-
-
-@pytest.fixture
-def client(server: EmulatorServer) -> Iterator[MauticClient]:
-    with MauticClient(server.url, USER, PASSWORD, timeout=5.0, transport=transport()) as c:
-        yield c
-
-
-@pytest.fixture
-def raw(server: EmulatorServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, auth=(USER, PASSWORD), transport=transport()) as c:
-        yield c
+from tests.clients.mautic_fixtures import T0, Clock, where
 
 
 def dnc_of(raw: httpx.Client, cid: int) -> list[dict[str, Any]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -18,7 +17,6 @@ from syncctl.errors import (
     RateLimited,
     Unavailable,
 )
-from syncctl.net.http import CallStats, RetryPolicy
 from syncctl.sandbox.server import EmulatorServer
 from syncctl.sandbox.stripe import (
     ASYNC_PAYMENT_SUCCEEDED,
@@ -34,50 +32,7 @@ from tests.clients.stripe_fixtures import (
     VIP,
     VIP_PRICE,
     VIP_PRODUCT,
-    disable_nagle,
-    new_emulator,
-    seed_catalog,
 )
-
-
-@pytest.fixture(autouse=True)
-def _fast_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
-    disable_nagle(monkeypatch)
-
-
-@pytest.fixture(scope="module")
-def _shared() -> Iterator[tuple[StripeEmulator, EmulatorServer]]:
-    """One server per module (starting and stopping one costs ~50 ms)."""
-    emulator = new_emulator()
-    server = EmulatorServer(emulator).start()
-    yield emulator, server
-    server.stop()
-
-
-@pytest.fixture
-def emulator(_shared: tuple[StripeEmulator, EmulatorServer]) -> StripeEmulator:
-    emulator = _shared[0]
-    emulator.reset()
-    seed_catalog(emulator)
-    return emulator
-
-
-@pytest.fixture
-def server(
-    _shared: tuple[StripeEmulator, EmulatorServer], emulator: StripeEmulator
-) -> EmulatorServer:
-    return _shared[1]
-
-
-@pytest.fixture
-def stats() -> CallStats:
-    return CallStats()
-
-
-@pytest.fixture
-def api(server: EmulatorServer, stats: CallStats) -> Iterator[StripeAPI]:
-    with StripeAPI(server.url, KEY, stats=stats, retry=RetryPolicy(attempts=3)) as client:
-        yield client
 
 
 def list_calls(emulator: StripeEmulator, path: str = r"^/v1/checkout/sessions$") -> int:

@@ -11,11 +11,9 @@ import pytest
 from syncctl.clients.stripe import (
     Event,
     PaymentTrouble,
-    StripeAPI,
     TroubleEvent,
 )
 from syncctl.errors import AuthRejected, BadResponse
-from syncctl.net.http import CallStats, RetryPolicy
 from syncctl.sandbox.server import EmulatorServer
 from syncctl.sandbox.stripe import (
     CHARGE_REFUNDED,
@@ -31,51 +29,9 @@ from tests.clients.stripe_fixtures import (
     NOW,
     VIP,
     VIP_PRICE,
-    disable_nagle,
-    new_emulator,
-    seed_catalog,
 )
 
 PRICE = 1000  # the fixtures' VIP price, in cents
-
-
-@pytest.fixture(autouse=True)
-def _fast_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
-    disable_nagle(monkeypatch)
-
-
-@pytest.fixture(scope="module")
-def _shared() -> Iterator[tuple[StripeEmulator, EmulatorServer]]:
-    emulator = new_emulator()
-    server = EmulatorServer(emulator).start()
-    yield emulator, server
-    server.stop()
-
-
-@pytest.fixture
-def emulator(_shared: tuple[StripeEmulator, EmulatorServer]) -> StripeEmulator:
-    emulator = _shared[0]
-    emulator.reset()
-    seed_catalog(emulator)
-    return emulator
-
-
-@pytest.fixture
-def server(
-    _shared: tuple[StripeEmulator, EmulatorServer], emulator: StripeEmulator
-) -> EmulatorServer:
-    return _shared[1]
-
-
-@pytest.fixture
-def stats() -> CallStats:
-    return CallStats()
-
-
-@pytest.fixture
-def api(server: EmulatorServer, stats: CallStats) -> Iterator[StripeAPI]:
-    with StripeAPI(server.url, KEY, stats=stats, retry=RetryPolicy(attempts=3)) as client:
-        yield client
 
 
 def raw(server: EmulatorServer, path: str, **params: Any) -> httpx.Response:
@@ -772,3 +728,19 @@ def test_key_without_charge_access_raises_auth_rejected_naming_charges(api, emul
         list(api.iter_payment_troubles())
 
     assert "Charges" in (caught.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("status", "won"),
+    [
+        ("won", True),
+        ("warning_closed", True),
+        ("prevented", True),
+        ("lost", False),
+        ("needs_response", False),
+        (None, False),
+    ],
+)
+def test_only_a_dispute_that_kept_the_money_counts_as_won(status: str | None, won: bool) -> None:
+    trouble = PaymentTrouble("pi_1", "disputed", True, 0, "ch_1", dispute_status=status)
+    assert trouble.dispute_won is won

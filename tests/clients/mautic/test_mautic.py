@@ -7,9 +7,7 @@ api-notes.md section 2 documents; the client tests then show the client copes.
 
 from __future__ import annotations
 
-import ssl
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
@@ -32,89 +30,7 @@ from syncctl.errors import (
 from syncctl.net.http import CallStats, RetryPolicy
 from syncctl.sandbox.mautic import MauticEmulator
 from syncctl.sandbox.server import EmulatorServer
-
-USER = "api-user"
-PASSWORD = "s3cret-Pa55word"
-T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
-
-#: Building an SSL context costs ~40 ms per httpx client; loopback needs none, share one.
-_SSL = ssl.create_default_context()
-
-
-def transport() -> httpx.HTTPTransport:
-    return httpx.HTTPTransport(verify=_SSL)
-
-
-class Clock:
-    """A controllable clock for the emulator's dateAdded/dateModified."""
-
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def tick(self, seconds: float = 1.0) -> datetime:
-        self.now += timedelta(seconds=seconds)
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def emulator(clock: Clock) -> MauticEmulator:
-    emu = MauticEmulator(username=USER, password=PASSWORD, clock=clock)
-    emu.add_email(11, "Invite VIP")
-    emu.add_email(13, "Coupon")
-    return emu
-
-
-@pytest.fixture(scope="module")
-def _shared_server() -> Iterator[EmulatorServer]:
-    srv = EmulatorServer(MauticEmulator(username=USER, password=PASSWORD)).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def server(_shared_server: EmulatorServer, emulator: MauticEmulator) -> EmulatorServer:
-    """One loopback server per module (stopping one costs 50 ms); a fresh emulator per test."""
-    _shared_server.emulator = emulator
-    _shared_server._server.emulator = emulator  # what the request handler reads
-    return _shared_server
-
-
-@pytest.fixture
-def stats() -> CallStats:
-    return CallStats()
-
-
-@pytest.fixture
-def client(server: EmulatorServer, stats: CallStats) -> Iterator[MauticClient]:
-    with MauticClient(
-        server.url, USER, PASSWORD, stats=stats, timeout=5.0, transport=transport()
-    ) as c:
-        yield c
-
-
-@pytest.fixture
-def raw(server: EmulatorServer) -> Iterator[httpx.Client]:
-    """Plain HTTP to the emulator, to pin its vendor behaviour."""
-    with httpx.Client(base_url=server.url, auth=(USER, PASSWORD), transport=transport()) as c:
-        yield c
-
-
-def where(*clauses: tuple[str, str, Any]) -> list[tuple[str, str]]:
-    params = []
-    for i, (col, expr, val) in enumerate(clauses):
-        params += [(f"where[{i}][col]", col), (f"where[{i}][expr]", expr)]
-        if val is not None:
-            params.append((f"where[{i}][val]", str(val)))
-    return params
-
+from tests.clients.mautic_fixtures import PASSWORD, T0, USER, Clock, transport, where
 
 # -- Contact helpers (no HTTP) -------------------------------------------------------
 
@@ -390,6 +306,29 @@ def test_iter_modified_since_includes_never_edited_new_contacts(
     created = emulator.add_contact("new@example.com")  # 5.1: dateModified stays null
     assert emulator.date_modified(created) is None
     assert [c.id for c in client.iter_modified_since(since)] == [created]
+
+
+def test_iter_modified_since_reads_a_page_of_edited_and_new_contacts_in_one_call(
+    emulator: MauticEmulator, client: MauticClient, clock: Clock, stats: CallStats
+) -> None:
+    edited = emulator.add_contact("edited@example.com")
+    since = clock.tick(10)
+    emulator.set_fields(edited, promo_code="E")
+    created = emulator.add_contact("new@example.com")  # never edited: dateModified null
+    assert sorted(c.id for c in client.iter_modified_since(since)) == sorted([edited, created])
+    assert stats.total_calls == 1  # one orX query, not one per kind
+
+
+def test_iter_modified_since_pages_both_kinds_when_a_page_is_not_enough(
+    emulator: MauticEmulator, client: MauticClient, clock: Clock
+) -> None:
+    since = clock.tick(10)
+    edited = [emulator.add_contact(f"e{i}@example.com") for i in range(4)]
+    for cid in edited:
+        emulator.set_fields(cid, promo_code="E")
+    created = [emulator.add_contact(f"n{i}@example.com") for i in range(4)]
+    got = [c.id for c in client.iter_modified_since(since, page_size=3)]
+    assert sorted(set(got)) == sorted(edited + created)
 
 
 def test_iter_modified_since_drains_many_contacts_sharing_one_second(
