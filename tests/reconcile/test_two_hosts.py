@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from syncctl.sandbox.seed import seed_demo
 from syncctl.sandbox.stack import VIP_PRICE_ID, VIP_PRODUCT_ID, Sandbox
 from syncctl.sandbox.verify import violations
 from syncctl.state.journal import Journal, open_for_run
+from syncctl.state.postgres import LOCK_CLASS
 
 #: Small on purpose: a run that took over waits this (plus 2 s) before settling
 #: what a leader that lost its connection left in flight.
@@ -72,14 +75,16 @@ def finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str]:
 
 
 def converge(host: Path, rounds: int = 3) -> None:
-    """Run until a run exits 0 (a run right after a takeover may leave rows for the next)."""
-    codes = []
+    """Run as `host` until a run ends ok (one right after a takeover may leave rows for
+    the next). In this process: the test is the other host, and saves a start-up."""
+    config = config_of(host)
+    results = []
     for _ in range(rounds):
-        code, err = finish(start(host))
-        codes.append((code, err))
-        if code == 0:
+        result = reconcile(config)
+        results.append(result.exit_code(False))
+        if result.ok:
             return
-    raise AssertionError(f"no run converged: {codes}")
+    raise AssertionError(f"no run converged: {results}")
 
 
 def new_buyer(sandbox: Sandbox, n: int) -> None:
@@ -159,12 +164,12 @@ def test_a_leader_whose_connection_is_killed_sends_nothing_after_and_the_other_h
 ) -> None:
     with Sandbox(latency=0.03) as sandbox:
         seed_demo(sandbox)
-        for n in range(8):
+        for n in range(5):
             new_buyer(sandbox, n)
         a = make_host(sandbox, tmp_path, "host-a", pg_url, concurrency=2)
         b = make_host(sandbox, tmp_path, "host-b", pg_url, concurrency=2)
         leader = start(a)
-        wait_for_writes(sandbox, 8, leader)
+        wait_for_writes(sandbox, 5, leader)
         assert pg_server.terminate(application_name=f"syncctl@%:{leader.pid}") == 1
         cut = session_gone(pg_server, leader.pid)
         code, err = finish(leader)
@@ -184,11 +189,11 @@ def test_a_server_restart_mid_run_fails_it_cleanly_and_the_next_run_converges(
 ) -> None:
     with Sandbox(latency=0.03) as sandbox:
         seed_demo(sandbox)
-        for n in range(8):
+        for n in range(5):
             new_buyer(sandbox, n)
         a = make_host(sandbox, tmp_path, "host-a", pg_url, concurrency=2)
         run = start(a)
-        wait_for_writes(sandbox, 8, run)
+        wait_for_writes(sandbox, 5, run)
         pg_server.restart()
         code, err = finish(run)
         assert code == 1
@@ -214,3 +219,69 @@ def test_a_leader_keeps_the_lock_across_runs_with_a_journal_it_passes_in(
         assert second.ok and second.applied
         assert journal.leading_for() is not None
     assert violations(sandbox, config) == []
+
+
+def watch(host: Path) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCCTL_", "STRIPE_"))}
+    return subprocess.Popen(
+        [sys.executable, "-m", "syncctl", "-q", "watch", "--interval", "1"],
+        cwd=host,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def lock_holder_pid(pg_server: Any) -> int | None:
+    """The OS pid (from `syncctl@HOST:PID`) of the session holding a syncctl run lock."""
+    with pg_server.admin() as conn:
+        row = conn.execute(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.classid::bigint = %s AND l.granted",
+            (LOCK_CLASS,),
+        ).fetchone()
+    return int(row[0].rsplit(":", 1)[1]) if row else None
+
+
+@pytest.mark.slow
+def test_two_watch_processes_the_standby_takes_over_when_the_leader_is_killed(
+    tmp_path: Path, pg_url: str, pg_server: Any
+) -> None:
+    with Sandbox(latency=0.03) as sandbox:
+        seed_demo(sandbox)
+        for n in range(6):
+            new_buyer(sandbox, n)
+        hosts = [make_host(sandbox, tmp_path, f"host-{h}", pg_url, concurrency=2) for h in "ab"]
+        procs = [watch(host) for host in hosts]
+        try:
+            deadline = time.monotonic() + 30
+            while (holder := lock_holder_pid(pg_server)) is None or sandbox.write_count() < 4:
+                assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+                time.sleep(0.01)
+            leader = next(p for p in procs if p.pid == holder)  # in a busy cycle
+            standby = next(p for p in procs if p is not leader)
+            leader.kill()
+            leader.wait(10)
+            killed = datetime.now(UTC)
+            config = config_of(hosts[0])
+            took = None
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                assert standby.poll() is None
+                if took is None:
+                    with Journal.open(config.state, readonly=True) as journal:
+                        runs = [r for r in journal.runs(limit=5) if r.started_at > killed]
+                    if runs:
+                        took = (min(r.started_at for r in runs) - killed).total_seconds()
+                if took is not None and violations(sandbox, config) == []:
+                    break
+                time.sleep(0.2)
+            assert took is not None and took < 15, took  # the standby took over
+            assert violations(sandbox, config) == []  # and finished the work, each effect once
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                proc.communicate(timeout=30)
