@@ -190,12 +190,23 @@ class Child:
         return 0.0
 
     def wake(self, event: Event) -> None:
+        # Bodies as the vendors send them, one per change: watch answers an
+        # identical signed body a second time without waking (a replay).
         if event.kind == "purchase":
-            body = json.dumps({"type": "checkout.session.completed", "object": "event"})
+            body = json.dumps(
+                {
+                    "id": f"evt_bench_{event.email}",
+                    "object": "event",
+                    "type": "checkout.session.completed",
+                    "created": int(event.at),
+                    "data": {"object": {"customer_details": {"email": event.email}}},
+                }
+            )
             headers = {"Stripe-Signature": stripe_signature(body)}
             answer = self.client.post(f"{self.url}/webhooks/stripe", content=body, headers=headers)
         else:
-            raw = json.dumps({"mautic.lead_post_save_update": [{"contact": {}}]}).encode()
+            change = {"contact": {"email": event.email}, "timestamp": f"{event.at:.6f}"}
+            raw = json.dumps({"mautic.lead_post_save_update": [change]}).encode()
             headers = {"Webhook-Signature": mautic_signature(raw)}
             answer = self.client.post(f"{self.url}/webhooks/mautic", content=raw, headers=headers)
         answer.raise_for_status()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -59,3 +60,47 @@ def make_settings():
 @pytest.fixture
 def settings():
     return make_settings()
+
+
+# -- a real PostgreSQL, for the shared state store ----------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[object]:
+    """One throwaway PostgreSQL server for the session, started on first use.
+
+    Its binaries come from PATH or /usr/lib/postgresql/*/bin (`.ci/run`
+    installs Debian's package when missing). Without them the tests that
+    need it are skipped, except under CI, where that is a failure.
+    """
+    from tests.pgserver import PgServer, find_bin_dir
+
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        message = (
+            "no PostgreSQL server binaries (initdb, postgres) on PATH or in /usr/lib/postgresql"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message + ": .ci/run should have installed them")
+        pytest.skip(message)
+    server = PgServer(bin_dir)
+    try:
+        server.init()
+        server.start()
+        server.setup_roles()
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def pg_schema(pg_server) -> str:
+    """A fresh schema owned by the syncctl role (the store's tables go there); its name."""
+    return pg_server.create_schema()
+
+
+@pytest.fixture
+def pg_url(pg_server, pg_schema: str) -> str:
+    """`postgresql://syncctl:PASSWORD@127.0.0.1:PORT/syncctl_tests?options=-csearch_path=S`:
+    a fresh, empty store for one test."""
+    return pg_server.url(pg_schema)

@@ -227,7 +227,7 @@ def last_run_line(config: Config | None) -> str:
     from syncctl.state.journal import Journal
 
     try:
-        with Journal.open(config.settings.run.state_path, readonly=True) as journal:
+        with Journal.open(config.state, readonly=True) as journal:
             runs = journal.runs(5)
     except (SyncctlError, OSError):
         return ""

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import unquote, urlsplit
 
 import typer
 from rich.console import Console
@@ -133,8 +134,12 @@ config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True
 sandbox_app = typer.Typer(
     help="Run the bundled local emulators of the five services.", no_args_is_help=True
 )
+state_app = typer.Typer(
+    help="Move the state (journal, cursors, holds, runs) between stores.", no_args_is_help=True
+)
 app.add_typer(config_app, name="config")
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(state_app, name="state")
 
 
 class LogFormat(StrEnum):
@@ -163,6 +168,10 @@ class AppState:
                 for name, value in self._config.secrets.values.items()
                 if name != "MAUTIC_USERNAME"  # a user name, not a credential (may be a word)
             )
+            url = self._config.secrets.optional("SYNCCTL_STATE_URL")
+            password = urlsplit(url).password if url else None
+            if password:
+                logs.add_secrets([password, unquote(password)])
         return self._config
 
     @property
@@ -597,7 +606,7 @@ def _metrics_recorder(
             figures.record_stopped("full" if full else "incremental", outcome)
             _write_metrics(figures, path)
             raise
-        figures.record_run(result, pending=pending_counts(cfg.settings.run.state_path))
+        figures.record_run(result, pending=pending_counts(cfg.state))
         _write_metrics(figures, path)
         return result
 
@@ -984,6 +993,70 @@ def history(
         _lines(out, history_lines(entries))
     else:
         err.print("no journal entries match", markup=False)
+
+
+# -- the state store -------------------------------------------------------------
+
+
+@state_app.command("migrate")
+def state_migrate(
+    ctx: typer.Context,
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            metavar="URL|DIR",
+            help="The empty store to move into: postgresql://USER@HOST/DB (the password in "
+            "PGPASSWORD or ~/.pgpass), or a state directory (SQLite).",
+        ),
+    ],
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document (format_version 1) on stdout.")
+    ] = False,
+) -> None:
+    """Move the whole state from the configured store into another one, verified.
+
+    Copies every table with its ids, then compares row counts and SHA-256
+    checksums of both stores before the copy is kept. Both stores' run locks
+    are held throughout: while a reconcile holds one, it exits 3 and changes
+    nothing. The target must be empty. The source is left as it was, marked
+    as moved, so a host still pointed at it refuses to write there; then
+    point every host at the new store (SYNCCTL_STATE_URL or [run] state_url;
+    for SQLite, [run] state_dir and no URL).
+
+    The URL's password is best passed in PGPASSWORD (or ~/.pgpass), not on
+    the command line.
+
+    \b
+    Examples:
+      syncctl state migrate --to postgresql://syncctl@db.example.org/syncctl
+      syncctl state migrate --to /var/lib/syncctl/state
+    """
+    from syncctl.state.journal import open_for_run
+    from syncctl.state.location import PG_SCHEMES, StateLocation, check_state_url
+    from syncctl.state.transfer import migrate
+
+    cfg = _state(ctx).config
+    source = cfg.state
+    if to.split("://", 1)[0] in PG_SCHEMES:
+        target = StateLocation(source.state_dir, check_state_url(to, "--to"), "--to")
+    elif "://" in to:
+        raise UsageError(f"--to {to.split('://', 1)[0]}://... is neither PostgreSQL nor a path")
+    else:
+        target = StateLocation(Path(to).expanduser().absolute())
+    with open_for_run(source) as old, open_for_run(target) as new:
+        report = migrate(old, new)
+    if json_out:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    lines = [
+        f"{t.table}: {t.rows} rows, sha256 {t.sha256[:16]}, same in both" for t in report.tables
+    ]
+    lines.append(
+        f"moved {report.rows} rows from {report.source} to {report.target}; "
+        f"point every host at {report.target} now"
+    )
+    _say(ctx, lines)
 
 
 # -- holds (desired-state rule 18) -----------------------------------------------

@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -31,6 +31,9 @@ from pydantic import (
 
 from syncctl.errors import ConfigError
 
+if TYPE_CHECKING:
+    from syncctl.state.location import StateLocation
+
 SECRET_NAMES = (
     "STRIPE_API_KEY",
     "MAUTIC_USERNAME",
@@ -41,11 +44,14 @@ SECRET_NAMES = (
     "ESPOCRM_API_KEY",
     "SYNCCTL_CODE_SECRET",
 )
-#: Secrets that may be left unset: each turns one feature on (`syncctl watch`'s
-#: webhook paths). Read like the others, masked like them, never required.
+#: Secrets that may be left unset: each turns one feature on. Read like the
+#: others, masked like them, never required: `syncctl watch`'s webhook paths,
+#: and SYNCCTL_STATE_URL, the shared PostgreSQL state store (it may carry a
+#: password; it wins over [run] state_url).
 OPTIONAL_SECRET_NAMES = (
     "STRIPE_WEBHOOK_SECRET",
     "MAUTIC_WEBHOOK_SECRET",
+    "SYNCCTL_STATE_URL",
 )
 #: The secrets each service's calls are made with, for fix hints.
 SERVICE_SECRETS = {
@@ -258,6 +264,25 @@ class EspoSettings(_Section):
     lead_source: str = "Campaign"
 
 
+def _state_url(value: str) -> str:
+    if not value:
+        return value
+    from syncctl.state.location import PG_SCHEMES
+
+    parts = urlsplit(value)
+    if parts.scheme not in PG_SCHEMES or not parts.path.strip("/"):
+        raise ValueError(
+            "must be a PostgreSQL URL such as postgresql://syncctl@db.example.org/syncctl, "
+            'or "" for the SQLite file in state_dir'
+        )
+    if parts.password is not None or "password=" in parts.query.lower():
+        raise ValueError(
+            "must not carry a password: put the whole URL in SYNCCTL_STATE_URL "
+            "(environment or .env) instead"
+        )
+    return value
+
+
 class AlertSettings(_Section):
     #: Healthchecks-style dead-man's switch: `<ping_url>/start` once a run holds
     #: the lock, `<ping_url>` on success, `<ping_url>/fail` with the summary.
@@ -268,6 +293,9 @@ class AlertSettings(_Section):
 
 class RunSettings(_Section):
     state_dir: str = "~/.local/state/syncctl"
+    #: A PostgreSQL database for the journal and the run lock, shared by several
+    #: hosts; "" keeps them in state_dir (SQLite). SYNCCTL_STATE_URL wins.
+    state_url: Annotated[str, AfterValidator(_state_url)] = ""
     #: Actions one run applies at most; the rest waits for the next runs (rule 24).
     max_actions: Annotated[int, Field(ge=1)] = 500
     #: A run meeting the lock held by one other run for longer than this many
@@ -409,6 +437,22 @@ class Config:
 
     def secret(self, name: str) -> str:
         return self.secrets.get(name)
+
+    @property
+    def state(self) -> StateLocation:
+        """Where the journal and the run lock live: `SYNCCTL_STATE_URL` (environment
+        or .env) wins over `[run] state_url`; with neither, the SQLite file in
+        `[run] state_dir`. A URL that is not PostgreSQL's is a ConfigError (exit 2)."""
+        from syncctl.state.location import StateLocation, check_state_url
+
+        run = self.settings.run
+        url = self.secrets.optional("SYNCCTL_STATE_URL")
+        source = "SYNCCTL_STATE_URL"
+        if url is None and run.state_url:
+            url, source = run.state_url, f"{self.path}: [run] state_url"
+        if url is None:
+            return StateLocation(run.state_path)
+        return StateLocation(run.state_path, check_state_url(url, source), source)
 
 
 # -- locating files -----------------------------------------------------------

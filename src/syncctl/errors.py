@@ -57,7 +57,8 @@ class LockBusy(SyncctlError):
     `stuck`: the holder has held it for longer than any run should take,
     which is news even where a busy lock is routine (cron with -q).
     `pid` and `held_since` name the holder as its lock file does (None:
-    not known yet); `path` is the lock file.
+    not known yet); `path` is the lock file, or with a shared PostgreSQL
+    store the run lock in it ("the run lock in postgresql://...").
     """
 
     exit_code = 3
@@ -70,7 +71,7 @@ class LockBusy(SyncctlError):
         stuck: bool = False,
         pid: int | None = None,
         held_since: datetime | None = None,
-        path: Path | None = None,
+        path: Path | str | None = None,
     ) -> None:
         super().__init__(message, hint=hint)
         self.stuck = stuck
@@ -189,3 +190,13 @@ class BadResponse(ServiceError):
     """The service answered with something that is not what its API documents."""
 
     transient = True
+
+
+class StoreLost(StateError):
+    """The shared state store's connection, and with it the run lock, is gone.
+
+    Raised by every journal call after the loss (a network cut, the server
+    restarting, `pg_terminate_backend`): the run stops before its next side
+    effect, and whichever host leads next settles what it left in flight.
+    Never caught as one action's failure.
+    """

@@ -14,7 +14,7 @@ import pytest
 
 from syncctl.engine.model import normalize_email
 from syncctl.errors import StateError
-from syncctl.state import journal as journal_module
+from syncctl.state import migrations
 from syncctl.state.journal import (
     HOLD_EVENT,
     RELEASE_EVENT,
@@ -23,6 +23,8 @@ from syncctl.state.journal import (
     Journal,
     hold_subject,
 )
+from syncctl.state.location import StateLocation
+from syncctl.state.migrations import sqlite as sqlite_migrations
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 SESSION = "cs_test_a1B2c3D4"
@@ -42,13 +44,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def state_dir(tmp_path: Path) -> Path:
-    return tmp_path / "state"
-
-
-@pytest.fixture
-def journal(state_dir: Path, clock: Clock) -> Iterator[Journal]:
-    with Journal.open(state_dir, clock=clock) as opened:
+def journal(where: Path | StateLocation, clock: Clock) -> Iterator[Journal]:
+    with Journal.open(where, clock=clock) as opened:
         yield opened
 
 
@@ -59,8 +56,7 @@ def journal(state_dir: Path, clock: Clock) -> Iterator[Journal]:
 def schema_1_store(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A state dir written by a syncctl from before holds (schema 1), with one entry."""
     with monkeypatch.context() as old:
-        old.setattr(journal_module, "MIGRATIONS", journal_module.MIGRATIONS[:1])
-        old.setattr(journal_module, "SCHEMA_VERSION", 1)
+        old.setattr(sqlite_migrations, "MIGRATIONS", sqlite_migrations.MIGRATIONS[:1])
         with Journal.open(state_dir) as journal:
             entry = journal.start("lead:a@example.org", "create_lead", "a@example.org", run_id=None)
             journal.mark(entry, EntryState.DONE, ref="L1")
@@ -68,13 +64,13 @@ def schema_1_store(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_holds_are_migration_2(schema_1_store: Path) -> None:
-    assert journal_module.SCHEMA_VERSION >= 2
-    assert "CREATE TABLE holds" in journal_module.MIGRATIONS[1]
+    assert migrations.SCHEMA_VERSION >= 2
+    assert "CREATE TABLE holds" in sqlite_migrations.MIGRATIONS[1]
 
 
 def test_an_older_store_is_upgraded_in_place_and_keeps_its_entries(schema_1_store: Path) -> None:
     with Journal.open(schema_1_store) as journal:
-        assert journal.schema_version == journal_module.SCHEMA_VERSION
+        assert journal.schema_version == migrations.SCHEMA_VERSION
         assert journal.done_keys() == {"lead:a@example.org"}
         journal.hold("a@example.org", HoldKind.EMAIL, "dispute", by="alice")
     with sqlite3.connect(schema_1_store / "state.db") as conn:
@@ -153,9 +149,9 @@ def test_holding_again_without_a_new_reason_changes_and_records_nothing(
 
 
 def test_hold_and_release_are_refused_on_a_read_only_journal(
-    journal: Journal, state_dir: Path
+    journal: Journal, where: Path | StateLocation
 ) -> None:
-    with Journal.open(state_dir, readonly=True) as reader:
+    with Journal.open(where, readonly=True) as reader:
         with pytest.raises(StateError, match="read-only"):
             reader.hold("ada@example.com", HoldKind.EMAIL)
         with pytest.raises(StateError, match="read-only"):
@@ -245,17 +241,17 @@ def test_hold_trail_lists_only_hold_events_of_the_subjects(journal: Journal) -> 
 
 
 def test_a_run_with_the_journal_open_sees_a_hold_committed_elsewhere(
-    journal: Journal, state_dir: Path
+    journal: Journal, where: Path | StateLocation
 ) -> None:
     """The run's connection reads the holds when it plans: no reopening needed."""
     assert journal.held(["ada@example.com"]) == {}
-    with Journal.open(state_dir) as operator:
+    with Journal.open(where) as operator:
         operator.hold("ada@example.com", HoldKind.EMAIL, "dispute")
     assert "ada@example.com" in journal.held(["ada@example.com"])
 
 
 def test_a_hold_waits_for_a_runs_write_transaction_then_lands(
-    journal: Journal, state_dir: Path
+    journal: Journal, where: Path | StateLocation
 ) -> None:
     in_batch = threading.Event()
 
@@ -267,7 +263,7 @@ def test_a_hold_waits_for_a_runs_write_transaction_then_lands(
     runner = threading.Thread(target=run_writes_a_batch)
     runner.start()
     assert in_batch.wait(5)
-    with Journal.open(state_dir) as operator:
+    with Journal.open(where) as operator:
         operator.hold("ada@example.com", HoldKind.EMAIL)
     runner.join(5)
     assert [h.subject for h in journal.holds()] == ["ada@example.com"]

@@ -28,8 +28,9 @@ from syncctl.config import SECRET_NAMES
 from syncctl.engine.reconcile import reconcile
 from syncctl.errors import StateError
 from syncctl.sandbox.stack import Sandbox
-from syncctl.state.journal import ContactFacts, EntryState, Journal, PurchaseFacts
+from syncctl.state.journal import EntryState, Journal
 from syncctl.state.lock import state_lock
+from syncctl.state.reports import ContactFacts, PurchaseFacts
 from tests.ops.conftest import Run, one_error_line, run_in, seed_purchases, set_secret
 
 ADA = "ada.lovelace@example.com"

@@ -145,7 +145,7 @@ def test_hold_is_not_kept_waiting_by_a_run_holding_the_lock(run: Run, config) ->
 def test_hold_on_a_journal_busy_past_the_timeout_is_one_line_exit_1(
     run: Run, config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("syncctl.state.journal._BUSY_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr("syncctl.state.sqlite._BUSY_TIMEOUT_SECONDS", 0.2)
     Journal.open(config.settings.run.state_path).close()
     writer = sqlite3.connect(config.settings.run.state_path / "state.db", isolation_level=None)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Self
 
 from syncctl.errors import ConfigError
@@ -50,6 +51,10 @@ class VendorClient:
     @property
     def stats(self) -> CallStats:
         return self._http.stats
+
+    def guard_writes(self, check: Callable[[], None] | None) -> None:
+        """`check()` runs before each write this client sends; it raises to stop it."""
+        self._http.write_guard = check
 
     def close(self) -> None:
         self._http.close()

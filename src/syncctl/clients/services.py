@@ -78,6 +78,14 @@ class Services:
             stats=stats,
         )
 
+    def guard_writes(self, check: Callable[[], None] | None) -> None:
+        """Call `check` before every write any client sends (None: stop); it raises to
+        stop the write (fencing: a run that lost a shared store's run lock)."""
+        for client in (self.stripe, self.mautic, self.discord, self.shopware, self.espocrm):
+            guard = getattr(client, "guard_writes", None)
+            if guard is not None:  # tests' stand-ins for a client may lack it
+                guard(check)
+
     def close(self) -> None:
         for client in (self.stripe, self.mautic, self.discord, self.shopware, self.espocrm):
             client.close()

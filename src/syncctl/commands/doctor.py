@@ -218,7 +218,7 @@ class _Doctor:
     def run(self) -> None:
         self.add("config", True, f"{self.config.path}: valid")
         self.secrets()
-        self.state_dir()
+        self.state_store()
         for check in (self.stripe, self.mautic, self.discord, self.shopware, self.espocrm):
             check()
 
@@ -250,6 +250,79 @@ class _Doctor:
                 False,
                 f"{path} is readable by others (mode {stat.S_IMODE(mode):04o})",
                 f"chmod 600 {path}",
+            )
+
+    def state_store(self) -> None:
+        """The SQLite file in state_dir, or the shared PostgreSQL store."""
+        try:
+            location = self.config.state
+        except ConfigError as exc:
+            self.add("state_store", False, exc.message, exc.hint or "")
+            return
+        if not location.url:
+            self.state_dir()
+            return
+        from syncctl.state.migrations import SCHEMA_VERSION
+        from syncctl.state.postgres import inspect
+
+        where = location.describe()
+        try:
+            found = inspect(location)
+        except StateError as exc:
+            self.add("state_store", False, exc.message, exc.hint or "")
+            self.skip("state_store.privileges", "the store could not be reached")
+            self.skip("state_store.lock", "the store could not be reached")
+            return
+        server = f"PostgreSQL {found.server_version.split()[0]}, schema {found.schema}"
+        if found.version > SCHEMA_VERSION:
+            self.add(
+                "state_store",
+                False,
+                f"{where}: written by a newer syncctl (schema {found.version}; this one knows "
+                f"up to {SCHEMA_VERSION})",
+                "upgrade syncctl on this host",
+            )
+        elif found.version == 0:
+            self.add(
+                "state_store",
+                True,
+                f"{where}: {server}; no tables yet (the first run creates them)",
+            )
+        else:
+            upgrade = "" if found.version == SCHEMA_VERSION else " (the next run upgrades it)"
+            self.add(
+                "state_store",
+                True,
+                f"{where}: {server}; store schema {found.version}{upgrade}"
+                f" (from {location.source})",
+            )
+        if found.missing:
+            self.add(
+                "state_store.privileges",
+                False,
+                f"the role may not: {', '.join(found.missing)}",
+                "as the database owner: GRANT the rights docs/operator-guide.md lists "
+                "(Two hosts: the PostgreSQL state store)",
+            )
+        else:
+            self.add("state_store.privileges", True, "may read, write and (if needed) migrate")
+        holder = found.holder
+        if holder is None:
+            self.add("state_store.lock", True, "free: no run holds it now")
+        else:
+            since = (
+                f" since {holder.started:%Y-%m-%d %H:%M:%S} UTC"
+                f" ({(datetime.now(UTC) - holder.started).total_seconds() / 60:.0f} min)"
+                if holder.started
+                else ""
+            )
+            who = f"syncctl@{holder.host} pid {holder.pid}" if holder.host else f"pid {holder.pid}"
+            self.add(
+                "state_store.lock",
+                not holder.stuck,
+                f"held by {who}{since}",
+                f"that run looks stuck: check it on {holder.host or 'its host'} "
+                f"(ps -p {holder.pid}); if it hangs, stop it: the lock is freed at once",
             )
 
     def state_dir(self) -> None:

@@ -70,7 +70,8 @@ from syncctl.engine.model import Contact, Tier
 from syncctl.engine.sends import WAIVED
 from syncctl.engine.troubles import CLEARED as REFUND_CLEARED
 from syncctl.errors import ServiceError, SyncctlError, UsageError
-from syncctl.state.journal import ContactFacts, EntryState, Hold, Journal, PurchaseFacts
+from syncctl.state.journal import EntryState, Hold, Journal
+from syncctl.state.reports import ContactFacts, PurchaseFacts
 
 if TYPE_CHECKING:  # --live only: the clients of every service (the Stripe SDK) load late
     from syncctl.clients.services import Services

@@ -55,7 +55,7 @@ def read_history(
 ) -> list[Entry]:
     """Journal entries, newest first, from a read-only view of the journal."""
     subject = normalize_email(email) if email else None
-    with Journal.open(config.settings.run.state_path, readonly=True) as journal:
+    with Journal.open(config.state, readonly=True) as journal:
         entries = journal.history(subject=subject, since=since, failed_only=failed, limit=limit)
         if subject is None or failed:
             return entries  # hold events never fail

@@ -35,8 +35,7 @@ from typing import Any
 from syncctl.config import Config
 from syncctl.engine.model import is_valid_email, normalize_email
 from syncctl.errors import SyncctlError, UsageError
-from syncctl.state.journal import DB_NAME, Hold, HoldKind, Journal
-from syncctl.state.lock import Holder, running_holder
+from syncctl.state.journal import Hold, Holder, HoldKind, Journal
 
 FORMAT_VERSION = 1
 #: A Stripe Checkout Session id: `cs_`, then Stripe's id characters
@@ -95,12 +94,11 @@ class HoldOutcome:
 def set_hold(config: Config, text: str, reason: str | None) -> HoldOutcome:
     """Hold a person or a purchase; validated before the journal is touched."""
     subject, kind = parse_subject(text)
-    state_dir = config.settings.run.state_path
-    with Journal.open(state_dir) as journal:
+    with Journal.open(config.state) as journal:
         hold = journal.hold(
             subject, kind, None if reason is None else clean_reason(reason), by=operator()
         )
-    return HoldOutcome(hold, running_holder(state_dir))
+        return HoldOutcome(hold, journal.lock_holder())
 
 
 def release_hold(config: Config, text: str) -> Hold:
@@ -111,10 +109,9 @@ def release_hold(config: Config, text: str) -> Hold:
     and a quiet success would leave the real hold in place unnoticed.
     """
     subject, _ = parse_subject(text)
-    state_dir = config.settings.run.state_path
     lifted = None
-    if (state_dir / DB_NAME).exists():  # no journal, no hold: create nothing
-        with Journal.open(state_dir) as journal:
+    if Journal.exists(config.state):  # no journal, no hold: create nothing
+        with Journal.open(config.state) as journal:
             lifted = journal.release(subject, by=operator())
     if lifted is None:
         raise SyncctlError(
@@ -126,7 +123,7 @@ def release_hold(config: Config, text: str) -> Hold:
 
 def list_holds(config: Config) -> list[Hold]:
     """Every hold set with `syncctl hold`, from a read-only view (safe during a run)."""
-    with Journal.open(config.settings.run.state_path, readonly=True) as journal:
+    with Journal.open(config.state, readonly=True) as journal:
         return journal.holds()
 
 

@@ -7,7 +7,6 @@ here, from one contact instead of the whole campaign.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,10 +26,9 @@ from syncctl.engine.model import (
 )
 from syncctl.engine.observe import to_contact
 from syncctl.engine.plan import NEW, channel_id, invite_email_id, mail_key
-from syncctl.engine.reconcile import RunResult
+from syncctl.engine.reconcile import RunResult, fenced
 from syncctl.errors import UsageError
-from syncctl.state.journal import Journal
-from syncctl.state.lock import state_lock
+from syncctl.state.journal import open_for_run
 
 
 @dataclass(frozen=True)
@@ -169,12 +167,12 @@ def reissue(
     """
     settings = config.settings
     config.secrets.require()
-    state_dir = settings.run.state_path
     started = time.monotonic()
-    lock = (
-        contextlib.nullcontext() if dry_run else state_lock(state_dir, wait=wait, on_wait=on_wait)
-    )
-    with lock, Journal.open(state_dir, readonly=dry_run) as journal, Services.connect(config) as sv:
+    with (
+        open_for_run(config.state, readonly=dry_run, wait=wait, on_wait=on_wait) as journal,
+        Services.connect(config) as sv,
+        fenced(sv, journal),
+    ):
         target = find_target(sv, settings, email)
         plan = reissue_plan(target, settings, email=send_email)
         result = RunResult(mode="reissue", dry_run=dry_run, plan=plan, stats=sv.stats)
@@ -187,5 +185,8 @@ def reissue(
             result.outcomes = Applier(sv, journal, settings, run_id).apply(plan)
         finally:
             result.duration = time.monotonic() - started
-            journal.finish_run(run_id, "failed" if result.failed else "ok", {"planned": len(plan)})
+            if not journal.lost:
+                journal.finish_run(
+                    run_id, "failed" if result.failed else "ok", {"planned": len(plan)}
+                )
         return result

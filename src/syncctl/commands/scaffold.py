@@ -41,6 +41,8 @@ SECRET_HELP = {
     "the Stripe webhook endpoint pointing at /webhooks/stripe; empty = that path answers 404",
     "MAUTIC_WEBHOOK_SECRET": "optional, for `syncctl watch`: the secret of the Mautic webhook "
     "pointing at /webhooks/mautic; empty = that path answers 404",
+    "SYNCCTL_STATE_URL": "optional: postgresql://USER:PASSWORD@HOST/DB, a state store shared by "
+    "several hosts (wins over [run] state_url); empty = the SQLite file in state_dir",
 }
 
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9_./:@+,=-]*$")

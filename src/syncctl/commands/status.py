@@ -177,7 +177,7 @@ def person_status(config: Config, email: str, *, history_limit: int | None = 50)
     settings = config.settings
     started = time.monotonic()
     with (
-        Journal.open(settings.run.state_path, readonly=True) as journal,
+        Journal.open(config.state, readonly=True) as journal,
         Services.connect(config) as sv,
     ):
         collector = _Collector(sv, journal, settings, config.secret("SYNCCTL_CODE_SECRET"), email)

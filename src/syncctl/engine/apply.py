@@ -43,6 +43,7 @@ from syncctl.errors import (
     NotFound,
     OutcomeUnknown,
     ServiceError,
+    StoreLost,
     SyncctlError,
 )
 from syncctl.net.batching import LINGER, Coalescer
@@ -240,6 +241,8 @@ class Applier:
         handler = getattr(self, f"_do_{action.kind.name.lower()}")
         try:
             return handler(action, chain)
+        except StoreLost:
+            raise  # the run lock is gone: the whole run stops, not just this action
         except ActionFailed as exc:
             return Outcome(
                 action,

@@ -38,8 +38,7 @@ from syncctl.engine.stop import StopRequest
 from syncctl.engine.troubles import REFUND_KIND, refund_key
 from syncctl.engine.troubles import news as trouble_news
 from syncctl.net.http import CallStats
-from syncctl.state.journal import EntryState, Journal
-from syncctl.state.lock import state_lock
+from syncctl.state.journal import EntryState, Journal, open_for_run
 
 FORMAT_VERSION = 1
 
@@ -165,6 +164,7 @@ def reconcile(
     on_plan: Callable[[Plan], None] | None = None,
     on_wait: Callable[[str], None] | None = None,
     on_start: Callable[[], None] | None = None,
+    journal: Journal | None = None,
 ) -> RunResult:
     """Run once; the result says what was planned and what happened.
 
@@ -172,20 +172,20 @@ def reconcile(
     total); `on_wait`, with `wait`, who holds the lock it waits for;
     `on_start`, once the run has begun (a real run holds the lock then),
     before anything is read: the alert pings' `/start` (`syncctl.alert`).
+    `journal`: a journal that holds the run lock already (a long-running
+    leader, e.g. `watch` keeping a shared store's lock between cycles, or
+    a standby that took it over with `open_for_run(..., wait=True,
+    timeout=...)`); by default the run opens and locks its own.
     """
     settings = config.settings
     config.secrets.require()
     code_secret = config.secret("SYNCCTL_CODE_SECRET")
     limit = max_actions or settings.run.max_actions
-    state_dir = settings.run.state_path
     started = time.monotonic()
-    lock = (
-        contextlib.nullcontext() if dry_run else state_lock(state_dir, wait=wait, on_wait=on_wait)
-    )
     with (
-        lock,
-        Journal.open(state_dir, readonly=dry_run) as journal,
+        _journal(config, journal, dry_run=dry_run, wait=wait, on_wait=on_wait) as journal,
         _services(config, services) as sv,
+        fenced(sv, journal),
     ):
         run_id = (
             None if dry_run else journal.begin_run("full" if full else "incremental", dry_run=False)
@@ -263,9 +263,45 @@ def reconcile(
             result.duration = time.monotonic() - started
             if stop is not None and stop.is_set() and not result.interrupted:
                 result.interrupted = stop.reason  # stopped before it applied anything
-            if run_id is not None:
+            if run_id is not None and not journal.lost:
                 word = _outcome_word(result) if finished or result.interrupted else "failed"
                 journal.finish_run(run_id, word, _summary(result))
+
+
+@contextlib.contextmanager
+def _journal(
+    config: Config,
+    given: Journal | None,
+    *,
+    dry_run: bool,
+    wait: bool,
+    on_wait: Callable[[str], None] | None,
+) -> Iterator[Journal]:
+    if given is not None:
+        yield given
+        return
+    with open_for_run(config.state, readonly=dry_run, wait=wait, on_wait=on_wait) as journal:
+        yield journal
+
+
+@contextlib.contextmanager
+def fenced(sv: Services, journal: Journal) -> Iterator[None]:
+    """Fencing for a shared store: no vendor write once the run lock is lost.
+
+    Every intent is written on the lock's connection in a transaction that
+    proves the lock is held; the HTTP layer also asks before each write it
+    sends (a retry after a 429 included), so a run whose connection was cut
+    makes no side effect after the cut. Nothing to do for SQLite (a flock
+    cannot be lost by a living process) or a dry run.
+    """
+    if not journal.shared or journal.readonly:
+        yield
+        return
+    sv.guard_writes(journal.check_leadership)
+    try:
+        yield
+    finally:
+        sv.guard_writes(None)
 
 
 @contextlib.contextmanager

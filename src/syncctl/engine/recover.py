@@ -11,6 +11,7 @@ stored into the contact it was minted for, not replaced.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, timedelta
@@ -20,10 +21,14 @@ from syncctl.engine.apply import ActionFailed, Applier, Chain
 from syncctl.engine.codes import invite_code
 from syncctl.engine.model import Action, ActionKind, Tier
 from syncctl.engine.sends import SEND_SKEW, recorded_sends, unclaimed
-from syncctl.errors import NotFound, ServiceError, SyncctlError
+from syncctl.errors import NotFound, ServiceError, StoreLost, SyncctlError
 from syncctl.state.journal import RECOVERED, Entry, EntryState, Journal
 
 log = logging.getLogger(__name__)
+
+#: Added to `[run] timeout_seconds` before a run that took a shared store's
+#: lock settles what a run that lost it left in flight (`_after_takeover`).
+TAKEOVER_MARGIN = 2.0
 
 #: Invites created more than this before an in-flight row started are not
 #: its own (Discord's clock against ours).
@@ -58,6 +63,7 @@ class Recovery:
 
     def run(self) -> list[Resolution]:
         entries = self.journal.in_flight()
+        self._after_takeover(entries)
         unminted: dict[str, list[Entry]] = defaultdict(list)
         for entry in entries:
             if entry.kind == str(ActionKind.INVITE) and entry.state is EntryState.IN_FLIGHT:
@@ -67,6 +73,40 @@ class Recovery:
         for channel, rows in unminted.items():
             self._settle_unminted(channel, rows)
         return self.results
+
+    def _after_takeover(self, entries: list[Entry]) -> None:
+        """On a shared store, give a run that lost the lock time to finish its last call.
+
+        A run whose host lost its connection to the database may still be
+        running: it sends nothing after the loss (its writes are fenced), but
+        a call it sent just before may still land. So when this run took the
+        lock from a run that never finished and that left attempts in flight,
+        those are looked for only once `[run] timeout_seconds` (the longest a
+        call can take) and a margin have passed since the lock was taken.
+        Never on SQLite: its lock is freed only when the holder is dead.
+        """
+        held_for = self.journal.leading_for()
+        if held_for is None:
+            return
+        theirs = {e.run_id for e in entries if e.run_id is not None and e.run_id != self.run_id}
+        if not theirs or not self.journal.unfinished_runs(theirs):
+            return
+        wait = self.applier.settings.run.timeout_seconds + TAKEOVER_MARGIN - held_for
+        if wait <= 0:
+            return
+        log.info(
+            "waiting %.0f s before settling what run %s left in flight: its host lost the lock "
+            "and a call it sent may still land",
+            wait,
+            ", ".join(map(str, sorted(theirs))),
+        )
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and not self.applier.stop.is_set():
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+    @property
+    def run_id(self) -> int | None:
+        return self.applier.run_id
 
     def _note(self, entry: Entry, result: str, detail: str) -> None:
         self.results.append(Resolution(entry.key, entry.kind, entry.subject, result, detail))
@@ -92,6 +132,8 @@ class Recovery:
     def _settle(self, entry: Entry) -> None:
         try:
             self._settle_one(entry)
+        except StoreLost:
+            raise
         except (ServiceError, SyncctlError) as exc:
             self._note(entry, "unresolved", f"{exc}; tried again next run")
         except ActionFailed as exc:  # recorded already (a read-back conflict): settled
@@ -204,6 +246,8 @@ class Recovery:
             self.journal.mark(entry.id, EntryState.MINTED, ref=invite.code)
             try:
                 self._store_minted(entry, invite.code)
+            except StoreLost:
+                raise
             except (ServiceError, SyncctlError) as exc:
                 self._note(entry, "unresolved", f"{exc}; tried again next run")
             except ActionFailed as exc:

@@ -199,6 +199,10 @@ class ServiceHTTP:
             transport=transport,  # tests' mock transports: shared, they keep no pool
             follow_redirects=False,
         )
+        #: Called before each write is sent (every attempt, retries included); it
+        #: raises to stop the write. Set while a run holds a shared store's lock:
+        #: a run that lost the lock makes no side effect after the loss.
+        self.write_guard: Callable[[], None] | None = None
         self._clients_lock = threading.Lock()
         self._clients: list[httpx.Client] = []  # every client made, for close()
         self._idle: list[httpx.Client] = []  # not lent to a call now
@@ -394,6 +398,9 @@ class ServiceHTTP:
             self.stats.add(self.service, waited=wait)
             self._sleep(wait)
         with self._slot() as client:
+            guard = self.write_guard
+            if write and guard is not None:
+                guard()  # last thing before the request leaves: no wait comes between
             self.stats.record(self.service, write=write, route=f"{method} {_route_shape(route)}")
             try:
                 response = self._request(

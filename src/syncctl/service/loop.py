@@ -51,6 +51,7 @@ from syncctl.net.http import CallStats
 from syncctl.service.metrics import Figures, mode_of, pending_counts
 from syncctl.service.wakeup import Wakeup
 from syncctl.state.journal import Journal
+from syncctl.state.location import StateLocation
 
 #: A cycle running longer than this makes /healthz answer 503: the timeouts of
 #: the timer units (`syncctl schedule systemd`: 1 h a run, 3 h the audit).
@@ -135,7 +136,7 @@ class AuditClock:
         self.last_audit = when or self._now()
 
 
-def last_audit(state_dir: Path, since: datetime | None) -> datetime | None:
+def last_audit(state_dir: Path | StateLocation, since: datetime | None) -> datetime | None:
     """When the last full run that ran through started (journal, read-only), if since `since`.
 
     A full run counts unless it was interrupted; the first run of a state dir
@@ -315,9 +316,7 @@ class CycleLoop:
             self.figures.cycle_ended()
         self.busy_since = None
         pings.finish(result)
-        outcome = self.figures.record_run(
-            result, pending=pending_counts(self.config.settings.run.state_path)
-        )
+        outcome = self.figures.record_run(result, pending=pending_counts(self.config.state))
         if mode_of(result.mode) == "full" and not result.interrupted:
             self.audit.done()
             self._audit_called = False

@@ -53,6 +53,7 @@ from syncctl.engine.apply import UNRESOLVED, Status
 from syncctl.engine.model import ActionKind
 from syncctl.errors import StateError
 from syncctl.state.journal import Journal
+from syncctl.state.location import StateLocation
 
 if TYPE_CHECKING:
     from syncctl.engine.reconcile import RunResult
@@ -389,7 +390,7 @@ def _le(bound: float) -> str:
     return "+Inf" if math.isinf(bound) else repr(float(bound))
 
 
-def pending_counts(state_dir: Path) -> dict[str, int] | None:
+def pending_counts(state_dir: Path | StateLocation) -> dict[str, int] | None:
     """The retry queue by kind (session, contact), read-only; None if unreadable."""
     try:
         with Journal.open(state_dir, readonly=True) as journal:

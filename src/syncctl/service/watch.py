@@ -88,7 +88,7 @@ class WatchService:
         self.wakeup = Wakeup()
         self.stop = StopRequest()
         audit = AuditClock(options.audit_at, None)
-        audit.last_audit = last_audit(state_dir, audit.last_slot())
+        audit.last_audit = last_audit(config.state, audit.last_slot())
         self.loop = CycleLoop(
             config,
             options,

@@ -1,4 +1,4 @@
-"""The intent journal and run state: one SQLite file in `run.state_dir`.
+"""The intent journal and run state, on a state store (SQLite or PostgreSQL).
 
 Why it exists: a vendor write (mint an invite, create a code, send an email)
 can be cut off by a crash or a timeout at any point. So an action's row is
@@ -6,7 +6,7 @@ committed `in_flight` *before* the call and marked `done` with the external
 reference *after* it; at start-up, rows still `in_flight` (or `minted`) are
 resolved by looking at the service, never by a blind retry.
 
-The services stay the source of truth: this file is an intent log and a cache
+The services stay the source of truth: this is an intent log and a cache
 (cursors, a retry queue, run history, small facts such as the Discord bot's
 user id). Losing it costs a `reconcile --full`, never a duplicate.
 
@@ -14,339 +14,102 @@ Nothing here takes or stores a secret: keys, subjects, references and
 details are identifiers and codes that are safe to show to an operator.
 Callers must keep tokens, passwords and API keys out of `detail`.
 
+Where it lives: `Journal.open(state_dir)` opens the SQLite file in the
+state directory (the default); `Journal.open(location)` with a
+`StateLocation` whose `url` names a PostgreSQL database opens that, shared
+by several hosts (`state.store` describes what a backend provides). The
+queries below are the same for both.
+
 Every write commits before its method returns (one connection, guarded by a
-lock, shared by the reconciler's worker threads). Every SQLite failure becomes
-a one-line `StateError` naming the file, the cause and the fix. Opened
+lock, shared by the reconciler's worker threads). Every store failure becomes
+a one-line `StateError` naming the store, the cause and the fix. Opened
 read-only (dry runs, `status`, `history`) the journal refuses every write.
+A journal that holds the run lock (`open_for_run`, `run_lock`) proves on
+every write, on the lock's own connection, that it still holds it.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from enum import StrEnum
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
-from urllib.parse import quote
+from typing import Any, cast
 
 from syncctl.errors import StateError
-from syncctl.state.location import check_state_dir
+from syncctl.state import reports
+from syncctl.state.location import StateLocation
+from syncctl.state.lock import state_lock
+from syncctl.state.migrations import SCHEMA_VERSION
+from syncctl.state.records import (
+    HOLD_EVENT,
+    HOLD_KEY_PREFIX,
+    RECOVERED,
+    RELEASE_EVENT,
+    UNRESOLVED,
+    Entry,
+    EntryState,
+    Hold,
+    Holder,
+    HoldKind,
+    PendingItem,
+    RunRecord,
+    dump,
+    hold_subject,
+    iso,
+    load,
+    parse,
+    utcnow,
+)
+from syncctl.state.sqlite import DB_NAME, SQLiteStore
+from syncctl.state.store import Session, StateStore
 
-DB_NAME = "state.db"
-
-#: Ordered schema migrations: MIGRATIONS[n] takes a database from version n to
-#: n + 1. Append only; never edit a released script.
-MIGRATIONS: list[str] = [
-    """
-    CREATE TABLE meta (
-        name  TEXT PRIMARY KEY,
-        value TEXT NOT NULL
-    );
-    CREATE TABLE runs (
-        id          INTEGER PRIMARY KEY AUTOINCREMENT,
-        started_at  TEXT NOT NULL,
-        finished_at TEXT,
-        mode        TEXT NOT NULL,
-        dry_run     INTEGER NOT NULL,
-        outcome     TEXT,
-        summary     TEXT NOT NULL DEFAULT '{}'
-    );
-    -- One row per attempt at an action; history is never rewritten.
-    CREATE TABLE entries (
-        id          INTEGER PRIMARY KEY AUTOINCREMENT,
-        run_id      INTEGER REFERENCES runs (id),
-        key         TEXT NOT NULL,
-        kind        TEXT NOT NULL,
-        subject     TEXT NOT NULL,
-        subject_ci  TEXT NOT NULL,
-        state       TEXT NOT NULL,
-        ref         TEXT,
-        detail      TEXT NOT NULL DEFAULT '{}',
-        error       TEXT,
-        started_at  TEXT NOT NULL,
-        finished_at TEXT
-    );
-    CREATE INDEX entries_key ON entries (key, id);
-    CREATE INDEX entries_subject ON entries (subject_ci, id);
-    CREATE INDEX entries_started ON entries (started_at);
-    CREATE INDEX entries_failed ON entries (id) WHERE state = 'failed';
-    -- The latest entry per key, kept in the same transaction as `entries`, so
-    -- "what is the state of key K" never scans the history.
-    CREATE TABLE current (
-        key      TEXT PRIMARY KEY,
-        entry_id INTEGER NOT NULL REFERENCES entries (id),
-        state    TEXT NOT NULL
-    ) WITHOUT ROWID;
-    CREATE INDEX current_unresolved ON current (state) WHERE state IN ('in_flight', 'minted');
-    CREATE INDEX current_state_key ON current (state, key);
-    CREATE TABLE cursors (
-        name       TEXT PRIMARY KEY,
-        value      TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    );
-    CREATE TABLE pending (
-        kind       TEXT NOT NULL,
-        ref        TEXT NOT NULL,
-        reason     TEXT NOT NULL,
-        attempts   INTEGER NOT NULL,
-        first_seen TEXT NOT NULL,
-        last_seen  TEXT NOT NULL,
-        PRIMARY KEY (kind, ref)
-    );
-    """,
-    # 1 -> 2: operator holds (desired-state rule 18). One row per held subject
-    # (a lower-cased email or a Checkout Session id as Stripe spells it); the
-    # trail of holding and releasing lives in `entries` (kinds hold/release).
-    """
-    CREATE TABLE holds (
-        subject    TEXT PRIMARY KEY,
-        kind       TEXT NOT NULL CHECK (kind IN ('email', 'session')),
-        reason     TEXT NOT NULL DEFAULT '',
-        held_by    TEXT NOT NULL DEFAULT '',
-        held_at    TEXT NOT NULL,
-        held_since TEXT NOT NULL
-    ) WITHOUT ROWID;
-    """,
+__all__ = [
+    "DB_NAME",
+    "HOLD_EVENT",
+    "HOLD_KEY_PREFIX",
+    "RECOVERED",
+    "RELEASE_EVENT",
+    "SCHEMA_VERSION",
+    "Entry",
+    "EntryState",
+    "Hold",
+    "HoldKind",
+    "Holder",
+    "Journal",
+    "PendingItem",
+    "RunRecord",
+    "StateLocation",
+    "hold_subject",
+    "open_for_run",
+    "open_store",
 ]
 
-SCHEMA_VERSION = len(MIGRATIONS)
-
 #: `meta` rows the journal owns; `set_meta` refuses them.
-_RESERVED_META = frozenset({"schema_version"})
+_RESERVED_META = frozenset({"schema_version", "lock_holder", "moved_to"})
 
 #: Bound parameters per `IN (...)` query; below SQLite's historic limit of 999.
 _CHUNK = 900
 
-_BUSY_TIMEOUT_SECONDS = 10.0
-
-_FIX_PERMISSIONS = "fix the permissions of the state_dir, or point [run] state_dir elsewhere"
-_FIX_SPACE = "free disk space where the state_dir lives, or point [run] state_dir elsewhere"
-_FIX_CORRUPT = (
-    "move the file aside and run `syncctl reconcile --full`: "
-    "the services hold the truth and the journal is rebuilt from them"
-)
-_FIX_BUSY = "another process holds the database; wait for it, or check for a stuck syncctl"
-_FIX_OTHER = "check the state_dir, or point [run] state_dir elsewhere"
+Where = Path | str | StateLocation
 
 
-class EntryState(StrEnum):
-    """Where one attempt at an action stands."""
-
-    IN_FLIGHT = "in_flight"  # committed before the vendor call; outcome unknown until resolved
-    MINTED = "minted"  # the object exists at the vendor but is not stored yet (invite)
-    DONE = "done"
-    FAILED = "failed"
-    ABORTED = "aborted"  # resolved as "never happened" at the vendor
-    SKIPPED = "skipped"
-
-    @property
-    def terminal(self) -> bool:
-        """Terminal states close the attempt (finished_at is set)."""
-        return self not in (EntryState.IN_FLIGHT, EntryState.MINTED)
+def _location(where: Where) -> StateLocation:
+    return where if isinstance(where, StateLocation) else StateLocation(Path(where))
 
 
-_UNRESOLVED = (EntryState.IN_FLIGHT.value, EntryState.MINTED.value)
-#: Stored state text -> EntryState, without the enum's slower call per row.
-_STATES = {state.value: state for state in EntryState}
-#: How recovery's own words start in an entry's error (`history --failed` tells
-#: them from the error an attempt met itself).
-RECOVERED = "recovered: "
+def open_store(where: Where, *, readonly: bool = False) -> StateStore:
+    """The backend for `where`: PostgreSQL when it has a URL, else the SQLite file."""
+    location = _location(where)
+    if location.url:
+        from syncctl.state.postgres import PostgresStore  # psycopg only when asked for
 
-
-@dataclass(frozen=True)
-class Entry:
-    """One attempt at an action. Datetimes are aware UTC."""
-
-    id: int
-    run_id: int | None
-    key: str
-    kind: str
-    subject: str
-    state: EntryState
-    ref: str | None
-    detail: dict[str, Any]
-    error: str | None
-    started_at: datetime
-    finished_at: datetime | None
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """One run of syncctl, for `history` and for spotting runs that never finished."""
-
-    id: int
-    started_at: datetime
-    finished_at: datetime | None
-    mode: str
-    dry_run: bool
-    outcome: str | None
-    summary: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class PendingItem:
-    """An item that failed and is retried every run, whatever the cursor says."""
-
-    kind: str
-    ref: str
-    reason: str
-    attempts: int
-    first_seen: datetime
-    last_seen: datetime
-
-
-class PurchaseFacts(NamedTuple):
-    """One purchase as the journal knows it, in one joined row (`syncctl export`).
-
-    The newest entries of its coupon and its refund fact, the coupon email
-    sent with its code, and the buyer's contact. A state is None where no
-    attempt exists; times are UTC ISO-8601 text to the second.
-    """
-
-    session_id: str
-    #: The subject its facts were written under: the buyer's email, lower-cased.
-    email: str
-    coupon_state: EntryState | None
-    #: The code Shopware answered (the ref), else the one it was to get.
-    code: str | None
-    #: Found in Shopware (a lost state dir, the old workflows), not created by syncctl.
-    coupon_observed: bool
-    #: What a run read from Stripe (`refund:<session>`, done): refunded, disputed, cleared.
-    refund: str | None
-    #: The buyer's contact: the one the coupon email was sent to (`mail:<email id>:
-    #: <contact>:<code>`, done, under the buyer's email), else the one syncctl created
-    #: for the buyer (`contact:<email>`), else the one it gave the code (`vip:<contact>:
-    #: <code>`).
-    contact_id: int | None
-    #: When that coupon email went out (the time Mautic logged, else when the send
-    #: finished); None until one is sent.
-    mail_sent_at: str | None
-
-
-class ContactFacts(NamedTuple):
-    """One invite of one contact, with its email and the person's lead (`syncctl export`).
-
-    With `tier` None: a lead that no invite row shows (a contact syncctl made
-    a lead for without an invite, e.g. on the Do-Not-Contact list). Times
-    are UTC ISO-8601 text to the second.
-    """
-
-    contact_id: int | None
-    tier: str | None
-    #: The subject the invite (or lead) was written under: the email, lower-cased.
-    email: str
-    #: The invite attempt's entry id (the newest of a contact's tiers wins a tie).
-    invite_id: int | None
-    invite_state: EntryState | None
-    invite_code: str | None
-    #: When the invite was issued (its attempt finished).
-    invite_at: str | None
-    #: syncctl revoked this invite (`revoke:<code>`, done).
-    revoked: bool
-    #: The invite's email (`mail:<tier's email id>:<contact>:<code>`): its ref (a
-    #: deliberately unsent one is marked so) and, once done, when it went out.
-    mail_ref: str | None
-    mail_sent_at: str | None
-    #: The lead of the email (`lead:<email>`).
-    lead_state: EntryState | None
-    lead_ref: str | None
-    lead_observed: bool
-    lead_contact_id: int | None
-
-
-class HoldKind(StrEnum):
-    """What an operator's hold names (desired-state rule 18)."""
-
-    EMAIL = "email"  # a person: everything for this address, in every service
-    SESSION = "session"  # one purchase: a Stripe Checkout Session id (`cs_...`)
-
-
-#: The entry kinds of the hold trail in `entries` (shown by `history`). Both
-#: use the key `hold:<subject>`, so `current` holds a subject's latest event.
-HOLD_EVENT = "hold"
-RELEASE_EVENT = "release"
-HOLD_KEY_PREFIX = "hold:"
-
-
-def hold_subject(subject: str) -> str:
-    """The form a hold is stored and looked up in.
-
-    An email is compared case-insensitively everywhere: it is stripped and
-    lower-cased exactly as `engine.model.normalize_email` does, so the
-    planner's normalized addresses match. A Checkout Session id is kept as
-    Stripe spells it (ids are case-sensitive). Only emails contain an `@`,
-    which is how a lookup of mixed subjects tells them apart.
-    """
-    text = subject.strip()
-    return text.lower() if "@" in text else text
-
-
-@dataclass(frozen=True)
-class Hold:
-    """An operator's hold: nothing is done for `subject` until it is released.
-
-    `at` and `by` tell who set the hold (or last gave it a new reason) and
-    when; `since` is when the subject became held, kept when the reason
-    changes. Datetimes are aware UTC.
-    """
-
-    subject: str
-    kind: HoldKind
-    reason: str
-    by: str
-    at: datetime
-    since: datetime
-    #: Only in what `Journal.hold` returns: the hold it found in place (None:
-    #: the subject was not held before).
-    previous: Hold | None = None
-
-    @property
-    def reason_changed(self) -> bool:
-        """Setting the hold again gave it a new reason (an event was recorded)."""
-        return self.previous is not None and self.previous.reason != self.reason
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def _iso(moment: datetime) -> str:
-    """Fixed-width ISO-8601 UTC text, so text order is time order."""
-    if moment.tzinfo is None:
-        raise ValueError("journal datetimes must be timezone-aware")
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _parse(text: str | None) -> datetime | None:
-    """Stored text always carries +00:00, so this is already aware UTC."""
-    return None if text is None else datetime.fromisoformat(text)
-
-
-def _dump(detail: Mapping[str, Any] | None) -> str:
-    return json.dumps(dict(detail or {}), sort_keys=True, separators=(",", ":"))
-
-
-def _load(text: str) -> dict[str, Any]:
-    return {} if text == "{}" else json.loads(text)
-
-
-def _statements(script: str) -> Iterator[str]:
-    """Split a migration script into statements (executescript would COMMIT first)."""
-    buffer = ""
-    for piece in script.split(";"):
-        buffer += piece + ";"
-        if sqlite3.complete_statement(buffer):
-            if buffer.strip(" \t\n;"):
-                yield buffer.strip()
-            buffer = ""
-    if buffer.strip(" \t\n;"):
-        yield buffer.strip()
+        return PostgresStore.open(location, readonly=readonly)
+    return SQLiteStore.open(location.state_dir, readonly=readonly)
 
 
 def _prefix_upper(prefix: str) -> str | None:
@@ -363,31 +126,8 @@ def _prefix_upper(prefix: str) -> str | None:
     return prefix[:-1] + chr(last + 1)
 
 
-def _state_error(path: Path, action: str, exc: BaseException) -> StateError:
-    """One line: what failed on which file, the cause, and the fix."""
-    if isinstance(exc, OSError) and exc.strerror:
-        cause = exc.strerror  # str(exc) would repeat the path
-    else:
-        cause = str(exc).strip() or type(exc).__name__
-    lowered = cause.lower()
-    if isinstance(exc, PermissionError) or any(
-        marker in lowered
-        for marker in ("readonly", "read-only", "permission", "unable to open", "access")
-    ):
-        fix = _FIX_PERMISSIONS
-    elif "full" in lowered or "no space" in lowered or "quota" in lowered:
-        fix = _FIX_SPACE
-    elif "not a database" in lowered or "malformed" in lowered or "corrupt" in lowered:
-        fix = _FIX_CORRUPT
-    elif "locked" in lowered or "busy" in lowered:
-        fix = _FIX_BUSY
-    else:
-        fix = _FIX_OTHER
-    return StateError(f"cannot {action} {path}: {cause}", hint=fix)
-
-
 class Journal:
-    """The state database. Open with `Journal.open(state_dir)`; use as a context manager.
+    """The state database. Open with `Journal.open(where)`; use as a context manager.
 
     Thread-safe: one connection, serialised by a re-entrant lock. Every write
     commits before returning, so a row written before a vendor call survives a
@@ -396,16 +136,15 @@ class Journal:
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
-        path: Path,
+        store: StateStore,
         *,
-        readonly: bool,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
+        location: StateLocation | None = None,
     ) -> None:
-        """Use `Journal.open`; this wraps an already migrated connection."""
-        self._conn: sqlite3.Connection | None = conn
-        self._path = path
-        self._readonly = readonly
+        """Use `Journal.open`; this wraps an open, migrated store."""
+        self._store = store
+        self._location = location
+        self._closed = False
         self._clock = clock
         self._lock = threading.RLock()
         self._batch_depth = 0
@@ -415,96 +154,69 @@ class Journal:
     @classmethod
     def open(
         cls,
-        state_dir: Path,
+        where: Where,
         *,
         readonly: bool = False,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
     ) -> Journal:
-        """Open (creating and migrating) `state_dir/state.db`.
+        """Open (creating and migrating) the store at `where`.
 
-        Opened for writing, a write probe runs at once, so a read-only or full
-        disk fails here, before any vendor call. `readonly=True` creates and
-        migrates nothing (a dry run must not change state): a missing database
-        reads as empty, and one from an older syncctl is migrated in memory.
+        `where` is a state directory (the SQLite file `state.db` in it), or a
+        `StateLocation` (`Config.state`): its `url`, when set, names the
+        PostgreSQL database instead.
+
+        Opened for writing, the store is migrated and written at once, so a
+        read-only or full disk (or a database that refuses writes) fails here,
+        before any vendor call. `readonly=True` creates and migrates nothing
+        (a dry run must not change state): a missing store reads as empty.
         """
-        state_dir = Path(state_dir)
-        check_state_dir(state_dir, write=not readonly)
-        path = state_dir / DB_NAME
-        conn = cls._open_readonly(path) if readonly else cls._open_writable(state_dir, path)
-        return cls(conn, path, readonly=readonly, clock=clock)
+        location = _location(where)
+        journal = cls(open_store(location, readonly=readonly), clock=clock, location=location)
+        if not readonly:
+            try:
+                journal._refuse_moved()
+            except BaseException:
+                journal.close()
+                raise
+        return journal
+
+    def moved_to(self) -> tuple[str, str] | None:
+        """(where, when) the state was moved by `syncctl state migrate`; None if it was not."""
+        with self._read() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE name = 'moved_to'").fetchone()
+        if row is None:
+            return None
+        info = json.loads(row[0])
+        return str(info.get("to", "?")), str(info.get("at", "?"))
+
+    def _refuse_moved(self) -> None:
+        """A store whose state was moved elsewhere takes no more writes: a host still
+        pointed at it would otherwise go on alone, and the two would drift apart."""
+        moved = self.moved_to()
+        if moved is not None:
+            raise StateError(
+                f"the state in {self.where} was moved to {moved[0]} by `syncctl state migrate` "
+                f"({moved[1]}); this store takes no more writes",
+                hint="point this host at the new store ([run] state_url or SYNCCTL_STATE_URL, "
+                "or [run] state_dir)",
+            )
 
     @staticmethod
-    def _connect(target: str, *, uri: bool = False) -> sqlite3.Connection:
-        return sqlite3.connect(
-            target,
-            uri=uri,
-            isolation_level=None,  # explicit BEGIN/COMMIT: every write commits at once
-            check_same_thread=False,  # shared by worker threads, serialised by self._lock
-            timeout=_BUSY_TIMEOUT_SECONDS,  # busy_timeout: wait out a concurrent reader
-        )
+    def exists(where: Where) -> bool:
+        """Whether a store was made at `where` already (creates nothing)."""
+        location = _location(where)
+        if location.url:
+            from syncctl.state.postgres import PostgresStore
 
-    @classmethod
-    def _open_writable(cls, state_dir: Path, path: Path) -> sqlite3.Connection:
-        try:
-            if not state_dir.exists():
-                state_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
-                os.chmod(state_dir, 0o700)
-            if not path.exists():
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
-                os.chmod(path, 0o600)
-        except OSError as exc:
-            raise _state_error(path, "create", exc) from exc
-        conn: sqlite3.Connection | None = None
-        try:
-            conn = cls._connect(str(path))
-            version = _read_version(conn, path)  # before WAL: a newer file stays untouched
-            _refuse_newer(version, path)
-            conn.execute("PRAGMA journal_mode = WAL")
-            # FULL: the in_flight row must survive a power cut, not only a crash.
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            _migrate(conn, path)
-        except BaseException as exc:
-            if conn is not None:
-                conn.close()
-            if isinstance(exc, sqlite3.Error):
-                raise _state_error(path, "write", exc) from exc
-            raise
-        return conn
-
-    @classmethod
-    def _open_readonly(cls, path: Path) -> sqlite3.Connection:
-        if not path.exists():
-            empty = cls._connect(":memory:")
-            _migrate(empty, path)
-            return empty
-        conn: sqlite3.Connection | None = None
-        try:
-            conn = cls._connect(f"file:{quote(str(path))}?mode=ro", uri=True)
-            version = _read_version(conn, path)
-            _refuse_newer(version, path)
-            if version < SCHEMA_VERSION:
-                # An older file: read a migrated copy, leave the file as it is.
-                memory = cls._connect(":memory:")
-                conn.backup(memory)
-                conn.close()
-                conn = memory
-                _migrate(conn, path)
-            conn.execute("PRAGMA query_only = ON")
-        except BaseException as exc:
-            if conn is not None:
-                conn.close()
-            if isinstance(exc, sqlite3.Error):
-                raise _state_error(path, "read", exc) from exc
-            raise
-        return conn
+            return PostgresStore.exists(location)
+        return SQLiteStore.exists(location.state_dir)
 
     def close(self) -> None:
-        """Close the database; further calls raise StateError."""
+        """Close the store; further calls raise StateError."""
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            if not self._closed:
+                self._closed = True
+                self._store.close()
 
     def __enter__(self) -> Journal:
         return self
@@ -515,62 +227,120 @@ class Journal:
     # -- plumbing --------------------------------------------------------------------------
 
     @property
+    def store(self) -> StateStore:
+        """The backend (for `doctor` and `state migrate`)."""
+        return self._store
+
+    @property
     def path(self) -> Path:
-        """The database file (it may not exist for a read-only, empty view)."""
-        return self._path
+        """The SQLite file (it may not exist for a read-only, empty view);
+        for a PostgreSQL store, the state directory of the config."""
+        store = self._store
+        if isinstance(store, SQLiteStore):
+            return store.path
+        return self._location.state_dir if self._location else Path()
+
+    @property
+    def where(self) -> str:
+        """The store, for messages: the SQLite file, or the URL without its password."""
+        return self._store.name
 
     @property
     def readonly(self) -> bool:
         """True when every write is refused (dry runs, status)."""
-        return self._readonly
+        return self._store.readonly
+
+    @property
+    def shared(self) -> bool:
+        """The store may be used by several hosts at once (PostgreSQL)."""
+        return self._store.shared
+
+    @property
+    def lost(self) -> bool:
+        """The store's connection (and with it the run lock) is gone."""
+        return self._store.lost
 
     @property
     def schema_version(self) -> int:
         """The schema version of the open database (always the current one)."""
-        with self._read() as conn:
-            row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
-        return int(row[0])
-
-    def _live(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise StateError(f"the journal {self._path} is closed")
-        return self._conn
-
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            conn = self._live()
-            try:
-                yield conn
-            except sqlite3.Error as exc:
-                raise _state_error(self._path, "read", exc) from exc
+            self._check_open()
+            return self._store.schema_version()
+
+    def run_lock(
+        self,
+        *,
+        wait: bool = False,
+        timeout: float | None = None,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> AbstractContextManager[None]:
+        """Hold the run lock for the block; see `StateStore.run_lock`."""
+        return self._store.run_lock(wait=wait, timeout=timeout, on_wait=on_wait)
+
+    def leading_for(self) -> float | None:
+        """Seconds since this journal took a shared store's run lock; None when it holds
+        none, or the store is SQLite (a flock is freed only when its holder is dead, so
+        nothing a previous holder sent can still be on its way)."""
+        return self._store.leading_for()
+
+    def unfinished_runs(self, run_ids: Iterable[int]) -> set[int]:
+        """Those of `run_ids` that began and never finished (crashed, killed, cut off)."""
+        wanted = [str(i) for i in set(run_ids)]
+        found: set[int] = set()
+        with self._read() as conn:
+            for chunk, marks in _in_chunks(wanted):
+                found |= {
+                    int(row[0])
+                    for row in conn.execute(
+                        f"SELECT id FROM runs WHERE finished_at IS NULL AND id IN ({marks})",
+                        [int(i) for i in chunk],
+                    )
+                }
+        return found
+
+    def lock_holder(self) -> Holder | None:
+        """Who holds the run lock now (None: nobody); never takes it."""
+        with self._lock:
+            self._check_open()
+            return self._store.lock_holder()
+
+    def check_leadership(self) -> None:
+        """Raise StoreLost unless this journal still holds the run lock it took.
+
+        For the HTTP layer's write guard: called before each vendor write, so
+        a run that lost the lock makes no side effect after the loss.
+        """
+        with self._lock:
+            self._check_open()
+            self._store.check_leadership()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StateError(f"the journal {self._store.name} is closed")
 
     @contextmanager
-    def _write(self, what: str) -> Iterator[sqlite3.Connection]:
+    def _read(self) -> Iterator[Session]:
+        with self._lock:
+            self._check_open()
+            with self._store.reading() as conn:
+                yield conn
+
+    @contextmanager
+    def _write(self, what: str) -> Iterator[Session]:
         """One committed transaction (or part of the enclosing `batch`)."""
-        if self._readonly:
+        if self._store.readonly:
             raise StateError(
-                f"the journal {self._path} is open read-only (dry run or status); "
+                f"the journal {self._store.name} is open read-only (dry run or status); "
                 f"refusing to {what}"
             )
         with self._lock:
-            conn = self._live()
+            self._check_open()
             if self._batch_depth:
-                try:
+                with self._store.reading("write") as conn:
                     yield conn
-                except sqlite3.Error as exc:
-                    raise _state_error(self._path, "write", exc) from exc
                 return
-            try:
-                conn.execute("BEGIN IMMEDIATE")
+            with self._store.transaction(what) as conn:
                 yield conn
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise _state_error(self._path, "write", exc) from exc
-                raise
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -591,21 +361,21 @@ class Journal:
     def begin_run(self, mode: str, *, dry_run: bool) -> int:
         """Record a run's start; a run without finish_run crashed or was killed."""
         with self._write("begin a run") as conn:
-            cur = conn.execute(
-                "INSERT INTO runs (started_at, mode, dry_run) VALUES (?, ?, ?)",
-                (_iso(self._clock()), mode, int(dry_run)),
-            )
-        return int(cur.lastrowid or 0)
+            row = conn.execute(
+                "INSERT INTO runs (started_at, mode, dry_run) VALUES (?, ?, ?) RETURNING id",
+                (iso(self._clock()), mode, int(dry_run)),
+            ).fetchone()
+        return int(row[0])
 
     def finish_run(self, run_id: int, outcome: str, summary: Mapping[str, Any]) -> None:
         """Record how a run ended, with its counts, for `history`."""
         with self._write("finish a run") as conn:
             cur = conn.execute(
                 "UPDATE runs SET finished_at = ?, outcome = ?, summary = ? WHERE id = ?",
-                (_iso(self._clock()), outcome, _dump(summary), run_id),
+                (iso(self._clock()), outcome, dump(summary), run_id),
             )
             if cur.rowcount == 0:
-                raise ValueError(f"no run {run_id} in {self._path}")
+                raise ValueError(f"no run {run_id} in {self.where}")
 
     def runs(self, limit: int = 20) -> list[RunRecord]:
         """The latest runs, newest first."""
@@ -618,12 +388,12 @@ class Journal:
         return [
             RunRecord(
                 id=row[0],
-                started_at=_parse(row[1]),  # type: ignore[arg-type]
-                finished_at=_parse(row[2]),
+                started_at=parse(row[1]),  # type: ignore[arg-type]
+                finished_at=parse(row[2]),
                 mode=row[3],
                 dry_run=bool(row[4]),
                 outcome=row[5],
-                summary=_load(row[6]),
+                summary=load(row[6]),
             )
             for row in rows
         ]
@@ -651,18 +421,18 @@ class Journal:
                 "SELECT c.entry_id, c.state, e.run_id FROM current c"
                 " JOIN entries e ON e.id = c.entry_id"
                 " WHERE c.key = ? AND c.state IN (?, ?)",
-                (key, *_UNRESOLVED),
+                (key, *UNRESOLVED),
             ).fetchone()
             if unresolved is not None:
                 entry_id, state, run_id_then = unresolved
                 raise StateError(
                     f"{key} already has an unresolved {state} entry #{entry_id} "
-                    f"(run {run_id_then}) in {self._path}",
+                    f"(run {run_id_then}) in {self.where}",
                     hint="resolve it against the service and mark it before starting again",
                 )
-            cur = conn.execute(
+            row = conn.execute(
                 "INSERT INTO entries (run_id, key, kind, subject, subject_ci, state, detail,"
-                " started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     run_id,
                     key,
@@ -670,11 +440,11 @@ class Journal:
                     subject,
                     subject.casefold(),
                     EntryState.IN_FLIGHT.value,
-                    _dump(detail),
-                    _iso(self._clock()),
+                    dump(detail),
+                    iso(self._clock()),
                 ),
-            )
-            entry_id = int(cur.lastrowid or 0)
+            ).fetchone()
+            entry_id = int(row[0])
             conn.execute(
                 "INSERT INTO current (key, entry_id, state) VALUES (?, ?, ?)"
                 " ON CONFLICT (key) DO UPDATE SET entry_id = excluded.entry_id,"
@@ -703,7 +473,7 @@ class Journal:
                 "SELECT key, detail FROM entries WHERE id = ?", (entry_id,)
             ).fetchone()
             if row is None:
-                raise ValueError(f"no journal entry #{entry_id} in {self._path}")
+                raise ValueError(f"no journal entry #{entry_id} in {self.where}")
             key, stored = row
             merged = json.loads(stored)
             merged.update(detail or {})
@@ -713,9 +483,9 @@ class Journal:
                 (
                     state.value,
                     ref,
-                    _dump(merged),
+                    dump(merged),
                     error,
-                    _iso(self._clock()) if state.terminal else None,
+                    iso(self._clock()) if state.terminal else None,
                     entry_id,
                 ),
             )
@@ -740,10 +510,10 @@ class Journal:
             subject=row[4],
             state=EntryState(row[5]),
             ref=row[6],
-            detail=_load(row[7]),
+            detail=load(row[7]),
             error=row[8],
-            started_at=_parse(row[9]),  # type: ignore[arg-type]
-            finished_at=_parse(row[10]),
+            started_at=parse(row[9]),  # type: ignore[arg-type]
+            finished_at=parse(row[10]),
         )
 
     def latest(self, key: str) -> Entry | None:
@@ -773,7 +543,7 @@ class Journal:
     def _prefix_clause(column: str, prefix: str) -> tuple[str, tuple[Any, ...]]:
         """A WHERE clause matching keys that start with `prefix`, as an index range."""
         if not prefix:
-            return "1", ()
+            return "TRUE", ()
         upper = _prefix_upper(prefix)
         if upper is None:
             return f"{column} >= ? AND substr({column}, 1, ?) = ?", (prefix, len(prefix), prefix)
@@ -799,17 +569,17 @@ class Journal:
         with the ref `except_ref` are left out.
         """
         clause, params = self._prefix_clause("c.key", prefix)
+        sent_at = self._store.json_text("e.detail", "sent_at")
         with self._read() as conn:
             rows = conn.execute(
-                "SELECT c.key, COALESCE(json_extract(e.detail, '$.sent_at'), e.finished_at), e.ref"
-                " FROM current c"
+                f"SELECT c.key, COALESCE({sent_at}, e.finished_at), e.ref FROM current c"
                 f" JOIN entries e ON e.id = c.entry_id WHERE c.state = ? AND {clause}",
                 (EntryState.DONE.value, *params),
             ).fetchall()
         return {
             key: moment
             for key, finished, ref in rows
-            if (moment := _parse(finished)) and (except_ref is None or ref != except_ref)
+            if (moment := parse(finished)) and (except_ref is None or ref != except_ref)
         }
 
     def done_refs(self, keys: Iterable[str]) -> dict[str, str]:
@@ -840,12 +610,13 @@ class Journal:
         if not wanted:
             return {}
         found: dict[int, tuple[str, str]] = {}
+        contact = self._store.json_value("e.detail", "contact_id")
         with self._read() as conn:
             rows = conn.execute(
-                "SELECT c.key, e.ref, json_extract(e.detail, '$.contact_id') FROM current c"
+                f"SELECT c.key, e.ref, {contact} FROM current c"
                 " JOIN entries e ON e.id = c.entry_id"
                 " WHERE c.state = ? AND c.key >= 'lead:' AND c.key < 'lead;'"
-                " AND json_extract(e.detail, '$.contact_id') IS NOT NULL",
+                f" AND {contact} IS NOT NULL",
                 (EntryState.DONE.value,),
             ).fetchall()
         for key, ref, contact in rows:
@@ -871,85 +642,6 @@ class Journal:
                 missing.extend(k for k in chunk if k not in done)
         return missing
 
-    # -- reports over the whole journal (export) ------------------------------------------
-
-    @contextmanager
-    def snapshot(self) -> Iterator[None]:
-        """One read transaction: every read inside sees the journal as it was at the first.
-
-        For a reader that pages through the journal in several queries (`syncctl
-        export`) while a run may be writing: in WAL mode the run goes on, and
-        the pages agree with each other. Reads only: a write inside fails.
-        """
-        with self._read() as conn:
-            nested = conn.in_transaction  # the outer snapshot holds
-            if not nested:
-                conn.execute("BEGIN")
-        if nested:
-            yield
-            return
-        try:
-            yield
-        finally:
-            with self._read() as conn:
-                if conn.in_transaction:
-                    conn.execute("COMMIT")
-
-    def _pages(self, sql: str, params: Mapping[str, Any], page: int) -> Iterator[list[Any]]:
-        """The rows of one read query, `page` at a time, from one cursor (never all at once)."""
-        with self._read() as conn:
-            cursor = conn.execute(sql, params)
-        try:
-            while True:
-                with self._read():
-                    rows = cursor.fetchmany(page)
-                if not rows:
-                    return
-                yield rows
-        finally:
-            cursor.close()
-
-    def iter_purchase_facts(
-        self, coupon_email: int, *, page: int = 500
-    ) -> Iterator[list[PurchaseFacts]]:
-        """Every purchase the journal knows (`coupon:<session>`, then sessions only a
-        `refund:` fact names), by session id, `page` at a time.
-
-        Each purchase is one row joined in SQLite: its coupon, refund and coupon
-        email (`coupon_email` is the email's id) come by key or on the subject
-        index, so memory stays flat however many purchases there are.
-        """
-        mail = f"mail:{coupon_email}:"
-        params = {
-            "mail": mail,
-            "mail_end": mail[:-1] + ";",
-            "mail_len": len(mail),
-            "done": EntryState.DONE.value,
-        }
-        for rows in self._pages(_PURCHASES_SQL, params, page):
-            yield [_purchase_facts(row) for row in rows]
-        for rows in self._pages(_REFUND_ONLY_SQL, params, page):
-            yield [_purchase_facts(row) for row in rows]
-
-    def iter_contact_facts(
-        self, vip_email: int, basic_email: int, *, page: int = 500
-    ) -> Iterator[list[ContactFacts]]:
-        """Every invite attempt's newest entry (`invite:<contact>:<tier>`, in key order, so a
-        contact's tiers come together), then every lead no invite row shows; `page` at a time.
-
-        `vip_email`/`basic_email` are the invite emails' ids. One joined row each.
-        """
-        params = {
-            "vip": vip_email,
-            "basic": basic_email,
-            "done": EntryState.DONE.value,
-            "skipped": EntryState.SKIPPED.value,
-        }
-        for rows in self._pages(_INVITES_SQL, params, page):
-            yield [_contact_facts(row) for row in rows]
-        for rows in self._pages(_LONE_LEADS_SQL, params, page):
-            yield [_contact_facts(row) for row in rows]
-
     def latest_by_prefix(self, prefix: str) -> dict[str, Entry]:
         """The newest entry of every key starting with `prefix` (e.g. "invite:")."""
         clause, params = self._prefix_clause("c.key", prefix)
@@ -968,7 +660,7 @@ class Journal:
             rows = conn.execute(
                 f"SELECT {self._ENTRY_COLUMNS} FROM current c JOIN entries e ON e.id = c.entry_id"
                 " WHERE c.state IN (?, ?) ORDER BY e.id",
-                _UNRESOLVED,
+                UNRESOLVED,
             ).fetchall()
         return [self._entry(row) for row in rows]
 
@@ -988,7 +680,7 @@ class Journal:
             params.append(subject.casefold())
         if since is not None:
             where.append("e.started_at >= ?")
-            params.append(_iso(since))
+            params.append(iso(since))
         if failed_only:
             # Aborted with the attempt's own error (its answer was lost, and
             # recovery found it had not happened): a failure all the same. An
@@ -1000,7 +692,7 @@ class Journal:
                 " OR (e.state IN (?, ?) AND e.error IS NOT NULL))"
             )
             params += [EntryState.FAILED.value, EntryState.ABORTED.value, len(RECOVERED), RECOVERED]
-            params += list(_UNRESOLVED)
+            params += list(UNRESOLVED)
         sql = f"SELECT {self._ENTRY_COLUMNS} FROM entries e"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -1023,12 +715,12 @@ class Journal:
             kind=HoldKind(row[1]),
             reason=row[2],
             by=row[3],
-            at=_parse(row[4]),  # type: ignore[arg-type]
-            since=_parse(row[5]),  # type: ignore[arg-type]
+            at=parse(row[4]),  # type: ignore[arg-type]
+            since=parse(row[5]),  # type: ignore[arg-type]
         )
 
     def _hold_event(
-        self, conn: sqlite3.Connection, kind: str, subject: str, now: str, detail: dict[str, Any]
+        self, conn: Session, kind: str, subject: str, now: str, detail: dict[str, Any]
     ) -> None:
         """Record holding or releasing in `entries`, so `history` shows it.
 
@@ -1036,25 +728,25 @@ class Journal:
         no vendor call stands behind it, so it is never in flight.
         """
         key = HOLD_KEY_PREFIX + subject
-        cur = conn.execute(
+        row = conn.execute(
             "INSERT INTO entries (run_id, key, kind, subject, subject_ci, state, detail,"
-            " started_at, finished_at) VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " started_at, finished_at) VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 key,
                 kind,
                 subject,
                 subject.casefold(),
                 EntryState.DONE.value,
-                _dump(detail),
+                dump(detail),
                 now,
                 now,
             ),
-        )
+        ).fetchone()
         conn.execute(
             "INSERT INTO current (key, entry_id, state) VALUES (?, ?, ?)"
             " ON CONFLICT (key) DO UPDATE SET entry_id = excluded.entry_id,"
             " state = excluded.state",
-            (key, int(cur.lastrowid or 0), EntryState.DONE.value),
+            (key, int(row[0]), EntryState.DONE.value),
         )
 
     def hold(
@@ -1097,12 +789,12 @@ class Journal:
                 f"INSERT INTO holds ({self._HOLD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (subject) DO UPDATE SET reason = excluded.reason,"
                 " held_by = excluded.held_by, held_at = excluded.held_at",
-                (key, kind.value, after.reason, by, _iso(now), _iso(after.since)),
+                (key, kind.value, after.reason, by, iso(now), iso(after.since)),
             )
             detail: dict[str, Any] = {"hold_kind": kind.value, "reason": after.reason, "by": by}
             if before is not None:
                 detail["previous_reason"] = before.reason
-            self._hold_event(conn, HOLD_EVENT, key, _iso(now), detail)
+            self._hold_event(conn, HOLD_EVENT, key, iso(now), detail)
         return after
 
     def release(self, subject: str, by: str = "") -> Hold | None:
@@ -1126,9 +818,9 @@ class Journal:
                 "reason": lifted.reason,
                 "by": by,
                 "held_by": lifted.by,
-                "held_since": _iso(lifted.since),
+                "held_since": iso(lifted.since),
             }
-            self._hold_event(conn, RELEASE_EVENT, key, _iso(self._clock()), detail)
+            self._hold_event(conn, RELEASE_EVENT, key, iso(self._clock()), detail)
         return lifted
 
     def holds(self) -> list[Hold]:
@@ -1181,20 +873,20 @@ class Journal:
                 "INSERT INTO cursors (name, value, updated_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
                 " updated_at = excluded.updated_at",
-                (name, value, _iso(self._clock())),
+                (name, value, iso(self._clock())),
             )
 
     # -- retry queue -----------------------------------------------------------------------
 
     def add_pending(self, kind: str, ref: str, reason: str) -> None:
         """Queue a failed item for the next runs (upsert; counts attempts)."""
-        now = _iso(self._clock())
+        now = iso(self._clock())
         with self._write("queue a retry") as conn:
             conn.execute(
                 "INSERT INTO pending (kind, ref, reason, attempts, first_seen, last_seen)"
                 " VALUES (?, ?, ?, 1, ?, ?)"
                 " ON CONFLICT (kind, ref) DO UPDATE SET reason = excluded.reason,"
-                " attempts = attempts + 1, last_seen = excluded.last_seen",
+                " attempts = pending.attempts + 1, last_seen = excluded.last_seen",
                 (kind, ref, reason, now, now),
             )
 
@@ -1219,8 +911,8 @@ class Journal:
                 ref=row[1],
                 reason=row[2],
                 attempts=row[3],
-                first_seen=_parse(row[4]),  # type: ignore[arg-type]
-                last_seen=_parse(row[5]),  # type: ignore[arg-type]
+                first_seen=parse(row[4]),  # type: ignore[arg-type]
+                last_seen=parse(row[5]),  # type: ignore[arg-type]
             )
             for row in rows
         ]
@@ -1244,189 +936,135 @@ class Journal:
                 (name, value),
             )
 
+    # -- reports over the whole journal (export) ------------------------------------------
 
-# -- the export's joined reads --------------------------------------------------------------
-# One row per purchase and per invite, joined in SQLite by key (primary key
-# lookups) or on the subject index, read with one cursor: nothing is held
-# in Python but the page being read. Parameters: :done, :skipped, and per
-# query the email ids (`iter_purchase_facts`, `iter_contact_facts`).
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction: every read inside sees the journal as it was at the first.
 
-#: Purchases with a coupon attempt, by key. The coupon email is a sent
-#: `mail:<id>:<contact>:<code>` ending in this code among the buyer's entries
-#: (the subject index; `+` keeps the state out of the index choice); the other
-#: ways to the buyer's contact are asked only when no email names one
-#: (COALESCE stops at the first value).
-_PURCHASES_SQL = """
-SELECT p.sid, p.subject_ci, p.state, p.code, p.observed,
-    (SELECT re.ref FROM current rc JOIN entries re ON re.id = rc.entry_id
-        WHERE rc.key = 'refund:' || p.sid AND rc.state = :done),
-    NULLIF(COALESCE(
-        CAST(substr(m.key, :mail_len + 1, instr(substr(m.key, :mail_len + 1), ':') - 1)
-            AS INTEGER),
-        (SELECT CAST(ce.ref AS INTEGER) FROM current cc JOIN entries ce ON ce.id = cc.entry_id
-            WHERE cc.key = 'contact:' || p.subject_ci AND cc.state = :done
-                AND ce.ref != '' AND ce.ref NOT GLOB '*[^0-9]*'),
-        (SELECT CAST(substr(v.key, 5, instr(substr(v.key, 5), ':') - 1) AS INTEGER)
-            FROM entries v JOIN current vc ON vc.key = v.key AND vc.entry_id = v.id
-            WHERE v.subject_ci = p.subject_ci AND v.key >= 'vip:' AND v.key < 'vip;'
-                AND substr(v.key, -length(p.code) - 1) = ':' || p.code
-            ORDER BY v.id LIMIT 1)), 0),
-    strftime('%Y-%m-%dT%H:%M:%S+00:00', COALESCE(json_extract(m.detail, '$.sent_at'),
-        m.finished_at))
-FROM (
-    SELECT c.key AS key, substr(c.key, 8) AS sid, e.subject_ci AS subject_ci, e.state AS state,
-        COALESCE(e.ref, json_extract(e.detail, '$.code')) AS code,
-        json_extract(e.detail, '$.observed') IS 1 AS observed
-    FROM current c JOIN entries e ON e.id = c.entry_id
-    WHERE c.key >= 'coupon:' AND c.key < 'coupon;'
-) p
-LEFT JOIN entries m ON m.id = (
-    SELECT x.id FROM entries x INDEXED BY entries_subject
-        JOIN current xc ON xc.key = x.key AND xc.entry_id = x.id
-    WHERE x.subject_ci = p.subject_ci AND x.key >= :mail AND x.key < :mail_end
-        AND substr(x.key, -length(p.code) - 1) = ':' || p.code AND +xc.state = :done
-    LIMIT 1)
-ORDER BY p.key
-"""
+        For a reader that pages through the journal in several queries (`syncctl
+        export`) while a run may be writing: in WAL mode the run goes on, and
+        the pages agree with each other. Reads only: a write inside fails.
+        """
+        with self._sqlite_read() as conn:
+            nested = conn.in_transaction  # the outer snapshot holds
+            if not nested:
+                conn.execute("BEGIN")
+        if nested:
+            yield
+            return
+        try:
+            yield
+        finally:
+            with self._sqlite_read() as conn:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
 
-#: Purchases only a refund fact names (refunded or disputed before any code was
-#: made for them), by key.
-_REFUND_ONLY_SQL = """
-SELECT substr(c.key, 8), e.subject_ci, NULL, NULL, 0, e.ref, NULL, NULL
-FROM current c JOIN entries e ON e.id = c.entry_id
-WHERE c.key >= 'refund:' AND c.key < 'refund;' AND c.state = :done
-    AND NOT EXISTS (SELECT 1 FROM current x WHERE x.key = 'coupon:' || substr(c.key, 8))
-ORDER BY c.key
-"""
-
-#: Each invite key's newest attempt, by key (a contact's tiers are neighbours),
-#: with whether syncctl revoked it, its email, and the lead of its email.
-_INVITES_SQL = """
-SELECT i.cid, i.tier, i.subject_ci, i.id, i.state, i.ref, i.at,
-    EXISTS (SELECT 1 FROM current rv WHERE rv.key = 'revoke:' || i.ref AND rv.state = :done),
-    m.ref, CASE WHEN m.state = :done THEN strftime('%Y-%m-%dT%H:%M:%S+00:00',
-        COALESCE(json_extract(m.detail, '$.sent_at'), m.finished_at)) END,
-    l.state, l.ref, json_extract(l.detail, '$.observed') IS 1,
-    json_extract(l.detail, '$.contact_id')
-FROM (
-    SELECT c.key AS key,
-        substr(c.key, 8, instr(substr(c.key, 8), ':') - 1) AS cid,
-        substr(c.key, 8 + instr(substr(c.key, 8), ':')) AS tier,
-        e.id AS id, e.subject_ci AS subject_ci, e.state AS state, e.ref AS ref,
-        COALESCE(e.finished_at, e.started_at) AS at
-    FROM current c JOIN entries e ON e.id = c.entry_id
-    WHERE c.key >= 'invite:' AND c.key < 'invite;'
-) i
-LEFT JOIN current mc ON mc.key = 'mail:' || (CASE i.tier WHEN 'vip' THEN :vip ELSE :basic END)
-    || ':' || i.cid || ':' || i.ref
-LEFT JOIN entries m ON m.id = mc.entry_id
-LEFT JOIN current lc ON lc.key = 'lead:' || i.subject_ci AND lc.state != :skipped
-LEFT JOIN entries l ON l.id = lc.entry_id
-ORDER BY i.key
-"""
-
-#: Leads no invite row shows: no invite of their email names their contact
-#: (or, for a lead found in Espo with no contact, no invite of their email).
-_LONE_LEADS_SQL = """
-SELECT json_extract(e.detail, '$.contact_id'), NULL, substr(c.key, 6), NULL, NULL, NULL, NULL, 0,
-    NULL, NULL,
-    e.state, e.ref, json_extract(e.detail, '$.observed') IS 1,
-    json_extract(e.detail, '$.contact_id')
-FROM current c JOIN entries e ON e.id = c.entry_id
-WHERE c.key >= 'lead:' AND c.key < 'lead;' AND c.state != :skipped
-    AND NOT EXISTS (
-        SELECT 1 FROM entries ie JOIN current ic ON ic.key = ie.key AND ic.entry_id = ie.id
-        WHERE ie.subject_ci = substr(c.key, 6) AND ie.key >= 'invite:' AND ie.key < 'invite;'
-            AND (json_extract(e.detail, '$.contact_id') IS NULL
-                OR substr(ie.key, 8, instr(substr(ie.key, 8), ':') - 1)
-                    = CAST(json_extract(e.detail, '$.contact_id') AS TEXT)))
-ORDER BY c.key
-"""
-
-
-def _state(text: str | None) -> EntryState | None:
-    return None if text is None else _STATES[text]
-
-
-def _int(value: Any) -> int | None:
-    """A contact id from a key (text) or a detail (a JSON number); None for anything else."""
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    return None
-
-
-def _purchase_facts(row: tuple[Any, ...]) -> PurchaseFacts:
-    # The query gives each column its type already (the contact: a positive id or NULL).
-    states = _STATES
-    return PurchaseFacts(
-        row[0], row[1], states.get(row[2]), row[3], row[4] == 1, row[5], row[6], row[7]
-    )
-
-
-def _contact_facts(row: tuple[Any, ...]) -> ContactFacts:
-    return ContactFacts(
-        _int(row[0]),
-        row[1],
-        row[2],
-        row[3],
-        _state(row[4]),
-        row[5],
-        row[6],
-        bool(row[7]),
-        row[8],
-        row[9],
-        _state(row[10]),
-        row[11],
-        bool(row[12]),
-        _int(row[13]),
-    )
-
-
-def _read_version(conn: sqlite3.Connection, path: Path) -> int:
-    """0 for an empty file; StateError for a SQLite file that is not a journal."""
-    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    if "meta" not in tables:
-        if tables - {"sqlite_sequence"}:
+    @contextmanager
+    def _sqlite_read(self) -> Iterator[sqlite3.Connection]:
+        """The SQLite connection, for the reports' SQLite-only joins (`state.reports`)."""
+        if self._store.kind != "sqlite":
             raise StateError(
-                f"{path} is a SQLite database but not a syncctl journal",
-                hint="point [run] state_dir at a directory of its own",
+                f"export reads a SQLite journal; this one is on {self._store.name}",
+                hint="for now, export on a host with a SQLite state dir (state migrate --to DIR "
+                "makes one from the shared store)",
             )
-        return 0
-    row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
-    return 0 if row is None else int(row[0])
+        with self._read() as conn:
+            yield cast(sqlite3.Connection, conn)
+
+    def _pages(self, sql: str, params: Mapping[str, Any], page: int) -> Iterator[list[Any]]:
+        """The rows of one read query, `page` at a time, from one cursor (never all at once)."""
+        with self._sqlite_read() as conn:
+            cursor = conn.execute(sql, params)
+        try:
+            while True:
+                with self._sqlite_read():
+                    rows = cursor.fetchmany(page)
+                if not rows:
+                    return
+                yield rows
+        finally:
+            cursor.close()
+
+    def iter_purchase_facts(
+        self, coupon_email: int, *, page: int = 500
+    ) -> Iterator[list[reports.PurchaseFacts]]:
+        """Every purchase the journal knows (`coupon:<session>`, then sessions only a
+        `refund:` fact names), by session id, `page` at a time.
+
+        Each purchase is one row joined in SQLite: its coupon, refund and coupon
+        email (`coupon_email` is the email's id) come by key or on the subject
+        index, so memory stays flat however many purchases there are.
+        """
+        mail = f"mail:{coupon_email}:"
+        params = {
+            "mail": mail,
+            "mail_end": mail[:-1] + ";",
+            "mail_len": len(mail),
+            "done": EntryState.DONE.value,
+        }
+        for rows in self._pages(reports.PURCHASES_SQL, params, page):
+            yield [reports.purchase_facts(row) for row in rows]
+        for rows in self._pages(reports.REFUND_ONLY_SQL, params, page):
+            yield [reports.purchase_facts(row) for row in rows]
+
+    def iter_contact_facts(
+        self, vip_email: int, basic_email: int, *, page: int = 500
+    ) -> Iterator[list[reports.ContactFacts]]:
+        """Every invite attempt's newest entry (`invite:<contact>:<tier>`, in key order, so a
+        contact's tiers come together), then every lead no invite row shows; `page` at a time.
+
+        `vip_email`/`basic_email` are the invite emails' ids. One joined row each.
+        """
+        params = {
+            "vip": vip_email,
+            "basic": basic_email,
+            "done": EntryState.DONE.value,
+            "skipped": EntryState.SKIPPED.value,
+        }
+        for rows in self._pages(reports.INVITES_SQL, params, page):
+            yield [reports.contact_facts(row) for row in rows]
+        for rows in self._pages(reports.LONE_LEADS_SQL, params, page):
+            yield [reports.contact_facts(row) for row in rows]
 
 
-def _refuse_newer(version: int, path: Path) -> None:
-    if version > SCHEMA_VERSION:
-        raise StateError(
-            f"{path} was written by a newer syncctl (schema {version}; "
-            f"this one knows up to {SCHEMA_VERSION}); the file was left untouched",
-            hint="upgrade syncctl, or point [run] state_dir elsewhere",
-        )
+@contextmanager
+def open_for_run(
+    where: Where,
+    *,
+    readonly: bool = False,
+    wait: bool = False,
+    timeout: float | None = None,
+    on_wait: Callable[[str], None] | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> Iterator[Journal]:
+    """The journal of a run that applies, with the run lock held for the block.
 
-
-def _migrate(conn: sqlite3.Connection, path: Path) -> None:
-    """Apply pending migrations in one transaction; always writes (the write probe)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        version = _read_version(conn, path)  # again, under the write lock
-        _refuse_newer(version, path)
-        for script in MIGRATIONS[version:]:
-            for statement in _statements(script):
-                conn.execute(statement)
-        # Rewritten even when unchanged: proves the file is writable before any vendor call.
-        conn.execute(
-            "INSERT INTO meta (name, value) VALUES ('schema_version', ?)"
-            " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            (str(SCHEMA_VERSION),),
-        )
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+    SQLite: the `flock` on `state_dir/lock` is taken first, then the file is
+    opened, so a run that finds the lock busy touches nothing. PostgreSQL:
+    the lock lives on the store's connection, so the store is opened first
+    and the advisory lock taken on it; from then on every write proves on
+    that connection that the lock is still held. `readonly` (a dry run):
+    no lock, a read-only journal. LockBusy (exit 3) when another run holds
+    the lock; `wait`/`timeout`/`on_wait` as in `StateStore.run_lock`.
+    """
+    location = _location(where)
+    if readonly:
+        with Journal.open(location, readonly=True, clock=clock) as journal:
+            yield journal
+        return
+    if not location.url:
+        with (
+            state_lock(location.state_dir, wait=wait, timeout=timeout, on_wait=on_wait),
+            Journal.open(location, clock=clock) as journal,
+        ):
+            yield journal
+        return
+    with (
+        Journal.open(location, clock=clock) as journal,
+        journal.run_lock(wait=wait, timeout=timeout, on_wait=on_wait),
+    ):
+        yield journal
 
 
 def _in_chunks(keys: Iterable[str]) -> Iterator[tuple[list[str], str]]:

@@ -6,6 +6,10 @@ one. The kernel holds the lock for the open file and frees it when the process
 dies, even on kill -9, so a crashed run never leaves a stale lock behind; the
 pid and start time written into the file are only there to name the holder in
 the error message.
+
+This is the SQLite store's lock (one host). With a PostgreSQL store the run
+lock is a session advisory lock on the store's own connection instead
+(`state.postgres`); both are reached through `StateStore.run_lock`.
 """
 
 from __future__ import annotations
@@ -16,39 +20,20 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from syncctl.errors import LockBusy, LockHeldTooLong, StateError
 from syncctl.state.location import check_state_dir
+from syncctl.state.records import STUCK_AFTER, Holder
+
+__all__ = ["LOCK_NAME", "POLL_SECONDS", "STUCK_AFTER", "Holder", "running_holder", "state_lock"]
 
 LOCK_NAME = "lock"
 
 #: How often a waiting run with a timeout retries.
 POLL_SECONDS = 0.05
-#: A holder older than this is taken for stuck: the nightly audit of 100k
-#: contacts takes about 70 minutes (docs/benchmarks.md), systemd stops it at 3 h.
-STUCK_AFTER = timedelta(hours=6)
-
 _HINT = "wait for it, or use --wait to queue"
-
-
-@dataclass(frozen=True)
-class Holder:
-    """What the lock file says about the run holding the lock."""
-
-    pid: int | None
-    started: datetime | None
-
-    def describe(self) -> str:
-        if self.pid is None or self.started is None:
-            return "pid unknown"  # the holder has not written its line yet
-        return f"pid {self.pid}, started {self.started.isoformat()}"
-
-    @property
-    def stuck(self) -> bool:
-        return self.started is not None and datetime.now(UTC) - self.started > STUCK_AFTER
 
 
 def _open_lock_file(state_dir: Path) -> tuple[Path, int]:
@@ -82,7 +67,7 @@ def _holder(fd: int) -> Holder:
         return Holder(None, None)
 
 
-def _busy(path: Path, holder: Holder, *, after: float | None = None) -> LockBusy:
+def _busy(path: Path | str, holder: Holder, *, after: float | None = None) -> LockBusy:
     waited = f" after {after:g} s" if after is not None else ""
     message = f"another syncctl run {'still ' if after else ''}holds {path}{waited}"
     message += f" ({holder.describe()})"
