@@ -164,6 +164,17 @@ def test_status_holds_and_history_work_on_the_shared_store(
     assert run("release", "ada.lovelace@example.com").exit_code == 0
 
 
+def test_export_on_the_shared_store_says_in_one_line_that_it_reads_sqlite_for_now(
+    run: Run, campaign: Path, pg_url: str
+) -> None:
+    set_secret(campaign, "SYNCCTL_STATE_URL", pg_url)
+    assert run("reconcile").exit_code == 0
+    result = run("export")
+    assert result.exit_code != 0
+    assert "export reads a SQLite journal" in one_error_line(result)
+    assert result.stdout == ""
+
+
 @pytest.mark.parametrize(
     ("url", "why"),
     [

@@ -94,7 +94,7 @@ def _life_after_the_sale(
     show_applied: Callable[[RunResult], None],
 ) -> bool:
     """A refund and a hold, each answered by the next run; True when all went right."""
-    state = cfg.settings.run.state_path
+    state = cfg.state
     heading(f"4. a refund and a hold: {REFUNDED} is refunded; {HELD} asks to wait")
     refunded = next(
         s["id"]

@@ -599,7 +599,8 @@ def export(
 
             sv = services if services is not None else stack.enter_context(Services.connect(config))
             reader = LiveReader(sv, settings, now=now)
-        journal = stack.enter_context(Journal.open(settings.run.state_path, readonly=True))
+        journal = stack.enter_context(Journal.open(config.state, readonly=True))
+        journal.require_reports()  # a store it cannot read: one line, nothing written
         out = stack.enter_context(atomic_output(output)) if output is not None else stdout
         rows = iter_rows(journal, settings, live=reader)
         stack.callback(rows.close)  # its read transaction ends before the journal closes

@@ -960,6 +960,11 @@ class Journal:
                 if conn.in_transaction:
                     conn.execute("COMMIT")
 
+    def require_reports(self) -> None:
+        """Refuse (StateError) before anything is written when reports cannot be read here."""
+        with self._sqlite_read():
+            pass
+
     @contextmanager
     def _sqlite_read(self) -> Iterator[sqlite3.Connection]:
         """The SQLite connection, for the reports' SQLite-only joins (`state.reports`)."""
