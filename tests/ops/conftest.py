@@ -164,7 +164,7 @@ def serve(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
             if while_up is not None:
                 while_up(sandbox)
 
-        monkeypatch.setattr("syncctl.cli._serve_until_stopped", up)
+        monkeypatch.setattr("syncctl.cli.setup._serve_until_stopped", up)
         return CliRunner().invoke(app, ["sandbox", "serve", "--port-base", "0", *args])
 
     return invoke
