@@ -1775,16 +1775,7 @@ class StripeEmulator(Emulator):
 
     @route("GET", "/charges/{charge}")
     def get_charge(self, request: Request, charge: str) -> Response:
-        def build() -> dict[str, Any]:
-            params = _parse_query(request.query)
-            _check_known(params, ("expand",))
-            _expansions(params, ())
-            found = self._charges.get(charge)
-            if found is None:
-                raise self._missing("charge", charge, "id")
-            return self._render_charge(found)
-
-        return self._answer(build)
+        return self._retrieve(request, "charge", "id", self._charges.get(charge), charge)
 
     @route("GET", "/disputes")
     def list_disputes(self, request: Request) -> Response:
@@ -1840,14 +1831,20 @@ class StripeEmulator(Emulator):
 
     @route("GET", "/disputes/{dispute}")
     def get_dispute(self, request: Request, dispute: str) -> Response:
+        return self._retrieve(request, "dispute", "dispute", self._disputes.get(dispute), dispute)
+
+    def _retrieve(
+        self, request: Request, kind: str, param: str, found: Any, object_id: str
+    ) -> Response:
+        """GET /v1/<kind>s/<id> of a charge or dispute: `expand` only, 404 when unknown."""
+
         def build() -> dict[str, Any]:
             params = _parse_query(request.query)
             _check_known(params, ("expand",))
             _expansions(params, ())
-            found = self._disputes.get(dispute)
             if found is None:
-                raise self._missing("dispute", dispute, "dispute")
-            return self._render_dispute(found)
+                raise self._missing(kind, object_id, param)
+            return self._render_charge(found) if kind == "charge" else self._render_dispute(found)
 
         return self._answer(build)
 
