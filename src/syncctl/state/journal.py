@@ -31,17 +31,15 @@ every write, on the lock's own connection, that it still holds it.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from syncctl.errors import StateError
-from syncctl.state import reports
+from syncctl.state.holds import HoldsMixin
 from syncctl.state.location import StateLocation
 from syncctl.state.lock import state_lock
 from syncctl.state.migrations import SCHEMA_VERSION
@@ -65,8 +63,9 @@ from syncctl.state.records import (
     parse,
     utcnow,
 )
+from syncctl.state.reports import ReportsMixin
 from syncctl.state.sqlite import DB_NAME, SQLiteStore
-from syncctl.state.store import Session, StateStore
+from syncctl.state.store import Session, StateStore, in_chunks
 
 __all__ = [
     "DB_NAME",
@@ -92,8 +91,6 @@ __all__ = [
 #: `meta` rows the journal owns; `set_meta` refuses them.
 _RESERVED_META = frozenset({"schema_version", "lock_holder", "moved_to"})
 
-#: Bound parameters per `IN (...)` query; below SQLite's historic limit of 999.
-_CHUNK = 900
 
 Where = Path | str | StateLocation
 
@@ -126,7 +123,7 @@ def _prefix_upper(prefix: str) -> str | None:
     return prefix[:-1] + chr(last + 1)
 
 
-class Journal:
+class Journal(HoldsMixin, ReportsMixin):
     """The state database. Open with `Journal.open(where)`; use as a context manager.
 
     Thread-safe: one connection, serialised by a re-entrant lock. Every write
@@ -288,7 +285,7 @@ class Journal:
         wanted = [str(i) for i in set(run_ids)]
         found: set[int] = set()
         with self._read() as conn:
-            for chunk, marks in _in_chunks(wanted):
+            for chunk, marks in in_chunks(wanted):
                 found |= {
                     int(row[0])
                     for row in conn.execute(
@@ -530,7 +527,7 @@ class Journal:
         """The newest entry of each known key among `keys` (chunked IN queries)."""
         found: dict[str, Entry] = {}
         with self._read() as conn:
-            for chunk, marks in _in_chunks(keys):
+            for chunk, marks in in_chunks(keys):
                 for row in conn.execute(
                     f"SELECT {self._ENTRY_COLUMNS} FROM current c"
                     f" JOIN entries e ON e.id = c.entry_id WHERE c.key IN ({marks})",
@@ -590,7 +587,7 @@ class Journal:
         """
         found: dict[str, str] = {}
         with self._read() as conn:
-            for chunk, marks in _in_chunks(keys):
+            for chunk, marks in in_chunks(keys):
                 for key, ref in conn.execute(
                     "SELECT c.key, e.ref FROM current c JOIN entries e ON e.id = c.entry_id"
                     f" WHERE c.state = ? AND c.key IN ({marks})",
@@ -631,7 +628,7 @@ class Journal:
         """
         missing: list[str] = []
         with self._read() as conn:
-            for chunk, marks in _in_chunks(keys):
+            for chunk, marks in in_chunks(keys):
                 done = {
                     row[0]
                     for row in conn.execute(
@@ -703,160 +700,6 @@ class Journal:
         with self._read() as conn:
             rows = conn.execute(sql, params).fetchall()
         return [self._entry(row) for row in rows]
-
-    # -- holds (rule 18) -------------------------------------------------------------------
-
-    _HOLD_COLUMNS = "subject, kind, reason, held_by, held_at, held_since"
-
-    @staticmethod
-    def _hold(row: tuple[Any, ...]) -> Hold:
-        return Hold(
-            subject=row[0],
-            kind=HoldKind(row[1]),
-            reason=row[2],
-            by=row[3],
-            at=parse(row[4]),  # type: ignore[arg-type]
-            since=parse(row[5]),  # type: ignore[arg-type]
-        )
-
-    def _hold_event(
-        self, conn: Session, kind: str, subject: str, now: str, detail: dict[str, Any]
-    ) -> None:
-        """Record holding or releasing in `entries`, so `history` shows it.
-
-        A finished entry outside any run (run_id NULL), keyed `hold:<subject>`:
-        no vendor call stands behind it, so it is never in flight.
-        """
-        key = HOLD_KEY_PREFIX + subject
-        row = conn.execute(
-            "INSERT INTO entries (run_id, key, kind, subject, subject_ci, state, detail,"
-            " started_at, finished_at) VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (
-                key,
-                kind,
-                subject,
-                subject.casefold(),
-                EntryState.DONE.value,
-                dump(detail),
-                now,
-                now,
-            ),
-        ).fetchone()
-        conn.execute(
-            "INSERT INTO current (key, entry_id, state) VALUES (?, ?, ?)"
-            " ON CONFLICT (key) DO UPDATE SET entry_id = excluded.entry_id,"
-            " state = excluded.state",
-            (key, int(row[0]), EntryState.DONE.value),
-        )
-
-    def hold(
-        self, subject: str, kind: HoldKind | str, reason: str | None = None, by: str = ""
-    ) -> Hold:
-        """Hold `subject` (an email or a session id; see `hold_subject`).
-
-        Takes effect for every run that plans after this commits: runs read
-        holds when they plan, and this writes one short transaction without
-        the run lock, so it is not kept waiting by a run in progress.
-
-        Held already: a new `reason` replaces the old one (and `by`/`at`;
-        `since` stays) and is recorded as another `hold` event; no reason,
-        or the same one, changes and records nothing. Either way the
-        returned hold's `previous` is the hold found in place, so the
-        caller can say what happened (`reason_changed`).
-        """
-        kind = HoldKind(kind)
-        key = hold_subject(subject)
-        if not key or (kind is HoldKind.EMAIL) != ("@" in key):
-            raise ValueError(f"{subject!r} is not a {kind} to hold")
-        now = self._clock()
-        with self._write(f"hold {key}") as conn:
-            row = conn.execute(
-                f"SELECT {self._HOLD_COLUMNS} FROM holds WHERE subject = ?", (key,)
-            ).fetchone()
-            before = None if row is None else self._hold(row)
-            if before is not None and (reason is None or reason == before.reason):
-                return replace(before, previous=before)
-            after = Hold(
-                subject=key,
-                kind=kind,
-                reason=reason or "",
-                by=by,
-                at=now,
-                since=before.since if before is not None else now,
-                previous=before,
-            )
-            conn.execute(
-                f"INSERT INTO holds ({self._HOLD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (subject) DO UPDATE SET reason = excluded.reason,"
-                " held_by = excluded.held_by, held_at = excluded.held_at",
-                (key, kind.value, after.reason, by, iso(now), iso(after.since)),
-            )
-            detail: dict[str, Any] = {"hold_kind": kind.value, "reason": after.reason, "by": by}
-            if before is not None:
-                detail["previous_reason"] = before.reason
-            self._hold_event(conn, HOLD_EVENT, key, iso(now), detail)
-        return after
-
-    def release(self, subject: str, by: str = "") -> Hold | None:
-        """Lift the hold on `subject`; the hold that was lifted, or None if none was.
-
-        Recorded as a `release` event (with the reason it was held for). The
-        next run that plans acts for the subject again; nothing is undone or
-        replayed by releasing itself.
-        """
-        key = hold_subject(subject)
-        with self._write(f"release {key}") as conn:
-            row = conn.execute(
-                f"SELECT {self._HOLD_COLUMNS} FROM holds WHERE subject = ?", (key,)
-            ).fetchone()
-            if row is None:
-                return None
-            lifted = self._hold(row)
-            conn.execute("DELETE FROM holds WHERE subject = ?", (key,))
-            detail = {
-                "hold_kind": lifted.kind.value,
-                "reason": lifted.reason,
-                "by": by,
-                "held_by": lifted.by,
-                "held_since": iso(lifted.since),
-            }
-            self._hold_event(conn, RELEASE_EVENT, key, iso(self._clock()), detail)
-        return lifted
-
-    def holds(self) -> list[Hold]:
-        """Every hold in place, the longest-standing first."""
-        with self._read() as conn:
-            rows = conn.execute(
-                f"SELECT {self._HOLD_COLUMNS} FROM holds ORDER BY held_since, subject"
-            ).fetchall()
-        return [self._hold(row) for row in rows]
-
-    def held(self, subjects: Iterable[str]) -> dict[str, Hold]:
-        """The holds on any of `subjects` (emails in any case, session ids), by subject as given.
-
-        For the planner: one query whatever the number of subjects (holds
-        are few, so all are read and `subjects` matched in memory), and
-        none of `subjects` is looked at when nothing is held.
-        """
-        table = {h.subject: h for h in self.holds()}
-        if not table:
-            return {}
-        return {given: table[key] for given in subjects if (key := hold_subject(given)) in table}
-
-    def hold_trail(self, subjects: Iterable[str]) -> list[Entry]:
-        """The hold and release events of `subjects`, newest first (for one person's history)."""
-        keys = [HOLD_KEY_PREFIX + hold_subject(s) for s in subjects]
-        found: list[Entry] = []
-        with self._read() as conn:
-            for chunk, marks in _in_chunks(keys):
-                found += [
-                    self._entry(row)
-                    for row in conn.execute(
-                        f"SELECT {self._ENTRY_COLUMNS} FROM entries e WHERE e.key IN ({marks})",
-                        chunk,
-                    )
-                ]
-        return sorted(found, key=lambda e: e.id, reverse=True)
 
     # -- cursors ---------------------------------------------------------------------------
 
@@ -936,102 +779,6 @@ class Journal:
                 (name, value),
             )
 
-    # -- reports over the whole journal (export) ------------------------------------------
-
-    @contextmanager
-    def snapshot(self) -> Iterator[None]:
-        """One read transaction: every read inside sees the journal as it was at the first.
-
-        For a reader that pages through the journal in several queries (`syncctl
-        export`) while a run may be writing: in WAL mode the run goes on, and
-        the pages agree with each other. Reads only: a write inside fails.
-        """
-        with self._sqlite_read() as conn:
-            nested = conn.in_transaction  # the outer snapshot holds
-            if not nested:
-                conn.execute("BEGIN")
-        if nested:
-            yield
-            return
-        try:
-            yield
-        finally:
-            with self._sqlite_read() as conn:
-                if conn.in_transaction:
-                    conn.execute("COMMIT")
-
-    def require_reports(self) -> None:
-        """Refuse (StateError) before anything is written when reports cannot be read here."""
-        with self._sqlite_read():
-            pass
-
-    @contextmanager
-    def _sqlite_read(self) -> Iterator[sqlite3.Connection]:
-        """The SQLite connection, for the reports' SQLite-only joins (`state.reports`)."""
-        if self._store.kind != "sqlite":
-            raise StateError(
-                f"export reads a SQLite journal; this one is on {self._store.name}",
-                hint="for now, export on a host with a SQLite state dir (state migrate --to DIR "
-                "makes one from the shared store)",
-            )
-        with self._read() as conn:
-            yield cast(sqlite3.Connection, conn)
-
-    def _pages(self, sql: str, params: Mapping[str, Any], page: int) -> Iterator[list[Any]]:
-        """The rows of one read query, `page` at a time, from one cursor (never all at once)."""
-        with self._sqlite_read() as conn:
-            cursor = conn.execute(sql, params)
-        try:
-            while True:
-                with self._sqlite_read():
-                    rows = cursor.fetchmany(page)
-                if not rows:
-                    return
-                yield rows
-        finally:
-            cursor.close()
-
-    def iter_purchase_facts(
-        self, coupon_email: int, *, page: int = 500
-    ) -> Iterator[list[reports.PurchaseFacts]]:
-        """Every purchase the journal knows (`coupon:<session>`, then sessions only a
-        `refund:` fact names), by session id, `page` at a time.
-
-        Each purchase is one row joined in SQLite: its coupon, refund and coupon
-        email (`coupon_email` is the email's id) come by key or on the subject
-        index, so memory stays flat however many purchases there are.
-        """
-        mail = f"mail:{coupon_email}:"
-        params = {
-            "mail": mail,
-            "mail_end": mail[:-1] + ";",
-            "mail_len": len(mail),
-            "done": EntryState.DONE.value,
-        }
-        for rows in self._pages(reports.PURCHASES_SQL, params, page):
-            yield [reports.purchase_facts(row) for row in rows]
-        for rows in self._pages(reports.REFUND_ONLY_SQL, params, page):
-            yield [reports.purchase_facts(row) for row in rows]
-
-    def iter_contact_facts(
-        self, vip_email: int, basic_email: int, *, page: int = 500
-    ) -> Iterator[list[reports.ContactFacts]]:
-        """Every invite attempt's newest entry (`invite:<contact>:<tier>`, in key order, so a
-        contact's tiers come together), then every lead no invite row shows; `page` at a time.
-
-        `vip_email`/`basic_email` are the invite emails' ids. One joined row each.
-        """
-        params = {
-            "vip": vip_email,
-            "basic": basic_email,
-            "done": EntryState.DONE.value,
-            "skipped": EntryState.SKIPPED.value,
-        }
-        for rows in self._pages(reports.INVITES_SQL, params, page):
-            yield [reports.contact_facts(row) for row in rows]
-        for rows in self._pages(reports.LONE_LEADS_SQL, params, page):
-            yield [reports.contact_facts(row) for row in rows]
-
 
 @contextmanager
 def open_for_run(
@@ -1070,11 +817,3 @@ def open_for_run(
         journal.run_lock(wait=wait, timeout=timeout, on_wait=on_wait),
     ):
         yield journal
-
-
-def _in_chunks(keys: Iterable[str]) -> Iterator[tuple[list[str], str]]:
-    """Distinct `keys` in chunks small enough for one `IN (...)`, with their placeholders."""
-    wanted = list(dict.fromkeys(keys))
-    for start in range(0, len(wanted), _CHUNK):
-        chunk = wanted[start : start + _CHUNK]
-        yield chunk, ",".join("?" * len(chunk))

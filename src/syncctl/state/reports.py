@@ -8,9 +8,14 @@ checks the backend before calling these).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, NamedTuple, cast
 
+from syncctl.errors import StateError
 from syncctl.state.records import EntryState
+from syncctl.state.store import Session, StateStore
 
 #: Stored state text -> EntryState, without the enum's slower call per row.
 _STATES = {state.value: state for state in EntryState}
@@ -212,3 +217,108 @@ def contact_facts(row: tuple[Any, ...]) -> ContactFacts:
         bool(row[12]),
         _int(row[13]),
     )
+
+
+class ReportsMixin:
+    """`Journal.snapshot`, `iter_purchase_facts`, `iter_contact_facts` (the export)."""
+
+    _store: StateStore
+
+    def _read(self) -> AbstractContextManager[Session]:
+        raise NotImplementedError
+
+    # -- reports over the whole journal (export) ------------------------------------------
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction: every read inside sees the journal as it was at the first.
+
+        For a reader that pages through the journal in several queries (`syncctl
+        export`) while a run may be writing: in WAL mode the run goes on, and
+        the pages agree with each other. Reads only: a write inside fails.
+        """
+        with self._sqlite_read() as conn:
+            nested = conn.in_transaction  # the outer snapshot holds
+            if not nested:
+                conn.execute("BEGIN")
+        if nested:
+            yield
+            return
+        try:
+            yield
+        finally:
+            with self._sqlite_read() as conn:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+
+    def require_reports(self) -> None:
+        """Refuse (StateError) before anything is written when reports cannot be read here."""
+        with self._sqlite_read():
+            pass
+
+    @contextmanager
+    def _sqlite_read(self) -> Iterator[sqlite3.Connection]:
+        """The SQLite connection, for the reports' SQLite-only joins (`state.reports`)."""
+        if self._store.kind != "sqlite":
+            raise StateError(
+                f"export reads a SQLite journal; this one is on {self._store.name}",
+                hint="for now, export on a host with a SQLite state dir (state migrate --to DIR "
+                "makes one from the shared store)",
+            )
+        with self._read() as conn:
+            yield cast(sqlite3.Connection, conn)
+
+    def _pages(self, sql: str, params: Mapping[str, Any], page: int) -> Iterator[list[Any]]:
+        """The rows of one read query, `page` at a time, from one cursor (never all at once)."""
+        with self._sqlite_read() as conn:
+            cursor = conn.execute(sql, params)
+        try:
+            while True:
+                with self._sqlite_read():
+                    rows = cursor.fetchmany(page)
+                if not rows:
+                    return
+                yield rows
+        finally:
+            cursor.close()
+
+    def iter_purchase_facts(
+        self, coupon_email: int, *, page: int = 500
+    ) -> Iterator[list[PurchaseFacts]]:
+        """Every purchase the journal knows (`coupon:<session>`, then sessions only a
+        `refund:` fact names), by session id, `page` at a time.
+
+        Each purchase is one row joined in SQLite: its coupon, refund and coupon
+        email (`coupon_email` is the email's id) come by key or on the subject
+        index, so memory stays flat however many purchases there are.
+        """
+        mail = f"mail:{coupon_email}:"
+        params = {
+            "mail": mail,
+            "mail_end": mail[:-1] + ";",
+            "mail_len": len(mail),
+            "done": EntryState.DONE.value,
+        }
+        for rows in self._pages(PURCHASES_SQL, params, page):
+            yield [purchase_facts(row) for row in rows]
+        for rows in self._pages(REFUND_ONLY_SQL, params, page):
+            yield [purchase_facts(row) for row in rows]
+
+    def iter_contact_facts(
+        self, vip_email: int, basic_email: int, *, page: int = 500
+    ) -> Iterator[list[ContactFacts]]:
+        """Every invite attempt's newest entry (`invite:<contact>:<tier>`, in key order, so a
+        contact's tiers come together), then every lead no invite row shows; `page` at a time.
+
+        `vip_email`/`basic_email` are the invite emails' ids. One joined row each.
+        """
+        params = {
+            "vip": vip_email,
+            "basic": basic_email,
+            "done": EntryState.DONE.value,
+            "skipped": EntryState.SKIPPED.value,
+        }
+        for rows in self._pages(INVITES_SQL, params, page):
+            yield [contact_facts(row) for row in rows]
+        for rows in self._pages(LONE_LEADS_SQL, params, page):
+            yield [contact_facts(row) for row in rows]

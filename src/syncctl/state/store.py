@@ -145,3 +145,15 @@ class StateStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+#: Keys per `IN (...)`: below SQLite's default of 999 host parameters.
+IN_CHUNK = 900
+
+
+def in_chunks(keys: Iterable[str]) -> Iterator[tuple[list[str], str]]:
+    """Distinct `keys` in chunks small enough for one `IN (...)`, with their placeholders."""
+    wanted = list(dict.fromkeys(keys))
+    for start in range(0, len(wanted), IN_CHUNK):
+        chunk = wanted[start : start + IN_CHUNK]
+        yield chunk, ",".join("?" * len(chunk))
