@@ -245,8 +245,10 @@ def test_emulator_answers_a_page_of_100k_contacts_in_milliseconds(clock: Clock) 
                 result = call()
                 per_request.append((time.perf_counter() - started) / (stats.total_calls - calls))
                 assert result
-        # A page of 200 contacts is some 600 kB of JSON to decode on this side.
-        assert max(per_request) < 0.25, per_request
+        # A page of 200 contacts is some 600 kB of JSON to decode on this side;
+        # quiet, each request takes 0.05-0.15 s; with the other test worker busy
+        # up to 0.5 s. Unindexed, one query over 100k contacts takes 2 s and more.
+        assert max(per_request) < 0.75, per_request
     finally:
         srv.stop()
 
