@@ -1537,10 +1537,6 @@ class StripeEmulator(Emulator):
                 if unsupported in params:  # the emulator has none of these objects
                     checks.append(lambda s: False)
 
-            def lookup(sid: str) -> tuple[int, str] | None:
-                session = self._sessions.get(sid)
-                return session.key if session else None
-
             keys = self._session_keys.get(status, [])
             accept = None
             if checks:
@@ -1549,28 +1545,55 @@ class StripeEmulator(Emulator):
                     session = self._sessions[key[1]]
                     return all(check(session) for check in checks)
 
-            page, has_more = _page_keys(
+            return self._list_page(
+                params,
                 keys,
+                self._sessions,
+                lambda found: self._render_session(found, expand_items="data.line_items" in expand),
+                "/v1/checkout/sessions",
                 low=low,
                 high=high,
                 limit=limit,
-                starting_after=self._cursor(params, "starting_after", lookup),
-                ending_before=self._cursor(params, "ending_before", lookup),
                 accept=accept,
             )
-            return {
-                "object": "list",
-                "data": [
-                    self._render_session(
-                        self._sessions[sid], expand_items="data.line_items" in expand
-                    )
-                    for _, sid in page
-                ],
-                "has_more": has_more,
-                "url": "/v1/checkout/sessions",
-            }
 
         return self._answer(build)
+
+    def _list_page(
+        self,
+        params: dict[str, Any],
+        keys: Sequence[tuple[int, str]],
+        objects: Mapping[str, Any],
+        render: Callable[[Any], dict[str, Any]],
+        url: str,
+        *,
+        low: int | None,
+        high: int | None,
+        limit: int,
+        accept: Callable[[tuple[int, str]], bool] | None = None,
+    ) -> dict[str, Any]:
+        """One page of a list endpoint, newest first, as Stripe's list object: keyset
+        paging over `keys` with `starting_after`/`ending_before` ids of `objects`."""
+
+        def lookup(object_id: str) -> tuple[int, str] | None:
+            found = objects.get(object_id)
+            return found.key if found else None
+
+        page, has_more = _page_keys(
+            keys,
+            low=low,
+            high=high,
+            limit=limit,
+            starting_after=self._cursor(params, "starting_after", lookup),
+            ending_before=self._cursor(params, "ending_before", lookup),
+            accept=accept,
+        )
+        return {
+            "object": "list",
+            "data": [render(objects[object_id]) for _, object_id in page],
+            "has_more": has_more,
+            "url": url,
+        }
 
     def _missing(self, kind: str, object_id: str, param: str) -> _Fail:
         return _Fail(
@@ -1683,25 +1706,17 @@ class StripeEmulator(Emulator):
                 def accept(key: tuple[int, str]) -> bool:
                     return self._events[key[1]].type in wanted
 
-            def lookup(eid: str) -> tuple[int, str] | None:
-                event = self._events.get(eid)
-                return event.key if event else None
-
-            page, has_more = _page_keys(
+            return self._list_page(
+                params,
                 keys,
+                self._events,
+                self._render_event,
+                "/v1/events",
                 low=low,
                 high=high,
                 limit=limit,
-                starting_after=self._cursor(params, "starting_after", lookup),
-                ending_before=self._cursor(params, "ending_before", lookup),
                 accept=accept,
             )
-            return {
-                "object": "list",
-                "data": [self._render_event(self._events[eid]) for _, eid in page],
-                "has_more": has_more,
-                "url": "/v1/events",
-            }
 
         return self._answer(build)
 
@@ -1752,24 +1767,16 @@ class StripeEmulator(Emulator):
             if "customer" in params or "transfer_group" in params:
                 keys = []  # the emulator has neither customers nor transfer groups
 
-            def lookup(cid: str) -> tuple[int, str] | None:
-                charge = self._charges.get(cid)
-                return charge.key if charge else None
-
-            page, has_more = _page_keys(
+            return self._list_page(
+                params,
                 keys,
+                self._charges,
+                self._render_charge,
+                "/v1/charges",
                 low=low,
                 high=high,
                 limit=limit,
-                starting_after=self._cursor(params, "starting_after", lookup),
-                ending_before=self._cursor(params, "ending_before", lookup),
             )
-            return {
-                "object": "list",
-                "data": [self._render_charge(self._charges[cid]) for _, cid in page],
-                "has_more": has_more,
-                "url": "/v1/charges",
-            }
 
         return self._answer(build)
 
@@ -1807,25 +1814,17 @@ class StripeEmulator(Emulator):
                         intent is None or dispute.payment_intent == intent
                     )
 
-            def lookup(did: str) -> tuple[int, str] | None:
-                dispute = self._disputes.get(did)
-                return dispute.key if dispute else None
-
-            page, has_more = _page_keys(
+            return self._list_page(
+                params,
                 self._dispute_keys,
+                self._disputes,
+                self._render_dispute,
+                "/v1/disputes",
                 low=low,
                 high=high,
                 limit=limit,
-                starting_after=self._cursor(params, "starting_after", lookup),
-                ending_before=self._cursor(params, "ending_before", lookup),
                 accept=accept,
             )
-            return {
-                "object": "list",
-                "data": [self._render_dispute(self._disputes[did]) for _, did in page],
-                "has_more": has_more,
-                "url": "/v1/disputes",
-            }
 
         return self._answer(build)
 
