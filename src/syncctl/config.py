@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -63,16 +63,22 @@ SERVICE_SECRETS = {
 }
 
 
-def _http_url(value: str) -> str:
+def _url_parts(value: str, example: str, credentials: str = "") -> SplitResult:
+    """An http(s) URL with a host, no user:password and a valid port; else ValueError."""
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http(s) URL such as https://example.org")
+        raise ValueError(f"must be an http(s) URL such as {example}")
     if parts.username is not None or parts.password is not None:
-        raise ValueError("must not carry user:password: put credentials in the .env secrets")
+        raise ValueError(f"must not carry user:password{credentials}")
     try:
         parts.port  # noqa: B018 - urlsplit checks the range only when asked
     except ValueError:
         raise ValueError("has a port outside 1-65535") from None
+    return parts
+
+
+def _http_url(value: str) -> str:
+    parts = _url_parts(value, "https://example.org", ": put credentials in the .env secrets")
     if parts.query or parts.fragment:
         raise ValueError("must not carry a query string or fragment")
     return value.rstrip("/")
@@ -82,15 +88,7 @@ def _ping_url(value: str) -> str:
     """`[alert] ping_url`: "" (no pings) or an http(s) URL; a query (`?create=1`) may stay."""
     if value == "":
         return value
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError('must be an http(s) URL such as https://hc-ping.com/<uuid>, or ""')
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("must not carry user:password")
-    try:
-        parts.port  # noqa: B018 - urlsplit checks the range only when asked
-    except ValueError:
-        raise ValueError("has a port outside 1-65535") from None
+    parts = _url_parts(value, 'https://hc-ping.com/<uuid>, or ""')
     if parts.fragment:
         raise ValueError("must not carry a fragment")
     return parts._replace(path=parts.path.rstrip("/")).geturl()
