@@ -33,11 +33,12 @@ with state_lock(Path(sys.argv[1])):
 """
 
 
-@pytest.fixture
-def child_holder(state_dir: Path) -> Iterator[subprocess.Popen[str]]:
-    """Another process holding the lock (it sleeps until killed)."""
+def holding(
+    script: str, state_dir: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    """Run `script` in another process until it prints "held"; killed afterwards."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(state_dir)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", script, str(state_dir)], stdout=subprocess.PIPE, text=True, env=env
     )
     try:
         assert proc.stdout is not None
@@ -49,6 +50,12 @@ def child_holder(state_dir: Path) -> Iterator[subprocess.Popen[str]]:
         proc.wait(timeout=10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+@pytest.fixture
+def child_holder(state_dir: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding the lock (it sleeps until killed)."""
+    yield from holding(HOLDER, state_dir)
 
 
 def test_lock_creates_private_dir_and_file(state_dir: Path) -> None:
@@ -166,22 +173,7 @@ def run_holder(where: Path | StateLocation, state_dir: Path) -> Iterator[subproc
     env = dict(os.environ)
     if isinstance(where, StateLocation):
         env["TEST_STATE_URL"] = str(where.url)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", RUN_HOLDER, str(state_dir)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "held"
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+    yield from holding(RUN_HOLDER, state_dir, env)
 
 
 def test_run_lock_is_free_again_after_the_block_and_after_a_raise(
