@@ -1,3 +1,3 @@
-from syncctl.cli import main
+from syncctl.entry import main
 
 main()

@@ -72,3 +72,23 @@ def test_a_run_that_ends_in_an_error_is_recorded_as_failed_not_ok(sandbox, confi
     with pytest.raises(SyncctlError):
         reconcile(config)  # Mautic is the hub: without its contacts the run stops
     assert last_run_outcome(config) == "failed"
+
+
+def test_a_ctrl_c_swallowed_while_syncctl_started_stops_the_run_before_its_first_action(
+    sandbox, config
+) -> None:
+    from typer.testing import CliRunner
+
+    from syncctl.cli import app
+    from syncctl.entry import INTERRUPTED
+
+    INTERRUPTED.set()  # what the start-up handler remembers of a Ctrl-C
+    try:
+        args = ["--config", str(config.path), "--env-file", str(config.path.parent / ".env")]
+        result = CliRunner().invoke(app, [*args, "reconcile"])
+    finally:
+        INTERRUPTED.clear()
+    assert result.exit_code == 130, result.output
+    assert sandbox.write_count() == 0
+    assert reconcile(config).ok  # the next run does the work
+    assert violations(sandbox, config) == []

@@ -42,6 +42,7 @@ from typer._click.exceptions import UsageError as ClickUsageError
 from syncctl import __version__, logs
 from syncctl import config as config_mod
 from syncctl.engine.stop import StopRequest
+from syncctl.entry import INTERRUPTED
 from syncctl.errors import LockBusy, SyncctlError
 
 if TYPE_CHECKING:
@@ -287,6 +288,9 @@ def _stop_on_signals(stop: StopRequest, *, quiet: bool) -> Iterator[None]:
     def handle(signum: int, frame: object) -> None:
         name = signal.Signals(signum).name
         if not stop.applying or stop.is_set():
+            # Remembered too: a KeyboardInterrupt raised inside the import
+            # machinery is swallowed, and the run must not go on to apply.
+            stop.set(name)
             raise KeyboardInterrupt
         stop.set(name)
         if not quiet:
@@ -296,6 +300,8 @@ def _stop_on_signals(stop: StopRequest, *, quiet: bool) -> Iterator[None]:
                 highlight=False,
             )
 
+    if INTERRUPTED.is_set():  # a Ctrl-C while syncctl started, swallowed by an import
+        stop.set("SIGINT")
     if threading.current_thread() is not threading.main_thread():
         yield  # signals reach the main thread only (CliRunner in a worker thread)
         return

@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -24,6 +24,9 @@ from syncctl.engine.reconcile import reconcile as run
 from syncctl.sandbox.seed import seed_demo
 from syncctl.sandbox.stack import VIP_PRICE_ID, VIP_PRODUCT_ID, Sandbox
 from syncctl.state.journal import HoldKind, Journal
+
+if TYPE_CHECKING:
+    from syncctl.service.watch import WatchService
 
 #: The demo's refunded buyer and the one who asks to wait.
 REFUNDED = "ada.lovelace@example.com"
@@ -159,21 +162,21 @@ def watch_story(console: Console, latency: float = 0.0) -> int:
         options = LoopOptions(interval=300.0, audit_at=None)
         with WatchService(cfg, listen="127.0.0.1:0", options=options) as service:
             say(f"syncctl watch is listening on {service.url} (interval 300 s, webhooks on)")
-            _settled(sandbox, service)
+            _settled(service)
             say("first cycles done: the seeded campaign is in sync")
             sandbox.send_webhooks(service.url or "", retry_delays=(0.2, 0.5, 1.0))
             vip = [(VIP_PRICE_ID, VIP_PRODUCT_ID, 1)]
             started = time.monotonic()
             sandbox.stripe.add_session(WATCH_BUYER, name="Barbara Liskov", line_items=vip)
             say(f"stripe: {WATCH_BUYER} completes a VIP checkout (Stripe posts the event)")
-            bought = _answered(sandbox, WATCH_BUYER, sends, started)
+            bought = _answered(WATCH_BUYER, sends, started)
             say(_answer_line("coupon email", bought))
             started = time.monotonic()
             sandbox.mautic.add_contact(
                 WATCH_SIGN_UP, firstname="Frances", lastname="Allen", opt_in_confirmed=True
             )
             say(f"mautic: {WATCH_SIGN_UP} confirms the opt-in (Mautic posts the contact)")
-            signed = _answered(sandbox, WATCH_SIGN_UP, sends, started)
+            signed = _answered(WATCH_SIGN_UP, sends, started)
             say(_answer_line("invite email", signed))
         once = all(sends(e) == 1 for e in (WATCH_BUYER, WATCH_SIGN_UP))
         say("each got exactly one email" if once else "an email went out twice: a defect")
@@ -191,7 +194,7 @@ def _sends_to(sandbox: Sandbox) -> Callable[[str], int]:
     return sends
 
 
-def _settled(sandbox: Sandbox, service: Any) -> None:
+def _settled(service: WatchService) -> None:
     """Wait for the first run and the run after it (which settles what it changed)."""
     deadline = time.monotonic() + 60
     service.wakeup.set("demo")
@@ -201,9 +204,7 @@ def _settled(sandbox: Sandbox, service: Any) -> None:
         time.sleep(0.05)
 
 
-def _answered(
-    sandbox: Sandbox, email: str, sent: Callable[[str], int], started: float
-) -> float | None:
+def _answered(email: str, sent: Callable[[str], int], started: float) -> float | None:
     """Seconds until `email` got its first email, or None after `ANSWER_TIMEOUT`."""
     while time.monotonic() - started < ANSWER_TIMEOUT:
         if sent(email):
