@@ -407,7 +407,8 @@ class Secrets:
         them = "them" if len(missing) > 1 else "it"
         what = f"secrets {names} are not set" if len(missing) > 1 else f"secret {names} is not set"
         if self.env_file is not None:
-            where = f"in neither the environment nor {self.env_file}"
+            # "set" means a value: NAME= with nothing after it counts as missing.
+            where = f"in neither the environment nor {self.env_file} (or empty there)"
             fix = f"add {them} to {self.env_file}, or export {them}"
         else:
             looked = f"looked for {self.looked_for}" if self.looked_for else "none was named"

@@ -385,3 +385,12 @@ def test_both_modes_pass_systemd_analyze_verify_without_a_warning(
     # systemd ignores a setting it cannot parse with only a warning: there must be none.
     problems = [line for line in verify.stderr.splitlines() if "ignoring" in line.lower()]
     assert problems == [], verify.stderr
+
+
+def test_the_install_hint_repeats_the_options_that_chose_who_runs_the_units(
+    run: Run, as_root, other_account
+) -> None:
+    result = run("schedule", "systemd", "--user-name", other_account.pw_name)
+    assert result.exit_code == 0, result.output
+    hint = f"install with: syncctl schedule systemd --user-name {other_account.pw_name} --install"
+    assert hint in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shlex
 import signal
 import sys
 import time
@@ -444,8 +445,12 @@ def schedule(
     for unit in units:
         typer.echo(f"# {directory / unit.name}\n{unit.text}")
     watch = " --mode watch" if mode is ScheduleMode.WATCH else ""
+    # The options that chose who the units run as must come again, or the
+    # install is refused (as root) or writes other units than these.
+    who = f" --user-name {shlex.quote(user_name)}" if user_name else ""
+    who += " --allow-root" if allow_root else ""
     err.print(
-        f"install with: syncctl schedule systemd{' --user' if user else ''}{watch} --install",
+        f"install with: syncctl schedule systemd{' --user' if user else ''}{watch}{who} --install",
         markup=False,
     )
 
